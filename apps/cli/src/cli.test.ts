@@ -1,0 +1,108 @@
+import { execFile } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { describe, expect, it } from "vitest";
+
+const FORGE = fileURLToPath(new URL("../dist/forge.js", import.meta.url));
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Run the built CLI as a real child process. */
+function forge(args: string[], env: Record<string, string> = {}): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [FORGE, ...args],
+      { env: { ...process.env, NO_COLOR: "1", FORGE_BACKEND: "", ...env } },
+      (error, stdout, stderr) => {
+        const code = error ? (typeof error.code === "number" ? error.code : 3) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
+}
+
+describe("forge CLI", () => {
+  it("--help lists the commands", async () => {
+    const run = await forge(["--help"]);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatchSnapshot();
+  });
+
+  it("--version prints the package version", async () => {
+    const { version } = (await import("../package.json", { with: { type: "json" } })).default;
+    const run = await forge(["--version"]);
+    expect(run.code).toBe(0);
+    expect(run.stdout.trim()).toBe(
+      `forge/${version} ${process.platform}-${process.arch} node-${process.version}`,
+    );
+  });
+
+  it("an unknown command exits 2 and points at --help", async () => {
+    const run = await forge(["bake-it-now"]);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toBe(
+      'forge: unknown command "bake-it-now"; run `forge --help` for the list\n',
+    );
+  });
+
+  it("an unknown option exits 2", async () => {
+    const run = await forge(["doctor", "--fast"]);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain("Unknown option `--fast`");
+  });
+});
+
+describe("forge doctor", () => {
+  it("--json reports the automatically chosen backend and why faster ones were skipped", async () => {
+    const run = await forge(["doctor", "--json", "--seconds", "0.2"]);
+    expect(run.code).toBe(0);
+    const report = JSON.parse(run.stdout);
+    expect(report.node.ok).toBe(true);
+    expect(report.cpu.cores).toBeGreaterThan(0);
+    expect(report.memory.totalBytes).toBeGreaterThan(0);
+    expect(["tensorflow", "wasm"]).toContain(report.backend.name);
+    expect(report.backend.forced).toBe(false);
+    if (report.backend.name === "wasm") {
+      expect(report.backend.attempts[0].name).toBe("tensorflow");
+      expect(report.backend.attempts[0].reason).toMatch(/tfjs-node/);
+    }
+    expect(report.matmul.gflops).toBeGreaterThan(0);
+    expect(report.matmul.iterations).toBeGreaterThan(0);
+  });
+
+  it("FORGE_BACKEND=cpu forces the cpu backend", async () => {
+    const run = await forge(["doctor", "--json", "--seconds", "0.1"], { FORGE_BACKEND: "cpu" });
+    expect(run.code).toBe(0);
+    const report = JSON.parse(run.stdout);
+    expect(report.backend).toMatchObject({
+      name: "cpu",
+      forced: true,
+      attempts: [{ name: "cpu", ok: true }],
+    });
+  });
+
+  it("text output names the backend and the reason for each skipped one", async () => {
+    const run = await forge(["doctor", "--seconds", "0.1"], { FORGE_BACKEND: "wasm" });
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/^backend {2}wasm \(forced, 1 thread, tfjs [\d.]+\)$/m);
+    expect(run.stdout).toMatch(/^matmul {3}[\d.]+ GFLOP\/s/m);
+  });
+
+  it("an unknown FORGE_BACKEND exits 2 naming the accepted values", async () => {
+    const run = await forge(["doctor"], { FORGE_BACKEND: "gpu" });
+    expect(run.code).toBe(2);
+    expect(run.stderr).toBe(
+      'forge: FORGE_BACKEND="gpu" is not a backend; accepted: tensorflow, wasm, cpu\n',
+    );
+  });
+
+  it("a bad --seconds exits 2", async () => {
+    const run = await forge(["doctor", "--seconds", "0"]);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain("--seconds must be a number in (0, 60]");
+  });
+});

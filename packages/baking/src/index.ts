@@ -1,0 +1,1 @@
+export { BakingError, type BakingErrorCode } from "./errors.js";

@@ -1,0 +1,1 @@
+export { EvaluationError, type EvaluationErrorCode } from "./errors.js";

@@ -1,0 +1,1 @@
+export { RecipeError, type RecipeErrorCode } from "./errors.js";

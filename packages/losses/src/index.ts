@@ -1,0 +1,1 @@
+export { LossError, type LossErrorCode } from "./errors.js";

@@ -1,0 +1,209 @@
+/**
+ * Compute backend selection: native TensorFlow → wasm → pure-JS cpu, first that works.
+ * `FORGE_BACKEND=tensorflow|wasm|cpu` (or `initBackend({ backend })`) forces one.
+ */
+import os from "node:os";
+import * as tf from "@tensorflow/tfjs";
+import { ModelError } from "../errors.js";
+import { installWasmKernels } from "./wasm-kernels.js";
+
+export const BACKEND_NAMES = ["tensorflow", "wasm", "cpu"] as const;
+export type BackendName = (typeof BACKEND_NAMES)[number];
+
+/** One backend that was tried, and why it was or was not used. */
+export interface BackendAttempt {
+  name: BackendName;
+  ok: boolean;
+  /** Why the backend could not be used (absent when ok). */
+  reason?: string;
+}
+
+export interface BackendInfo {
+  /** The backend every tensor now runs on. */
+  name: BackendName;
+  /** True when FORGE_BACKEND or the `backend` option chose it. */
+  forced: boolean;
+  /** Every backend tried, in order, ending with the chosen one. */
+  attempts: BackendAttempt[];
+  /** Threads the backend computes with. */
+  threads: number;
+  /** The tfjs version in use. */
+  tfjsVersion: string;
+}
+
+export interface InitBackendOptions {
+  /** Force one backend; overrides FORGE_BACKEND. */
+  backend?: BackendName;
+  /** Environment to read FORGE_BACKEND from (default `process.env`). */
+  env?: Record<string, string | undefined>;
+}
+
+let current: BackendInfo | undefined;
+let pending: Promise<BackendInfo> | undefined;
+
+function parseBackendName(value: string, source: string): BackendName {
+  const name = value.trim().toLowerCase();
+  if ((BACKEND_NAMES as readonly string[]).includes(name)) return name as BackendName;
+  throw new ModelError(
+    "E_BACKEND_UNKNOWN",
+    `${source}=${JSON.stringify(value)} is not a backend; accepted: ${BACKEND_NAMES.join(", ")}`,
+  );
+}
+
+function describeNativeFailure(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  const code = (error as { code?: string } | undefined)?.code;
+  if (code === "ERR_MODULE_NOT_FOUND" || code === "MODULE_NOT_FOUND") {
+    if (message.includes("@tensorflow/tfjs-node'") || message.includes('@tensorflow/tfjs-node"')) {
+      return "@tensorflow/tfjs-node is not installed (it is an optional dependency)";
+    }
+  }
+  // What tfjs-node throws when its install could not download libtensorflow.
+  if (/native addon module \(tfjs_binding\.node\) can not be found/.test(message)) {
+    return (
+      "@tensorflow/tfjs-node is installed but its native addon was not built " +
+      "(its install script could not download libtensorflow)"
+    );
+  }
+  return `@tensorflow/tfjs-node failed to load: ${message.split("\n")[0]}`;
+}
+
+async function tryTensorflow(): Promise<BackendAttempt> {
+  try {
+    // A variable specifier: the package is optional, so neither TypeScript nor the bundler
+    // may resolve it at build time.
+    const specifier = "@tensorflow/tfjs-node";
+    await import(specifier);
+  } catch (error) {
+    return { name: "tensorflow", ok: false, reason: describeNativeFailure(error) };
+  }
+  if (!tf.findBackendFactory("tensorflow")) {
+    return {
+      name: "tensorflow",
+      ok: false,
+      reason: "@tensorflow/tfjs-node loaded but registered with a different copy of tfjs-core",
+    };
+  }
+  const ok = await tf.setBackend("tensorflow");
+  return ok
+    ? { name: "tensorflow", ok: true }
+    : { name: "tensorflow", ok: false, reason: "the tensorflow backend failed to initialise" };
+}
+
+async function tryWasm(): Promise<BackendAttempt> {
+  try {
+    await import("@tensorflow/tfjs-backend-wasm");
+    installWasmKernels();
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    return {
+      name: "wasm",
+      ok: false,
+      reason: `@tensorflow/tfjs-backend-wasm failed to load: ${message}`,
+    };
+  }
+  const ok = await tf.setBackend("wasm").catch(() => false);
+  return ok
+    ? { name: "wasm", ok: true }
+    : {
+        name: "wasm",
+        ok: false,
+        reason: "the wasm backend failed to initialise (WebAssembly unavailable?)",
+      };
+}
+
+async function tryCpu(): Promise<BackendAttempt> {
+  // @tensorflow/tfjs registers the cpu backend (and every gradient) when imported.
+  const ok = await tf.setBackend("cpu");
+  return ok ? { name: "cpu", ok: true } : { name: "cpu", ok: false, reason: "cpu backend failed" };
+}
+
+const TRY: Record<BackendName, () => Promise<BackendAttempt>> = {
+  tensorflow: tryTensorflow,
+  wasm: tryWasm,
+  cpu: tryCpu,
+};
+
+function threadsOf(name: BackendName): number {
+  // tfjs-backend-wasm runs single-threaded under Node (its threaded build needs browser
+  // workers); native TensorFlow uses every core.
+  if (name === "tensorflow") return os.availableParallelism();
+  return 1;
+}
+
+async function select(options: InitBackendOptions): Promise<BackendInfo> {
+  const env = options.env ?? process.env;
+  let forcedName: BackendName | undefined = options.backend;
+  if (forcedName) forcedName = parseBackendName(forcedName, "backend");
+  else if (env.FORGE_BACKEND?.trim())
+    forcedName = parseBackendName(env.FORGE_BACKEND, "FORGE_BACKEND");
+
+  // tfjs prints advice to install tfjs-node through its logger; forge reports that itself.
+  tf.env().set("PROD", true);
+
+  const order: BackendName[] = forcedName ? [forcedName] : [...BACKEND_NAMES];
+  const attempts: BackendAttempt[] = [];
+  for (const name of order) {
+    const attempt = await TRY[name]();
+    attempts.push(attempt);
+    if (attempt.ok) {
+      await tf.ready();
+      return {
+        name,
+        forced: forcedName !== undefined,
+        attempts,
+        threads: threadsOf(name),
+        tfjsVersion: tf.version_core,
+      };
+    }
+  }
+  const last = attempts[attempts.length - 1]!;
+  throw new ModelError(
+    "E_BACKEND_UNAVAILABLE",
+    forcedName
+      ? `backend "${forcedName}" was forced (FORGE_BACKEND or --backend) but is unavailable: ${last.reason}`
+      : `no compute backend could be initialised: ${attempts.map((a) => `${a.name}: ${a.reason}`).join("; ")}`,
+  );
+}
+
+/**
+ * Select and initialise the tfjs backend once per process. Later calls return the same
+ * result; asking for a different backend after one is initialised is an error (tensors
+ * already created live on the first one).
+ */
+export async function initBackend(options: InitBackendOptions = {}): Promise<BackendInfo> {
+  if (current) {
+    const wanted = options.backend ?? (options.env ?? process.env).FORGE_BACKEND?.trim();
+    if (wanted && parseBackendName(wanted, "backend") !== current.name) {
+      throw new ModelError(
+        "E_BACKEND_LOCKED",
+        `backend "${current.name}" is already initialised in this process; cannot switch to "${wanted}"`,
+      );
+    }
+    return current;
+  }
+  pending ??= select(options).then(
+    (info) => {
+      current = info;
+      return info;
+    },
+    (error: unknown) => {
+      pending = undefined;
+      throw error;
+    },
+  );
+  return pending;
+}
+
+/** The initialised backend, or undefined before `initBackend()`. */
+export function currentBackend(): BackendInfo | undefined {
+  return current;
+}
+
+/** One line for logs: which backend, and why the faster ones were not used. */
+export function describeBackend(info: BackendInfo): string {
+  const skipped = info.attempts.filter((a) => !a.ok);
+  const why = skipped.map((a) => `${a.name}: ${a.reason}`).join("; ");
+  const how = info.forced ? "forced" : "auto";
+  return `backend ${info.name} (${how}, ${info.threads} thread${info.threads === 1 ? "" : "s"})${why ? ` — not used: ${why}` : ""}`;
+}

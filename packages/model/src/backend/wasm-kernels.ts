@@ -1,0 +1,279 @@
+/**
+ * Kernels that make the tfjs wasm backend fit for training.
+ *
+ * 1. `BatchMatMul` is overridden so every product runs on XNNPACK's fully-connected path.
+ *    The stock kernel only uses XNNPACK for an untransposed product of two batch-1 operands;
+ *    everything else (transposed operands — which is what tfjs' own matMul gradient emits —
+ *    batched attention products, and rank-3 × rank-2 dense layers) falls into a scalar loop
+ *    that runs 10–40× slower. The override transposes explicitly, folds a shared right-hand
+ *    side into one tall product, and runs batched products slice by slice on views of the
+ *    operands (no copies).
+ * 2. `UnsortedSegmentSum` — the gradient of `gather`, i.e. of an embedding lookup — has no
+ *    wasm kernel at all; training fails without it.
+ */
+import {
+  type BatchMatMulAttrs,
+  type BatchMatMulInputs,
+  broadcast_util,
+  getKernel,
+  type KernelConfig,
+  type KernelFunc,
+  registerKernel,
+  type TensorInfo,
+  type UnsortedSegmentSumAttrs,
+  type UnsortedSegmentSumInputs,
+  unregisterKernel,
+  util,
+} from "@tensorflow/tfjs";
+import { ModelError } from "../errors.js";
+
+/** The parts of tfjs-backend-wasm's BackendWasm this module touches. */
+interface WasmBackend {
+  wasm: {
+    cwrap(name: string, returnType: null, argTypes: string[]): (...args: unknown[]) => void;
+    HEAPU8: Uint8Array;
+    tfjs: {
+      registerTensor(id: number, size: number, memoryOffset: number): void;
+      disposeData(id: number): void;
+    };
+  };
+  dataIdMap: { get(dataId: object): { id: number; memoryOffset: number } };
+  makeOutput(shape: number[], dtype: string): TensorInfo;
+  disposeData(dataId: object): boolean;
+  typedArrayFromHeap(info: TensorInfo): Float32Array | Int32Array | Uint8Array;
+}
+
+type WasmBatchMatMulFn = (
+  aId: number,
+  aShape: Uint8Array,
+  aRank: number,
+  bId: number,
+  bShape: Uint8Array,
+  bRank: number,
+  transposeA: boolean,
+  transposeB: boolean,
+  outId: number,
+) => void;
+
+const BACKEND = "wasm";
+const BATCH_MATMUL = "BatchMatMul";
+const TRANSPOSE = "Transpose";
+const UNSORTED_SEGMENT_SUM = "UnsortedSegmentSum";
+
+/**
+ * Below this many multiply-adds per slice, XNNPACK's operator set-up (it packs the right-hand
+ * side on every call for non-weight operands) costs more than the product; the stock kernel's
+ * loop is used instead, with the operand layout that loop reads contiguously.
+ */
+const SMALL_PRODUCT_MACS = 4096;
+
+let routeMatMul = true;
+let installed = false;
+let originalBatchMatMul: KernelConfig | undefined;
+let wasmBatchMatMul: WasmBatchMatMulFn | undefined;
+
+/**
+ * Turn the fast matmul routing on or off at run time (default on). Off runs the stock tfjs
+ * wasm kernel; tests use it to check the two agree and benchmarks to measure the difference.
+ */
+export function setWasmMatMulRouting(enabled: boolean): void {
+  routeMatMul = enabled;
+}
+
+export function wasmMatMulRouting(): boolean {
+  return routeMatMul;
+}
+
+function shapeBytes(shape: readonly number[]): Uint8Array {
+  return new Uint8Array(new Int32Array(shape).buffer);
+}
+
+function nextId(backend: WasmBackend): number {
+  const counter = backend as unknown as { dataIdNextNumber: number };
+  return counter.dataIdNextNumber++;
+}
+
+/** Swap the last two axes with the backend's own (fast, copying) transpose kernel. */
+function transposeLastTwo(backend: WasmBackend, x: TensorInfo): TensorInfo {
+  const kernel = getKernel(TRANSPOSE, BACKEND);
+  if (!kernel) throw new Error("tfjs wasm backend has no Transpose kernel");
+  const rank = x.shape.length;
+  const perm = [...Array(rank).keys()];
+  perm[rank - 2] = rank - 1;
+  perm[rank - 1] = rank - 2;
+  return kernel.kernelFunc({
+    inputs: { x },
+    backend: backend as never,
+    attrs: { perm },
+  }) as TensorInfo;
+}
+
+function fastBatchMatMul(args: {
+  inputs: BatchMatMulInputs;
+  backend: WasmBackend;
+  attrs: BatchMatMulAttrs;
+}): TensorInfo {
+  const { inputs, backend, attrs } = args;
+  const a = inputs.a as TensorInfo;
+  const b = inputs.b as TensorInfo;
+  const original = originalBatchMatMul!.kernelFunc as unknown as (x: typeof args) => TensorInfo;
+  const aRank = a.shape.length;
+  const bRank = b.shape.length;
+  if (!routeMatMul || a.dtype !== "float32" || b.dtype !== "float32" || aRank < 2 || bRank < 2) {
+    return original(args);
+  }
+  const { transposeA, transposeB } = attrs;
+  const m = a.shape[transposeA ? aRank - 1 : aRank - 2]!;
+  const k = a.shape[transposeA ? aRank - 2 : aRank - 1]!;
+  const kB = b.shape[transposeB ? bRank - 1 : bRank - 2]!;
+  const n = b.shape[transposeB ? bRank - 2 : bRank - 1]!;
+  const outerA = a.shape.slice(0, -2);
+  const outerB = b.shape.slice(0, -2);
+  const batchA = util.sizeFromShape(outerA);
+  const batchB = util.sizeFromShape(outerB);
+  const pairedBatches = batchA === 1 || batchB === 1 || util.arraysEqual(outerA, outerB);
+  if (k !== kB || !pairedBatches) return original(args); // stock kernel reports / broadcasts
+  if (m * n * k < SMALL_PRODUCT_MACS || m * n * k === 0) {
+    return original(args);
+  }
+  const outOuter = broadcast_util.assertAndGetBroadcastShape(outerA, outerB);
+  const batch = Math.max(batchA, batchB);
+
+  const temporaries: TensorInfo[] = [];
+  const left = transposeA ? transposeLastTwo(backend, a) : a; // [..., m, k]
+  if (left !== a) temporaries.push(left);
+  const right = transposeB ? transposeLastTwo(backend, b) : b; // [..., k, n]
+  if (right !== b) temporaries.push(right);
+  const out = backend.makeOutput([...outOuter, m, n], "float32");
+  const call = wasmBatchMatMul!;
+  const leftData = backend.dataIdMap.get(left.dataId);
+  const rightData = backend.dataIdMap.get(right.dataId);
+  const outData = backend.dataIdMap.get(out.dataId);
+
+  if (batchB === 1) {
+    // A shared right-hand side: fold every batch of the left into one tall product.
+    call(
+      leftData.id,
+      shapeBytes([1, batchA * m, k]),
+      3,
+      rightData.id,
+      shapeBytes([1, k, n]),
+      3,
+      false,
+      false,
+      outData.id,
+    );
+  } else {
+    // One XNNPACK product per batch, on views into the operands' memory.
+    const tfjs = backend.wasm.tfjs;
+    const leftShape = shapeBytes([1, m, k]);
+    const rightShape = shapeBytes([1, k, n]);
+    for (let i = 0; i < batch; i++) {
+      let leftId = leftData.id;
+      if (batchA !== 1) {
+        leftId = nextId(backend);
+        tfjs.registerTensor(leftId, m * k, leftData.memoryOffset + i * m * k * 4);
+      }
+      const rightId = nextId(backend);
+      tfjs.registerTensor(rightId, k * n, rightData.memoryOffset + i * k * n * 4);
+      const outId = nextId(backend);
+      tfjs.registerTensor(outId, m * n, outData.memoryOffset + i * m * n * 4);
+      call(leftId, leftShape, 3, rightId, rightShape, 3, false, false, outId);
+      // Views own no memory: dropping them from the C++ registry also drops the XNNPACK
+      // operator cached on the right-hand view.
+      tfjs.disposeData(outId);
+      tfjs.disposeData(rightId);
+      if (leftId !== leftData.id) tfjs.disposeData(leftId);
+    }
+  }
+  for (const t of temporaries) backend.disposeData(t.dataId);
+  return out;
+}
+
+function unsortedSegmentSum(args: {
+  inputs: UnsortedSegmentSumInputs;
+  backend: WasmBackend;
+  attrs: UnsortedSegmentSumAttrs;
+}): TensorInfo {
+  const { inputs, backend, attrs } = args;
+  const x = inputs.x as TensorInfo;
+  const segmentIds = inputs.segmentIds as TensorInfo;
+  const { numSegments } = attrs;
+  if (x.dtype !== "float32" && x.dtype !== "int32") {
+    throw new ModelError(
+      "E_KERNEL_INPUT",
+      `UnsortedSegmentSum: x has dtype ${x.dtype}; float32 or int32 is accepted`,
+    );
+  }
+  const idsRank = segmentIds.shape.length;
+  if (!util.arraysEqual(x.shape.slice(0, idsRank), segmentIds.shape)) {
+    throw new ModelError(
+      "E_KERNEL_INPUT",
+      `UnsortedSegmentSum: segmentIds shape [${segmentIds.shape}] must be a prefix of x shape [${x.shape}]`,
+    );
+  }
+  const inner = util.sizeFromShape(x.shape.slice(idsRank));
+  const count = util.sizeFromShape(segmentIds.shape);
+  const out = backend.makeOutput([numSegments, ...x.shape.slice(idsRank)], x.dtype);
+  const values = backend.typedArrayFromHeap(x);
+  const ids = backend.typedArrayFromHeap(segmentIds);
+  const target = backend.typedArrayFromHeap(out);
+  target.fill(0);
+  for (let i = 0; i < count; i++) {
+    const segment = ids[i]!;
+    if (segment < 0) continue; // TensorFlow drops negative segment ids
+    if (segment >= numSegments) {
+      backend.disposeData(out.dataId);
+      throw new ModelError(
+        "E_KERNEL_INPUT",
+        `UnsortedSegmentSum: segment id ${segment} at position ${i} is not below numSegments ${numSegments}`,
+      );
+    }
+    const from = i * inner;
+    const to = segment * inner;
+    for (let j = 0; j < inner; j++) target[to + j]! += values[from + j]!;
+  }
+  return out;
+}
+
+/**
+ * Register forge's wasm kernels. Must run after `@tensorflow/tfjs-backend-wasm` is imported
+ * and before the wasm backend is initialised (kernel set-up runs at initialisation).
+ * Idempotent.
+ */
+export function installWasmKernels(): void {
+  if (installed) return;
+  const stock = getKernel(BATCH_MATMUL, BACKEND);
+  if (!stock) {
+    throw new Error("@tensorflow/tfjs-backend-wasm must be imported before installWasmKernels()");
+  }
+  originalBatchMatMul = stock;
+  unregisterKernel(BATCH_MATMUL, BACKEND);
+  registerKernel({
+    kernelName: BATCH_MATMUL,
+    backendName: BACKEND,
+    setupFunc: (backend) => {
+      stock.setupFunc?.(backend);
+      wasmBatchMatMul = (backend as unknown as WasmBackend).wasm.cwrap(BATCH_MATMUL, null, [
+        "number",
+        "array",
+        "number",
+        "number",
+        "array",
+        "number",
+        "number",
+        "number",
+        "number",
+      ]) as unknown as WasmBatchMatMulFn;
+    },
+    kernelFunc: fastBatchMatMul as unknown as KernelFunc,
+  });
+  if (!getKernel(UNSORTED_SEGMENT_SUM, BACKEND)) {
+    registerKernel({
+      kernelName: UNSORTED_SEGMENT_SUM,
+      backendName: BACKEND,
+      kernelFunc: unsortedSegmentSum as unknown as KernelFunc,
+    });
+  }
+  installed = true;
+}

@@ -1,0 +1,29 @@
+const FORGE_ERROR = Symbol.for("forge.error");
+
+/** Error codes raised by @forge/tokenizer. */
+export type TokenizerErrorCode = "E_INPUT";
+
+/**
+ * The one error type @forge/tokenizer throws for bad input. `code` is stable and machine-readable;
+ * `message` names the file, field or line at fault and what would be accepted.
+ */
+export class TokenizerError extends Error {
+  readonly code: TokenizerErrorCode;
+  readonly [FORGE_ERROR] = true;
+
+  constructor(code: TokenizerErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "TokenizerError";
+    this.code = code;
+  }
+
+  /** True for a TokenizerError even when two copies of this package are installed. */
+  static isInstance(error: unknown): error is TokenizerError {
+    return (
+      typeof error === "object" &&
+      error !== null &&
+      (error as { [FORGE_ERROR]?: boolean })[FORGE_ERROR] === true &&
+      (error as Error).name === "TokenizerError"
+    );
+  }
+}

@@ -1,0 +1,1 @@
+export { TokenizerError, type TokenizerErrorCode } from "./errors.js";
