@@ -1,29 +1,5 @@
-import { execFile } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-
-const FORGE = fileURLToPath(new URL("../dist/forge.js", import.meta.url));
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Run the built CLI as a real child process. */
-function forge(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [FORGE, ...args],
-      { env: { ...process.env, NO_COLOR: "1", FORGE_BACKEND: "", ...env } },
-      (error, stdout, stderr) => {
-        const code = error ? (typeof error.code === "number" ? error.code : 3) : 0;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
-}
+import { forge } from "./run-cli.js";
 
 describe("forge CLI", () => {
   it("--help lists the commands", async () => {

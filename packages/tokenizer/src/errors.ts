@@ -1,7 +1,17 @@
 const FORGE_ERROR = Symbol.for("forge.error");
 
 /** Error codes raised by @forge/tokenizer. */
-export type TokenizerErrorCode = "E_INPUT";
+export type TokenizerErrorCode =
+  /** bad argument: vocabulary size, empty corpus, unknown option value */
+  | "E_INPUT"
+  /** a special token appeared in text where it was not allowed */
+  | "E_SPECIAL_TOKEN"
+  /** an id that is not in the vocabulary */
+  | "E_UNKNOWN_ID"
+  /** a malformed tokenizer file (tokenizer.json, vocab.json, merges.txt, tokenizer_config.json) */
+  | "E_FORMAT"
+  /** a file could not be read or written */
+  | "E_IO";
 
 /**
  * The one error type @forge/tokenizer throws for bad input. `code` is stable and machine-readable;
