@@ -4,5 +4,6 @@ export default defineProject({
   test: {
     name: "losses",
     include: ["src/**/*.test.ts"],
+    testTimeout: 30_000,
   },
 });

@@ -1,7 +1,15 @@
 const FORGE_ERROR = Symbol.for("forge.error");
 
 /** Error codes raised by @forge/losses. */
-export type LossErrorCode = "E_INPUT";
+export type LossErrorCode =
+  /** an argument out of range (β, temperature, reduction) */
+  | "E_INPUT"
+  /** tensors whose shapes do not fit together */
+  | "E_SHAPE"
+  /** a tensor of the wrong dtype */
+  | "E_DTYPE"
+  /** top-K data that cannot describe the vocabulary (K larger than it, mismatched ids) */
+  | "E_TOPK";
 
 /**
  * The one error type @forge/losses throws for bad input. `code` is stable and machine-readable;
