@@ -2,10 +2,24 @@ const FORGE_ERROR = Symbol.for("forge.error");
 
 /** Error codes raised by @forge/model. */
 export type ModelErrorCode =
+  /** FORGE_BACKEND or the backend option names no backend */
   | "E_BACKEND_UNKNOWN"
+  /** a forced backend cannot load */
   | "E_BACKEND_UNAVAILABLE"
+  /** another backend is already initialised in this process */
   | "E_BACKEND_LOCKED"
-  | "E_KERNEL_INPUT";
+  /** bad input to a kernel */
+  | "E_KERNEL_INPUT"
+  /** an invalid model configuration (config.json, options) */
+  | "E_CONFIG"
+  /** bad input to the model: ids out of range, wrong shapes, bad generation options */
+  | "E_INPUT"
+  /** a malformed file: safetensors, adapter, checkpoint, token shards */
+  | "E_FORMAT"
+  /** a file or directory that cannot be read or written */
+  | "E_IO"
+  /** training stopped: non-finite loss, or an inconsistent resume */
+  | "E_TRAINING";
 
 /**
  * The one error type @forge/model throws for bad input or an unusable environment.

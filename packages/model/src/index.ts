@@ -1,3 +1,4 @@
+export { setHandWrittenGradients } from "./backend/fused.js";
 export { type MatMulProbeResult, probeMatMul } from "./backend/probe.js";
 export {
   BACKEND_NAMES,
@@ -10,4 +11,88 @@ export {
   initBackend,
 } from "./backend/select.js";
 export { setWasmMatMulRouting, wasmMatMulRouting } from "./backend/wasm-kernels.js";
+export {
+  type GenerationDefaults,
+  type LoadedModel,
+  loadAdapter,
+  loadModel,
+  modelTensors,
+  type SaveModelOptions,
+  saveAdapter,
+  saveMergedModel,
+  saveModel,
+  writeDirectoryAtomic,
+} from "./checkpoint.js";
+export {
+  DEFAULT_CONFIG,
+  fromHfConfig,
+  type GPTConfig,
+  parameterCount,
+  resolveConfig,
+  toHfConfig,
+} from "./config.js";
+export {
+  type BatchSource,
+  type CacheKind,
+  disposeBatch,
+  type LmBatch,
+  openTokenCache,
+  PretrainSampler,
+  SftSampler,
+  type Shard,
+  type ShardMeta,
+  type TokenCache,
+  type TokenCacheMeta,
+  TokenCacheWriter,
+  type TokenDtype,
+} from "./data.js";
 export { ModelError, type ModelErrorCode } from "./errors.js";
+export {
+  type FinishReason,
+  type GenerateOptions,
+  type Generation,
+  generate,
+  sampleToken,
+} from "./generate.js";
+export { GPT, type LayerCache, parameterShapes, type RunOptions, type RunResult } from "./gpt.js";
+export {
+  attachLora,
+  DEFAULT_LORA,
+  LORA_TARGETS,
+  LoraAdapter,
+  type LoraConfig,
+  type LoraTarget,
+  mergeLora,
+  resolveLoraConfig,
+} from "./lora.js";
+export {
+  AdamW,
+  type AdamWConfig,
+  clipByGlobalNorm,
+  DEFAULT_ADAMW,
+  learningRateAt,
+  type ScheduleSettings,
+} from "./optimizer.js";
+export { Rng } from "./rng.js";
+export {
+  type LoadedTensor,
+  parseSafetensors,
+  readSafetensors,
+  type SafetensorsContent,
+  type StoredDtype,
+  serializeSafetensors,
+  writeFileAtomic,
+  writeSafetensors,
+} from "./safetensors.js";
+export {
+  DEFAULT_TRAIN_SETTINGS,
+  fixedBatches,
+  lmTask,
+  loadCheckpointWeights,
+  type TrainEvent,
+  type TrainOptions,
+  type TrainResult,
+  type TrainSettings,
+  type TrainTask,
+  trainModel,
+} from "./train.js";

@@ -59,6 +59,7 @@ const BACKEND = "wasm";
 const BATCH_MATMUL = "BatchMatMul";
 const TRANSPOSE = "Transpose";
 const UNSORTED_SEGMENT_SUM = "UnsortedSegmentSum";
+const GATHER = "GatherV2";
 
 /**
  * Below this many multiply-adds per slice, XNNPACK's operator set-up (it packs the right-hand
@@ -70,6 +71,8 @@ const SMALL_PRODUCT_MACS = 4096;
 let routeMatMul = true;
 let installed = false;
 let originalBatchMatMul: KernelConfig | undefined;
+let originalGather: KernelConfig | undefined;
+let originalTranspose: KernelConfig | undefined;
 let wasmBatchMatMul: WasmBatchMatMulFn | undefined;
 
 /**
@@ -82,6 +85,21 @@ export function setWasmMatMulRouting(enabled: boolean): void {
 
 export function wasmMatMulRouting(): boolean {
   return routeMatMul;
+}
+
+/**
+ * Run `fn` with the stock matmul kernel. For a one-row product against a fresh (uncached)
+ * right-hand side — a column sum 1ᵀ·Y in a backward pass — the stock loop beats XNNPACK,
+ * which would pack all of Y first.
+ */
+export function withStockMatMul<T>(fn: () => T): T {
+  const previous = routeMatMul;
+  routeMatMul = false;
+  try {
+    return fn();
+  } finally {
+    routeMatMul = previous;
+  }
 }
 
 function shapeBytes(shape: readonly number[]): Uint8Array {
@@ -133,11 +151,31 @@ function fastBatchMatMul(args: {
   const batchB = util.sizeFromShape(outerB);
   const pairedBatches = batchA === 1 || batchB === 1 || util.arraysEqual(outerA, outerB);
   if (k !== kB || !pairedBatches) return original(args); // stock kernel reports / broadcasts
-  if (m * n * k < SMALL_PRODUCT_MACS || m * n * k === 0) {
+  // Small products, and one-row products with a batch (attention while decoding one token):
+  // XNNPACK's per-call set-up, which packs the right-hand side, costs more than the product.
+  if (m * n * k < SMALL_PRODUCT_MACS || (m === 1 && Math.max(batchA, batchB) > 1)) {
     return original(args);
   }
   const outOuter = broadcast_util.assertAndGetBroadcastShape(outerA, outerB);
   const batch = Math.max(batchA, batchB);
+
+  // C = op(A)·op(B) needs its operands untransposed. Either transpose the flagged operands,
+  // or compute Cᵀ = op(B)ᵀ·op(A)ᵀ — which flips which operands need transposing — and
+  // transpose the (smaller) result back. Pick whichever moves fewer elements.
+  const elementsA = batchA * m * k;
+  const elementsB = batchB * k * n;
+  const direct = (transposeA ? elementsA : 0) + (transposeB ? elementsB : 0);
+  const flipped = (transposeB ? 0 : elementsB) + (transposeA ? 0 : elementsA) + batch * m * n;
+  if (flipped < direct && batchA === batchB) {
+    const swapped = fastBatchMatMul({
+      inputs: { a: b, b: a } as BatchMatMulInputs,
+      backend,
+      attrs: { transposeA: !transposeB, transposeB: !transposeA } as BatchMatMulAttrs,
+    }); // [..., n, m]
+    const result = transposeLastTwo(backend, swapped);
+    backend.disposeData(swapped.dataId);
+    return result;
+  }
 
   const temporaries: TensorInfo[] = [];
   const left = transposeA ? transposeLastTwo(backend, a) : a; // [..., m, k]
@@ -237,6 +275,111 @@ function unsortedSegmentSum(args: {
 }
 
 /**
+ * Row gather along axis 0 (embedding lookups, picking one logit per row): rows are copied
+ * with typed-array block copies. The stock kernel validates each index through an assertion
+ * closure and gathers element by element — ~50 ns per element. Other gathers go to it.
+ */
+function fastGather(args: {
+  inputs: { x: TensorInfo; indices: TensorInfo };
+  backend: WasmBackend;
+  attrs: { axis: number; batchDims: number };
+}): TensorInfo {
+  const { inputs, backend, attrs } = args;
+  const { x, indices } = inputs;
+  const axis = util.parseAxisParam(attrs.axis, x.shape)[0];
+  if (
+    axis !== 0 ||
+    (attrs.batchDims ?? 0) !== 0 ||
+    (x.dtype !== "float32" && x.dtype !== "int32") ||
+    indices.dtype !== "int32"
+  ) {
+    return (originalGather!.kernelFunc as unknown as (a: typeof args) => TensorInfo)(args);
+  }
+  const rows = x.shape[0]!;
+  const rowSize = util.sizeFromShape(x.shape.slice(1));
+  const out = backend.makeOutput([...indices.shape, ...x.shape.slice(1)], x.dtype);
+  const index = backend.typedArrayFromHeap(indices);
+  const source = backend.typedArrayFromHeap(x);
+  const target = backend.typedArrayFromHeap(out);
+  for (let i = 0; i < index.length; i++) {
+    const r = index[i]!;
+    if (!(r >= 0 && r < rows)) {
+      backend.disposeData(out.dataId);
+      throw new ModelError(
+        "E_KERNEL_INPUT",
+        `GatherV2: the index value ${r} is not in [0, ${rows - 1}]`,
+      );
+    }
+    if (rowSize === 1) target[i] = source[r]!;
+    else target.set(source.subarray(r * rowSize, (r + 1) * rowSize), i * rowSize);
+  }
+  return out;
+}
+
+/** Side of the square tiles the blocked transpose copies (fits L1 for float32). */
+const TILE = 32;
+
+/**
+ * Transposes that swap the last two axes of large matrices, as blocked tile copies. The stock
+ * kernel writes with a stride of a whole row, which thrashes the cache: [4096, 128] takes
+ * ~4.6 ms there and ~1.5 ms here. Smaller or other permutations go to the stock kernel.
+ */
+function fastTranspose(args: {
+  inputs: { x: TensorInfo };
+  backend: WasmBackend;
+  attrs: { perm: number[] };
+}): TensorInfo {
+  const { inputs, backend, attrs } = args;
+  const { x } = inputs;
+  const { perm } = attrs;
+  const rank = x.shape.length;
+  const swapsLastTwo =
+    rank >= 2 &&
+    perm[rank - 2] === rank - 1 &&
+    perm[rank - 1] === rank - 2 &&
+    perm.slice(0, -2).every((p, i) => p === i);
+  const rows = x.shape[rank - 2] ?? 0;
+  const cols = x.shape[rank - 1] ?? 0;
+  if (!swapsLastTwo || x.dtype !== "float32" || rows < TILE || cols < TILE || rows * cols < 65536) {
+    return (originalTranspose!.kernelFunc as unknown as (a: typeof args) => TensorInfo)(args);
+  }
+  const batch = util.sizeFromShape(x.shape.slice(0, -2));
+  const out = backend.makeOutput([...x.shape.slice(0, -2), cols, rows], "float32");
+  const a = backend.typedArrayFromHeap(x);
+  const b = backend.typedArrayFromHeap(out);
+  const size = rows * cols;
+  for (let n = 0; n < batch; n++) {
+    const base = n * size;
+    for (let i0 = 0; i0 < rows; i0 += TILE) {
+      const iEnd = Math.min(i0 + TILE, rows);
+      for (let j0 = 0; j0 < cols; j0 += TILE) {
+        const jEnd = Math.min(j0 + TILE, cols);
+        for (let j = j0; j < jEnd; j++) {
+          const target = base + j * rows;
+          for (let i = i0; i < iEnd; i++) b[target + i] = a[base + i * cols + j]!;
+        }
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * Identity as an alias (a reference count on the same memory), as the backend's Reshape
+ * already is. tfjs clones every tensor it saves for a backward pass through this kernel, and
+ * the stock wasm kernel copies: dozens of full-tensor copies per layer per training step.
+ * Tensors are immutable (variables swap their data on assign), so sharing is safe.
+ */
+function aliasIdentity(args: {
+  inputs: { x: TensorInfo };
+  backend: WasmBackend & { incRef(dataId: object): void };
+}): TensorInfo {
+  const { x } = args.inputs;
+  args.backend.incRef(x.dataId);
+  return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+}
+
+/**
  * Register forge's wasm kernels. Must run after `@tensorflow/tfjs-backend-wasm` is imported
  * and before the wasm backend is initialised (kernel set-up runs at initialisation).
  * Idempotent.
@@ -268,6 +411,40 @@ export function installWasmKernels(): void {
     },
     kernelFunc: fastBatchMatMul as unknown as KernelFunc,
   });
+  const stockIdentity = getKernel("Identity", BACKEND);
+  if (stockIdentity) {
+    unregisterKernel("Identity", BACKEND);
+    registerKernel({
+      kernelName: "Identity",
+      backendName: BACKEND,
+      kernelFunc: ((args: Parameters<typeof aliasIdentity>[0]) =>
+        args.inputs.x.dtype === "string"
+          ? stockIdentity.kernelFunc(args as never)
+          : aliasIdentity(args)) as unknown as KernelFunc,
+    });
+  }
+  const stockTranspose = getKernel(TRANSPOSE, BACKEND);
+  if (stockTranspose) {
+    originalTranspose = stockTranspose;
+    unregisterKernel(TRANSPOSE, BACKEND);
+    registerKernel({
+      kernelName: TRANSPOSE,
+      backendName: BACKEND,
+      setupFunc: (backend) => stockTranspose.setupFunc?.(backend),
+      kernelFunc: fastTranspose as unknown as KernelFunc,
+    });
+  }
+  const stockGather = getKernel(GATHER, BACKEND);
+  if (stockGather) {
+    originalGather = stockGather;
+    unregisterKernel(GATHER, BACKEND);
+    registerKernel({
+      kernelName: GATHER,
+      backendName: BACKEND,
+      setupFunc: (backend) => stockGather.setupFunc?.(backend),
+      kernelFunc: fastGather as unknown as KernelFunc,
+    });
+  }
   if (!getKernel(UNSORTED_SEGMENT_SUM, BACKEND)) {
     registerKernel({
       kernelName: UNSORTED_SEGMENT_SUM,

@@ -1,0 +1,188 @@
+/**
+ * Training and generation throughput of the GPT decoder on this machine's backend, next to
+ * the PyTorch CPU peer (../shared/peers/torch_gpt_bench.py) run in the same session on the
+ * same configs, and next to the plain 2-D matmul roofline measured in this process.
+ *
+ *   pnpm --filter @forge/model bench
+ *
+ * Set FORGE_BENCH_QUICK=1 for the first config only.
+ */
+import { execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import * as tf from "@tensorflow/tfjs";
+import { describeBackend, GPT, generate, initBackend, probeMatMul } from "../src/index.js";
+import { AdamW, clipByGlobalNorm } from "../src/optimizer.js";
+
+interface BenchConfig {
+  vocab: number;
+  d: number;
+  layers: number;
+  heads: number;
+  ctx: number;
+  batch: number;
+}
+
+const configs: BenchConfig[] = [
+  { vocab: 512, d: 128, layers: 4, heads: 4, ctx: 128, batch: 8 },
+  { vocab: 1024, d: 128, layers: 4, heads: 4, ctx: 256, batch: 16 },
+];
+if (process.env.FORGE_BENCH_QUICK) configs.length = 1;
+
+const info = await initBackend();
+console.log(describeBackend(info));
+const roofline = probeMatMul({ seconds: 2, size: 512 });
+console.log(
+  `plain 2-D matmul roofline (512³, this process): ${roofline.gflops.toFixed(2)} GFLOP/s\n`,
+);
+
+const peerScript = path.resolve(import.meta.dirname, "../../../../shared/peers/torch_gpt_bench.py");
+
+function runPeer(c: BenchConfig): Record<string, number> | string {
+  if (!existsSync(peerScript)) return "peer script not found (../shared/peers)";
+  try {
+    const out = execFileSync(
+      "/usr/bin/python3",
+      [
+        peerScript,
+        "--vocab",
+        `${c.vocab}`,
+        "--d",
+        `${c.d}`,
+        "--layers",
+        `${c.layers}`,
+        "--heads",
+        `${c.heads}`,
+        "--ctx",
+        `${c.ctx}`,
+        "--batch",
+        `${c.batch}`,
+      ],
+      {
+        env: { ...process.env, OMP_NUM_THREADS: String(os.availableParallelism()) },
+        encoding: "utf8",
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
+    return JSON.parse(out.trim().split("\n").at(-1)!);
+  } catch (error) {
+    return `PyTorch peer unavailable: ${(error as Error).message.split("\n")[0]}`;
+  }
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)]!;
+}
+
+function trainThroughput(c: BenchConfig): {
+  stepMs: number;
+  tokensPerSecond: number;
+  gflops: number;
+  params: number;
+} {
+  const model = GPT.create({
+    vocabSize: c.vocab,
+    blockSize: c.ctx,
+    nLayer: c.layers,
+    nHead: c.heads,
+    nEmbd: c.d,
+  });
+  const parameters = model.trainableParameters();
+  const optimizer = new AdamW(parameters);
+  const ids = tf.randomUniform([c.batch, c.ctx], 0, c.vocab, "int32", 1) as tf.Tensor2D;
+  const targets = tf.randomUniform([c.batch, c.ctx], 0, c.vocab, "int32", 2) as tf.Tensor2D;
+  const step = () => {
+    const { value, grads } = tf.variableGrads(
+      () => model.lossUnchecked(ids, targets, undefined, { training: true }),
+      [...parameters.values()],
+    );
+    value.dataSync();
+    value.dispose();
+    const clipped = clipByGlobalNorm(grads, 1);
+    tf.dispose(Object.values(grads));
+    optimizer.apply(clipped.grads, 1e-3);
+    tf.dispose(Object.values(clipped.grads));
+  };
+  step();
+  step();
+  const times: number[] = [];
+  const steps = c.ctx * c.batch > 2048 ? 5 : 10;
+  for (let i = 0; i < steps; i++) {
+    const start = performance.now();
+    step();
+    times.push(performance.now() - start);
+  }
+  const stepMs = median(times);
+  const tokens = c.batch * c.ctx;
+  // nanoGPT's estimate: 6 FLOPs per parameter per token, plus 12·L·C·T for attention
+  const flopsPerToken = 6 * model.parameterCount + 12 * c.layers * c.d * c.ctx;
+  const result = {
+    stepMs,
+    tokensPerSecond: tokens / (stepMs / 1000),
+    gflops: (flopsPerToken * tokens) / (stepMs / 1000) / 1e9,
+    params: model.parameterCount,
+  };
+  tf.dispose([ids, targets]);
+  optimizer.dispose();
+  model.dispose();
+  return result;
+}
+
+function generationThroughput(c: BenchConfig, batch: number, useCache: boolean): number {
+  const model = GPT.create({
+    vocabSize: c.vocab,
+    blockSize: c.ctx,
+    nLayer: c.layers,
+    nHead: c.heads,
+    nEmbd: c.d,
+  });
+  const prompts = Array.from({ length: batch }, (_, b) =>
+    Array.from({ length: 8 }, (_, i) => (b * 13 + i) % c.vocab),
+  );
+  generate(model, prompts, { maxNewTokens: 4, temperature: 0, useCache });
+  const newTokens = 64;
+  const start = performance.now();
+  generate(model, prompts, { maxNewTokens: newTokens, temperature: 0, useCache });
+  const seconds = (performance.now() - start) / 1000;
+  model.dispose();
+  return (batch * newTokens) / seconds;
+}
+
+for (const c of configs) {
+  console.log(`config V=${c.vocab} d=${c.d} L=${c.layers} H=${c.heads} T=${c.ctx} B=${c.batch}`);
+  const peer = runPeer(c);
+  const train = trainThroughput(c);
+  console.log(`  params ${train.params}`);
+  console.log(
+    `  train     forge ${train.tokensPerSecond.toFixed(0)} tok/s (${train.stepMs.toFixed(0)} ms/step), ${train.gflops.toFixed(2)} GFLOP/s = ${((100 * train.gflops) / roofline.gflops).toFixed(0)}% of the matmul roofline`,
+  );
+  const generation = [
+    [1, true],
+    [1, false],
+    [32, true],
+    [32, false],
+  ].map(([batch, cache]) => ({
+    batch: batch as number,
+    cache: cache as boolean,
+    rate: generationThroughput(c, batch as number, cache as boolean),
+  }));
+  for (const g of generation) {
+    console.log(
+      `  generate  batch ${String(g.batch).padStart(2)} ${g.cache ? "with   " : "without"} cache: ${g.rate.toFixed(0)} tok/s`,
+    );
+  }
+  if (typeof peer === "string") {
+    console.log(`  peer: ${peer}`);
+  } else {
+    const g1 = generation[0]!.rate;
+    console.log(
+      `  PyTorch ${peer.torch} (${peer.threads} threads): train ${peer.train_tokens_per_s} tok/s (${peer.train_step_ms} ms/step), generate batch 1 (no cache) ${peer.generate_tokens_per_s_batch1} tok/s`,
+    );
+    console.log(
+      `  ratios    train ${(train.tokensPerSecond / peer.train_tokens_per_s!).toFixed(2)}× PyTorch; generation (cache, batch 1) ${(g1 / peer.generate_tokens_per_s_batch1!).toFixed(2)}× PyTorch (no cache)`,
+    );
+  }
+  console.log("");
+}

@@ -1,0 +1,134 @@
+import * as tf from "@tensorflow/tfjs";
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { GPT } from "../gpt.js";
+import { attachLora } from "../lora.js";
+import { crossEntropyRows, gelu, layerNorm, linear, setHandWrittenGradients } from "./fused.js";
+import { initBackend } from "./select.js";
+
+beforeAll(async () => {
+  await initBackend({ backend: "wasm" });
+});
+afterEach(() => setHandWrittenGradients(true));
+
+function compare(fn: () => { value: tf.Tensor; grads: tf.Tensor[] }, tolerance = 1e-5): void {
+  setHandWrittenGradients(true);
+  const fast = fn();
+  setHandWrittenGradients(false);
+  const plain = fn();
+  setHandWrittenGradients(true);
+  const pairs: Array<[tf.Tensor, tf.Tensor]> = [
+    [fast.value, plain.value],
+    ...fast.grads.map((g, i) => [g, plain.grads[i]!] as [tf.Tensor, tf.Tensor]),
+  ];
+  for (const [a, b] of pairs) {
+    expect(a.shape).toEqual(b.shape);
+    const x = a.dataSync();
+    const y = b.dataSync();
+    let scale = 1e-3;
+    for (const v of y) scale = Math.max(scale, Math.abs(v));
+    for (let i = 0; i < x.length; i++)
+      expect(Math.abs(x[i]! - y[i]!) / scale).toBeLessThan(tolerance);
+  }
+  tf.dispose([fast.value, plain.value, ...fast.grads, ...plain.grads]);
+}
+
+function valueAndGrads(f: (...xs: tf.Tensor[]) => tf.Tensor, inputs: tf.Tensor[]) {
+  const g = tf.valueAndGrads(f as (...xs: tf.Tensor[]) => tf.Scalar);
+  const { value, grads } = g(inputs, undefined);
+  return { value, grads };
+}
+
+describe("hand-written gradients equal tfjs autodiff of the plain compositions", () => {
+  const x = tf.randomNormal([64, 24], 0, 2, "float32", 1) as tf.Tensor2D;
+  const w = tf.randomNormal([24, 40], 0, 0.3, "float32", 2) as tf.Tensor2D;
+  const b = tf.randomNormal([40], 0, 0.3, "float32", 3) as tf.Tensor1D;
+  const g = tf.randomNormal([24], 1, 0.2, "float32", 4);
+  const beta = tf.randomNormal([24], 0, 0.2, "float32", 5);
+  const weights = tf.randomNormal([64, 40], 0, 1, "float32", 6);
+
+  it("GELU", () =>
+    compare(() =>
+      valueAndGrads((a) => tf.sum(tf.mul(gelu(a!), weights.slice([0, 0], [64, 24]))), [x]),
+    ));
+  it("LayerNorm with bias", () =>
+    compare(() =>
+      valueAndGrads(
+        (a, gg, bb) =>
+          tf.sum(
+            tf.mul(layerNorm(a as tf.Tensor2D, gg!, bb, 1e-5), weights.slice([0, 0], [64, 24])),
+          ),
+        [x, g, beta],
+      ),
+    ));
+  it("LayerNorm without bias", () =>
+    compare(() =>
+      valueAndGrads(
+        (a, gg) =>
+          tf.sum(
+            tf.mul(
+              layerNorm(a as tf.Tensor2D, gg!, undefined, 1e-5),
+              weights.slice([0, 0], [64, 24]),
+            ),
+          ),
+        [x, g],
+      ),
+    ));
+  it("linear", () =>
+    compare(() =>
+      valueAndGrads(
+        (a, ww, bb) =>
+          tf.sum(tf.mul(linear(a as tf.Tensor2D, ww as tf.Tensor2D, bb as tf.Tensor1D), weights)),
+        [x, w, b],
+      ),
+    ));
+  it("cross-entropy", () => {
+    const targets = tf.tensor1d(
+      Array.from({ length: 64 }, (_, i) => (i * 7) % 40),
+      "int32",
+    );
+    compare(() =>
+      valueAndGrads(
+        (logits) =>
+          tf.sum(
+            tf.mul(crossEntropyRows(logits as tf.Tensor2D, targets), tf.linspace(0.5, 1.5, 64)),
+          ),
+        [tf.matMul(x, w)],
+      ),
+    );
+  });
+
+  it("a whole model's loss gradients (with a LoRA adapter and without)", () => {
+    const model = GPT.create(
+      { vocabSize: 50, blockSize: 12, nLayer: 2, nHead: 2, nEmbd: 16 },
+      { seed: 2 },
+    );
+    const ids = tf.tensor2d(
+      [
+        [1, 2, 3, 4, 5, 6, 7, 8],
+        [9, 10, 11, 12, 13, 14, 15, 16],
+      ],
+      undefined,
+      "int32",
+    );
+    const targets = tf.tensor2d(
+      [
+        [2, 3, 4, 5, 6, 7, 8, 9],
+        [10, 11, 12, 13, 14, 15, 16, 17],
+      ],
+      undefined,
+      "int32",
+    );
+    const run = () => {
+      const vars = model.trainableVariables();
+      const { value, grads } = tf.variableGrads(() => model.lossUnchecked(ids, targets), vars);
+      return { value, grads: vars.map((v) => grads[v.name]!) };
+    };
+    compare(run, 1e-4);
+    const adapter = attachLora(model, { r: 2 });
+    for (const bb of adapter.b.values())
+      tf.tidy(() => bb.assign(tf.randomNormal(bb.shape, 0, 0.1, "float32", 8)));
+    compare(run, 1e-4);
+    tf.dispose([ids, targets]);
+    model.dispose();
+  });
+});

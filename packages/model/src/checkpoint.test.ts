@@ -1,0 +1,169 @@
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { train as trainTokenizer } from "@forge/tokenizer";
+import * as tf from "@tensorflow/tfjs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { initBackend } from "./backend/select.js";
+import {
+  loadAdapter,
+  loadModel,
+  modelTensors,
+  saveAdapter,
+  saveMergedModel,
+  saveModel,
+} from "./checkpoint.js";
+import { ModelError } from "./errors.js";
+import { GPT } from "./gpt.js";
+import { attachLora } from "./lora.js";
+import { readSafetensors, serializeSafetensors } from "./safetensors.js";
+
+const dir = mkdtempSync(path.join(os.tmpdir(), "forge-ckpt-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+beforeAll(async () => {
+  await initBackend({ backend: "wasm" });
+});
+
+const config = { vocabSize: 300, blockSize: 32, nLayer: 2, nHead: 2, nEmbd: 16 };
+const ids = () => tf.tensor2d([[1, 2, 3, 250, 5, 6, 7]], undefined, "int32");
+
+function logitsOf(model: GPT): Float32Array {
+  const x = ids();
+  const logits = model.forward(x);
+  const values = logits.dataSync() as Float32Array;
+  tf.dispose([x, logits]);
+  return values;
+}
+
+describe("model directories", () => {
+  it("save → load gives identical logits, and keeps tokenizer, generation config and forge.json", async () => {
+    const model = GPT.create(config, { seed: 4 });
+    const tokenizer = trainTokenizer(["hello world, hello forge"], { vocabSize: 264 });
+    const target = path.join(dir, "model-a");
+    await saveModel(model, target, {
+      tokenizer,
+      generationConfig: { temperature: 0.7, max_new_tokens: 20 },
+      forge: { made: "test" },
+    });
+    expect(readdirSync(target).sort()).toEqual([
+      "config.json",
+      "forge.json",
+      "generation_config.json",
+      "model.safetensors",
+      "tokenizer.json",
+      "tokenizer_config.json",
+    ]);
+    const hfConfig = JSON.parse(readFileSync(path.join(target, "config.json"), "utf8"));
+    expect(hfConfig).toMatchObject({
+      model_type: "gpt2",
+      n_embd: 16,
+      n_layer: 2,
+      n_head: 2,
+      n_positions: 32,
+      vocab_size: 300,
+    });
+    const { tensors } = await readSafetensors(path.join(target, "model.safetensors"));
+    expect(tensors.get("h.0.attn.c_attn.weight")!.shape).toEqual([16, 48]); // Conv1D [in, out]
+    expect(tensors.get("wte.weight")!.shape).toEqual([300, 16]);
+    const loaded = await loadModel(target);
+    expect(logitsOf(loaded.model)).toEqual(logitsOf(model));
+    expect(loaded.tokenizer!.encode("hello forge")).toEqual(tokenizer.encode("hello forge"));
+    expect(loaded.generationConfig).toEqual({ temperature: 0.7, max_new_tokens: 20 });
+    expect(loaded.forge).toEqual({ made: "test" });
+    // no staging directories left behind
+    expect(readdirSync(dir).filter((n) => n.startsWith("."))).toEqual([]);
+    model.dispose();
+    loaded.model.dispose();
+  });
+
+  it("accepts Hugging Face spellings: a transformer. prefix, a tied lm_head, attention mask buffers", async () => {
+    const model = GPT.create(config, { seed: 5 });
+    const target = path.join(dir, "hf-style");
+    await saveModel(model, target);
+    const tensors = modelTensors(model);
+    const renamed = new Map([...tensors].map(([name, t]) => [`transformer.${name}`, t]));
+    renamed.set("lm_head.weight", tensors.get("wte.weight")!);
+    renamed.set("transformer.h.0.attn.bias", { shape: [1, 1, 2, 2], data: new Float32Array(4) });
+    writeFileSync(path.join(target, "model.safetensors"), serializeSafetensors(renamed));
+    const loaded = await loadModel(target);
+    expect(logitsOf(loaded.model)).toEqual(logitsOf(model));
+    model.dispose();
+    loaded.model.dispose();
+  });
+
+  it("a wrong-shape tensor, a missing config.json and an untied lm_head are clear errors", async () => {
+    const model = GPT.create(config, { seed: 6 });
+    const target = path.join(dir, "broken");
+    await saveModel(model, target);
+    const tensors = modelTensors(model);
+    tensors.set("h.1.mlp.c_fc.weight", { shape: [16, 10], data: new Float32Array(160) });
+    writeFileSync(path.join(target, "model.safetensors"), serializeSafetensors(tensors));
+    await expect(loadModel(target)).rejects.toThrow(
+      /tensor h.1.mlp.c_fc.weight has shape \[16,10\]; the config needs \[16,64\]/,
+    );
+    const untied = modelTensors(model);
+    untied.set("lm_head.weight", { shape: [300, 16], data: new Float32Array(4800).fill(1) });
+    writeFileSync(path.join(target, "model.safetensors"), serializeSafetensors(untied));
+    await expect(loadModel(target)).rejects.toThrow(/lm_head.weight differs from wte.weight/);
+    rmSync(path.join(target, "config.json"));
+    const error = await loadModel(target).catch((e: unknown) => e);
+    expect(ModelError.isInstance(error)).toBe(true);
+    expect((error as Error).message).toBe(
+      `${target} is not a model directory: config.json is missing`,
+    );
+    await expect(loadModel(path.join(dir, "absent"))).rejects.toThrow(/is not a directory/);
+    model.dispose();
+  });
+});
+
+describe("adapters", () => {
+  it("save → load an adapter (PEFT keys and layout) reproduces the adapted logits; merged saves equal it too", async () => {
+    const model = GPT.create(config, { seed: 7 });
+    const adapter = attachLora(model, {
+      r: 4,
+      alpha: 8,
+      targetModules: ["attn.c_attn", "mlp.c_fc"],
+    });
+    for (const b of adapter.b.values())
+      tf.tidy(() => b.assign(tf.randomNormal(b.shape, 0, 0.3, "float32", 3)));
+    adapter.strength = 0.5;
+    const adapted = logitsOf(model);
+    const target = path.join(dir, "adapter");
+    await saveAdapter(model, target, { baseModel: "models/forge-tiny" });
+    const peft = JSON.parse(readFileSync(path.join(target, "adapter_config.json"), "utf8"));
+    expect(peft).toMatchObject({
+      peft_type: "LORA",
+      r: 4,
+      lora_alpha: 8,
+      fan_in_fan_out: true,
+      target_modules: ["attn.c_attn", "mlp.c_fc"],
+    });
+    const { tensors } = await readSafetensors(path.join(target, "adapter_model.safetensors"));
+    expect(
+      tensors.get("base_model.model.transformer.h.0.attn.c_attn.lora_A.weight")!.shape,
+    ).toEqual([4, 16]);
+    expect(
+      tensors.get("base_model.model.transformer.h.0.attn.c_attn.lora_B.weight")!.shape,
+    ).toEqual([48, 4]);
+
+    const fresh = GPT.create(config, { seed: 7 });
+    await loadAdapter(fresh, target);
+    expect(fresh.lora!.strength).toBe(0.5);
+    const reloaded = logitsOf(fresh);
+    adapted.forEach((v, i) => {
+      expect(Math.abs(v - reloaded[i]!)).toBeLessThan(1e-6);
+    });
+
+    await saveMergedModel(model, path.join(dir, "merged"));
+    const merged = await loadModel(path.join(dir, "merged"));
+    const mergedLogits = logitsOf(merged.model);
+    adapted.forEach((v, i) => {
+      expect(Math.abs(v - mergedLogits[i]!)).toBeLessThan(1e-4);
+    });
+    tf.dispose([]);
+    model.dispose();
+    fresh.dispose();
+    merged.model.dispose();
+    expect(existsSync(path.join(dir, "merged", "adapter_config.json"))).toBe(false);
+  });
+});

@@ -1,0 +1,171 @@
+/**
+ * The decoder's configuration: a small typed record, and its mapping to Hugging Face's GPT-2
+ * `config.json`.
+ */
+import { ModelError } from "./errors.js";
+
+export interface GPTConfig {
+  /** Vocabulary size (ids 0 .. vocabSize-1). */
+  vocabSize: number;
+  /** Context window: the most positions the model sees. */
+  blockSize: number;
+  nLayer: number;
+  nHead: number;
+  /** Width of the residual stream; divisible by nHead. */
+  nEmbd: number;
+  /** Dropout probability on embeddings, attention weights and residual branches (training only). */
+  dropout: number;
+  /** Biases in the linear layers and LayerNorms (GPT-2: true). */
+  bias: boolean;
+  /** LayerNorm epsilon (GPT-2: 1e-5). */
+  layerNormEpsilon: number;
+}
+
+export const DEFAULT_CONFIG: Omit<
+  GPTConfig,
+  "vocabSize" | "blockSize" | "nLayer" | "nHead" | "nEmbd"
+> = {
+  dropout: 0,
+  bias: true,
+  layerNormEpsilon: 1e-5,
+};
+
+function positiveInteger(value: unknown, field: string, source: string): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 1) {
+    throw new ModelError(
+      "E_CONFIG",
+      `${source}: ${field} must be a positive integer; got ${JSON.stringify(value)}`,
+    );
+  }
+  return value;
+}
+
+/** Fill defaults and validate; every problem names the field. */
+export function resolveConfig(
+  input: Partial<GPTConfig> &
+    Pick<GPTConfig, "vocabSize" | "blockSize" | "nLayer" | "nHead" | "nEmbd">,
+  source = "config",
+): GPTConfig {
+  const config: GPTConfig = { ...DEFAULT_CONFIG, ...input };
+  positiveInteger(config.vocabSize, "vocabSize", source);
+  positiveInteger(config.blockSize, "blockSize", source);
+  positiveInteger(config.nLayer, "nLayer", source);
+  positiveInteger(config.nHead, "nHead", source);
+  positiveInteger(config.nEmbd, "nEmbd", source);
+  if (config.nEmbd % config.nHead !== 0) {
+    throw new ModelError(
+      "E_CONFIG",
+      `${source}: nEmbd (${config.nEmbd}) must be divisible by nHead (${config.nHead})`,
+    );
+  }
+  if (typeof config.dropout !== "number" || !(config.dropout >= 0 && config.dropout < 1)) {
+    throw new ModelError(
+      "E_CONFIG",
+      `${source}: dropout must be in [0, 1); got ${JSON.stringify(config.dropout)}`,
+    );
+  }
+  if (typeof config.bias !== "boolean") {
+    throw new ModelError(
+      "E_CONFIG",
+      `${source}: bias must be true or false; got ${JSON.stringify(config.bias)}`,
+    );
+  }
+  if (typeof config.layerNormEpsilon !== "number" || !(config.layerNormEpsilon > 0)) {
+    throw new ModelError("E_CONFIG", `${source}: layerNormEpsilon must be a positive number`);
+  }
+  return config;
+}
+
+/** Parameters of a config (tied embeddings counted once), as nanoGPT counts them. */
+export function parameterCount(config: GPTConfig): number {
+  const { vocabSize: V, blockSize: T, nLayer: L, nEmbd: C, bias } = config;
+  const b = bias ? 1 : 0;
+  const perLayer =
+    2 * C * (1 + b) + // ln_1, ln_2
+    C * 3 * C +
+    b * 3 * C + // c_attn
+    C * C +
+    b * C + // attn.c_proj
+    C * 4 * C +
+    b * 4 * C + // c_fc
+    4 * C * C +
+    b * C; // mlp.c_proj
+  return V * C + T * C + L * perLayer + C * (1 + b);
+}
+
+/** Hugging Face GPT-2 `config.json` for this config (forge's extra keys are namespaced). */
+export function toHfConfig(config: GPTConfig): Record<string, unknown> {
+  return {
+    architectures: ["GPT2LMHeadModel"],
+    model_type: "gpt2",
+    vocab_size: config.vocabSize,
+    n_positions: config.blockSize,
+    n_ctx: config.blockSize,
+    n_layer: config.nLayer,
+    n_head: config.nHead,
+    n_embd: config.nEmbd,
+    n_inner: null,
+    activation_function: "gelu_new",
+    resid_pdrop: config.dropout,
+    embd_pdrop: config.dropout,
+    attn_pdrop: config.dropout,
+    layer_norm_epsilon: config.layerNormEpsilon,
+    initializer_range: 0.02,
+    scale_attn_weights: true,
+    tie_word_embeddings: true,
+    forge_bias: config.bias,
+  };
+}
+
+const KNOWN_ACTIVATIONS = new Set(["gelu_new", "gelu_pytorch_tanh"]);
+
+/** Read a Hugging Face GPT-2 `config.json` (as written by `toHfConfig` or transformers). */
+export function fromHfConfig(json: unknown, source = "config.json"): GPTConfig {
+  if (typeof json !== "object" || json === null || Array.isArray(json)) {
+    throw new ModelError("E_CONFIG", `${source}: must be a JSON object`);
+  }
+  const c = json as Record<string, unknown>;
+  if (c.model_type !== undefined && c.model_type !== "gpt2") {
+    throw new ModelError(
+      "E_CONFIG",
+      `${source}: model_type is ${JSON.stringify(c.model_type)}; accepted: "gpt2"`,
+    );
+  }
+  if (c.n_inner !== undefined && c.n_inner !== null && c.n_inner !== 4 * (c.n_embd as number)) {
+    throw new ModelError(
+      "E_CONFIG",
+      `${source}: n_inner ${JSON.stringify(c.n_inner)} is not supported; the MLP is 4 × n_embd wide`,
+    );
+  }
+  if (
+    c.activation_function !== undefined &&
+    !KNOWN_ACTIVATIONS.has(c.activation_function as string)
+  ) {
+    throw new ModelError(
+      "E_CONFIG",
+      `${source}: activation_function ${JSON.stringify(c.activation_function)} is not supported; accepted: gelu_new (tanh GELU)`,
+    );
+  }
+  if (c.tie_word_embeddings === false) {
+    throw new ModelError(
+      "E_CONFIG",
+      `${source}: tie_word_embeddings false is not supported; the output layer is tied to wte`,
+    );
+  }
+  const dropout = [c.resid_pdrop, c.embd_pdrop, c.attn_pdrop].find((p) => typeof p === "number") as
+    | number
+    | undefined;
+  return resolveConfig(
+    {
+      vocabSize: c.vocab_size as number,
+      blockSize: (c.n_positions ?? c.n_ctx) as number,
+      nLayer: c.n_layer as number,
+      nHead: c.n_head as number,
+      nEmbd: c.n_embd as number,
+      dropout: dropout ?? 0,
+      bias: typeof c.forge_bias === "boolean" ? c.forge_bias : true,
+      layerNormEpsilon: typeof c.layer_norm_epsilon === "number" ? c.layer_norm_epsilon : 1e-5,
+    },
+    source,
+  );
+}

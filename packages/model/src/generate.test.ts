@@ -1,0 +1,174 @@
+import * as tf from "@tensorflow/tfjs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { initBackend } from "./backend/select.js";
+import { generate, sampleToken } from "./generate.js";
+import { GPT } from "./gpt.js";
+import { Rng } from "./rng.js";
+
+let model: GPT;
+beforeAll(async () => {
+  await initBackend({ backend: "wasm" });
+  model = GPT.create(
+    { vocabSize: 64, blockSize: 24, nLayer: 2, nHead: 2, nEmbd: 32 },
+    { seed: 11 },
+  );
+  // sharpen the output distribution so greedy decoding is far from ties
+  tf.tidy(() => model.param("wte.weight").assign(tf.mul(model.param("wte.weight"), 40)));
+});
+afterAll(() => model.dispose());
+
+describe("generate", () => {
+  it("cached generation equals uncached generation token for token, within and beyond the context window", () => {
+    for (const maxNewTokens of [10, 40]) {
+      const prompts = [[1, 2, 3, 4, 5]];
+      const cached = generate(model, prompts, { maxNewTokens, temperature: 0 });
+      const uncached = generate(model, prompts, { maxNewTokens, temperature: 0, useCache: false });
+      expect(cached.tokens).toEqual(uncached.tokens);
+      expect(cached.tokens[0]).toHaveLength(maxNewTokens);
+    }
+  });
+
+  it("sampled generation is the same with and without the cache for a seed", () => {
+    const options = { maxNewTokens: 30, temperature: 1.2, topK: 20, topP: 0.95, seed: 5 };
+    expect(generate(model, [[7, 8, 9]], options).tokens).toEqual(
+      generate(model, [[7, 8, 9]], { ...options, useCache: false }).tokens,
+    );
+  });
+
+  it("a ragged batch gives each sequence what it gets alone", () => {
+    const prompts = [[1, 2, 3, 4, 5, 6, 7], [9], [10, 11, 12]];
+    const together = generate(model, prompts, { maxNewTokens: 12, temperature: 0 });
+    prompts.forEach((prompt, b) => {
+      expect(together.tokens[b]).toEqual(
+        generate(model, [prompt], { maxNewTokens: 12, temperature: 0 }).tokens[0],
+      );
+    });
+  });
+
+  it("is deterministic for a seed and differs across seeds", () => {
+    const flat = GPT.create(
+      { vocabSize: 64, blockSize: 24, nLayer: 1, nHead: 2, nEmbd: 16 },
+      { seed: 3 },
+    );
+    const run = (seed: number) =>
+      generate(flat, [[3, 4]], { maxNewTokens: 25, temperature: 1.5, seed }).tokens[0];
+    expect(run(1)).toEqual(run(1));
+    expect(run(1)).not.toEqual(run(2));
+    flat.dispose();
+  });
+
+  it("stops each sequence at its stop id (included) and reports why", () => {
+    const free = generate(
+      model,
+      [
+        [1, 2],
+        [5, 6],
+      ],
+      { maxNewTokens: 15, temperature: 0 },
+    );
+    const stopId = free.tokens[0]![3]!;
+    const stopped = generate(
+      model,
+      [
+        [1, 2],
+        [5, 6],
+      ],
+      { maxNewTokens: 15, temperature: 0, stopIds: [stopId] },
+    );
+    const first = free.tokens[0]!.indexOf(stopId);
+    expect(stopped.tokens[0]).toEqual(free.tokens[0]!.slice(0, first + 1));
+    expect(stopped.finishReasons[0]).toBe("stop");
+    const second = free.tokens[1]!.indexOf(stopId);
+    expect(stopped.tokens[1]).toEqual(
+      second < 0 ? free.tokens[1] : free.tokens[1]!.slice(0, second + 1),
+    );
+  });
+
+  it("never produces a banned id", () => {
+    const free = generate(model, [[1]], { maxNewTokens: 20, temperature: 0 });
+    const banned = [...new Set(free.tokens[0])];
+    const out = generate(model, [[1]], { maxNewTokens: 20, temperature: 0, bannedIds: banned })
+      .tokens[0]!;
+    for (const id of out) expect(banned).not.toContain(id);
+    const sampled = generate(model, [[1]], {
+      maxNewTokens: 40,
+      temperature: 2,
+      seed: 3,
+      bannedIds: banned,
+    }).tokens[0]!;
+    for (const id of sampled) expect(banned).not.toContain(id);
+  });
+
+  it("crops a prompt longer than the context window from the left", () => {
+    const long = Array.from({ length: 40 }, (_, i) => i % 64);
+    expect(generate(model, [long], { maxNewTokens: 5, temperature: 0 }).tokens).toEqual(
+      generate(model, [long.slice(-24)], { maxNewTokens: 5, temperature: 0 }).tokens,
+    );
+  });
+
+  it("keeps the tensor count flat across 50 generate calls", () => {
+    generate(model, [[1, 2, 3]], { maxNewTokens: 30, temperature: 0.8, seed: 1 });
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 50; i++)
+      generate(model, [[1, 2, 3], [4]], {
+        maxNewTokens: 30,
+        temperature: 0.8,
+        seed: i,
+        useCache: i % 2 === 0,
+      });
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it("rejects empty prompts, out-of-range ids and bad sampling options", () => {
+    expect(() => generate(model, [], { maxNewTokens: 1 })).toThrow(
+      "generate needs at least one prompt",
+    );
+    expect(() => generate(model, [[]], { maxNewTokens: 1 })).toThrow(
+      "prompt 0 is empty; give at least one token",
+    );
+    expect(() => generate(model, [[1, 64]], { maxNewTokens: 1 })).toThrow(
+      "prompt 0 token 1 is 64; ids must be integers in [0, 64)",
+    );
+    expect(() => generate(model, [[1]], { maxNewTokens: 1, temperature: -1 })).toThrow(
+      /temperature must be ≥ 0/,
+    );
+    expect(() => generate(model, [[1]], { maxNewTokens: 1, topP: 0 })).toThrow(
+      /topP must be in \(0, 1\]/,
+    );
+    expect(() => generate(model, [[1]], { maxNewTokens: 1, topK: 0 })).toThrow(
+      /topK must be an integer ≥ 1/,
+    );
+    expect(() => generate(model, [[1]], { maxNewTokens: 1, stopIds: [99] })).toThrow(
+      /stopIds contains 99/,
+    );
+  });
+});
+
+describe("sampleToken", () => {
+  const logits = Float32Array.from([0, 5, 3, 1, -2]);
+  it("greedy takes the largest non-banned logit", () => {
+    expect(sampleToken(logits, { temperature: 0, banned: new Set() }, new Rng(1))).toBe(1);
+    expect(sampleToken(logits, { temperature: 0, banned: new Set([1]) }, new Rng(1))).toBe(2);
+  });
+  it("top-k 1 is greedy; top-p keeps the nucleus only", () => {
+    const rng = new Rng(2);
+    for (let i = 0; i < 50; i++)
+      expect(sampleToken(logits, { temperature: 1, topK: 1, banned: new Set() }, rng)).toBe(1);
+    const seen = new Set<number>();
+    for (let i = 0; i < 500; i++)
+      seen.add(sampleToken(logits, { temperature: 1, topP: 0.9, banned: new Set() }, rng));
+    expect([...seen].sort()).toEqual([1, 2]); // p(1) ≈ 0.86, p(1)+p(2) ≈ 0.98
+  });
+  it("samples in proportion to softmax(logits / T)", () => {
+    const rng = new Rng(3);
+    const counts = [0, 0, 0, 0, 0];
+    const n = 20_000;
+    for (let i = 0; i < n; i++)
+      counts[sampleToken(logits, { temperature: 2, banned: new Set() }, rng)]!++;
+    const weights = Array.from(logits, (v) => Math.exp(v / 2));
+    const total = weights.reduce((a, b) => a + b, 0);
+    weights.forEach((w, i) => {
+      expect(Math.abs(counts[i]! / n - w / total)).toBeLessThan(0.015);
+    });
+  });
+});

@@ -1,0 +1,331 @@
+/**
+ * Text generation with a KV cache: the prompt is run once (prefill), then each step feeds one
+ * new token per sequence and attends over the cached keys and values of everything before it.
+ *
+ * - Batches may be ragged: prompts are left-padded; pad positions are masked out of attention
+ *   and position ids start at 0 at each prompt's first real token.
+ * - Context longer than `blockSize` is cropped from the left, as nanoGPT does: a prompt longer
+ *   than the window keeps its last `blockSize` tokens, and once prompt + output outgrow the
+ *   window every step recomputes over the last `blockSize` tokens (positions are absolute, so a
+ *   cache cannot slide) — exactly what generation without a cache computes.
+ * - Sampling runs on the CPU in float64 from the step's logits: greedy at temperature 0,
+ *   otherwise temperature, top-k, then top-p (nucleus), with banned ids removed first.
+ *   Deterministic for a seed.
+ */
+import * as tf from "@tensorflow/tfjs";
+import { ModelError } from "./errors.js";
+import type { GPT, LayerCache } from "./gpt.js";
+import { Rng } from "./rng.js";
+
+export interface GenerateOptions {
+  /** New tokens per sequence at most. */
+  maxNewTokens: number;
+  /** 0 = greedy; default 1. */
+  temperature?: number;
+  /** Keep only the k most likely tokens (after banning). */
+  topK?: number;
+  /** Keep the smallest set of most likely tokens whose probability reaches p. */
+  topP?: number;
+  /** Seed for sampling (default 0). */
+  seed?: number;
+  /** A sequence stops after producing one of these (the stop token is included in its output). */
+  stopIds?: readonly number[];
+  /** Ids never produced (role tokens, …). */
+  bannedIds?: readonly number[];
+  /** Use the KV cache (default true). Without it every step recomputes the whole context. */
+  useCache?: boolean;
+  /** Called after every step with the token each unfinished sequence produced (null: finished). */
+  onStep?: (step: number, tokens: ReadonlyArray<number | null>) => void;
+}
+
+export type FinishReason = "stop" | "length";
+
+export interface Generation {
+  /** The new tokens of each sequence (prompt excluded, stop token included). */
+  tokens: number[][];
+  finishReasons: FinishReason[];
+}
+
+function checkOptions(
+  model: GPT,
+  prompts: readonly (readonly number[])[],
+  options: GenerateOptions,
+): void {
+  const { vocabSize } = model.config;
+  if (!Array.isArray(prompts) || prompts.length === 0)
+    throw new ModelError("E_INPUT", "generate needs at least one prompt");
+  prompts.forEach((prompt, b) => {
+    if (!Array.isArray(prompt) || prompt.length === 0)
+      throw new ModelError("E_INPUT", `prompt ${b} is empty; give at least one token`);
+    prompt.forEach((id, i) => {
+      if (!Number.isInteger(id) || id < 0 || id >= vocabSize) {
+        throw new ModelError(
+          "E_INPUT",
+          `prompt ${b} token ${i} is ${id}; ids must be integers in [0, ${vocabSize})`,
+        );
+      }
+    });
+  });
+  if (!Number.isInteger(options.maxNewTokens) || options.maxNewTokens < 0) {
+    throw new ModelError(
+      "E_INPUT",
+      `maxNewTokens must be an integer ≥ 0; got ${options.maxNewTokens}`,
+    );
+  }
+  const temperature = options.temperature ?? 1;
+  if (!Number.isFinite(temperature) || temperature < 0) {
+    throw new ModelError("E_INPUT", `temperature must be ≥ 0; got ${options.temperature}`);
+  }
+  if (options.topK !== undefined && (!Number.isInteger(options.topK) || options.topK < 1)) {
+    throw new ModelError("E_INPUT", `topK must be an integer ≥ 1; got ${options.topK}`);
+  }
+  if (options.topP !== undefined && !(options.topP > 0 && options.topP <= 1)) {
+    throw new ModelError("E_INPUT", `topP must be in (0, 1]; got ${options.topP}`);
+  }
+  for (const [name, ids] of [
+    ["stopIds", options.stopIds],
+    ["bannedIds", options.bannedIds],
+  ] as const) {
+    for (const id of ids ?? []) {
+      if (!Number.isInteger(id) || id < 0 || id >= vocabSize) {
+        throw new ModelError(
+          "E_INPUT",
+          `${name} contains ${id}; ids must be integers in [0, ${vocabSize})`,
+        );
+      }
+    }
+  }
+  if (options.bannedIds && new Set(options.bannedIds).size >= vocabSize) {
+    throw new ModelError("E_INPUT", "bannedIds bans the whole vocabulary");
+  }
+}
+
+/** Pick a token from one row of logits. */
+export function sampleToken(
+  logits: ArrayLike<number>,
+  options: { temperature: number; topK?: number; topP?: number; banned: ReadonlySet<number> },
+  rng: Rng,
+): number {
+  const n = logits.length;
+  if (options.temperature === 0) {
+    let best = -1;
+    let bestValue = Number.NEGATIVE_INFINITY;
+    for (let i = 0; i < n; i++) {
+      if (options.banned.has(i)) continue;
+      if (best < 0 || logits[i]! > bestValue) {
+        best = i;
+        bestValue = logits[i]!;
+      }
+    }
+    return best;
+  }
+  let candidates: number[] = [];
+  for (let i = 0; i < n; i++)
+    if (!options.banned.has(i) && logits[i]! > Number.NEGATIVE_INFINITY) candidates.push(i);
+  candidates.sort((a, b) => logits[b]! - logits[a]! || a - b);
+  if (options.topK !== undefined && candidates.length > options.topK)
+    candidates = candidates.slice(0, options.topK);
+  const max = logits[candidates[0]!]! / options.temperature;
+  const weights = candidates.map((i) => Math.exp(logits[i]! / options.temperature - max));
+  let total = weights.reduce((a, b) => a + b, 0);
+  if (options.topP !== undefined && options.topP < 1) {
+    let cumulative = 0;
+    let keep = 0;
+    while (keep < weights.length) {
+      cumulative += weights[keep]! / total;
+      keep++;
+      if (cumulative >= options.topP) break;
+    }
+    candidates = candidates.slice(0, keep);
+    weights.length = keep;
+    total = weights.reduce((a, b) => a + b, 0);
+  }
+  let u = rng.next() * total;
+  for (let i = 0; i < candidates.length; i++) {
+    u -= weights[i]!;
+    if (u < 0) return candidates[i]!;
+  }
+  return candidates[candidates.length - 1]!;
+}
+
+/** Left-pad ragged contexts: ids, position ids and the additive attention bias (causal + pads). */
+function raggedInputs(contexts: number[][]): {
+  ids: tf.Tensor2D;
+  positions: tf.Tensor2D;
+  bias: tf.Tensor4D;
+  pads: number[];
+} {
+  const width = Math.max(...contexts.map((c) => c.length));
+  const batch = contexts.length;
+  const pads = contexts.map((c) => width - c.length);
+  const ids = new Int32Array(batch * width);
+  const positions = new Int32Array(batch * width);
+  const bias = new Float32Array(batch * width * width);
+  contexts.forEach((context, b) => {
+    const pad = pads[b]!;
+    for (let j = 0; j < width; j++) {
+      ids[b * width + j] = j < pad ? 0 : context[j - pad]!;
+      positions[b * width + j] = Math.max(0, j - pad);
+      for (let k = 0; k < width; k++) {
+        if (k > j || k < pad) bias[(b * width + j) * width + k] = -1e9;
+      }
+    }
+  });
+  return {
+    ids: tf.tensor2d(ids, [batch, width], "int32"),
+    positions: tf.tensor2d(positions, [batch, width], "int32"),
+    bias: tf.tensor4d(bias, [batch, 1, width, width]),
+    pads,
+  };
+}
+
+interface StepResult {
+  logits: tf.Tensor3D;
+  cache: LayerCache[];
+}
+
+/** tf.tidy for a step's result (logits and the new cache survive; everything else is freed). */
+function tidyStep(fn: () => StepResult): StepResult {
+  return tf.tidy(fn as unknown as () => tf.TensorContainer) as unknown as StepResult;
+}
+
+/** Last-position logits [B, V] of ragged contexts, computed in full (no cache). */
+function fullStep(model: GPT, contexts: number[][]): Float32Array {
+  const logits = tf.tidy(() => {
+    const { ids, positions, bias } = raggedInputs(contexts);
+    return model.run(ids, { positions, attentionBias: bias, lastOnly: true }).logits;
+  });
+  const values = logits.dataSync() as Float32Array;
+  logits.dispose();
+  return values;
+}
+
+/**
+ * Generate up to `maxNewTokens` tokens after each prompt. Batches may be ragged.
+ */
+export function generate(
+  model: GPT,
+  prompts: readonly (readonly number[])[],
+  options: GenerateOptions,
+): Generation {
+  checkOptions(model, prompts, options);
+  const { blockSize, vocabSize } = model.config;
+  const batch = prompts.length;
+  const rng = new Rng(options.seed ?? 0);
+  const sampling = {
+    temperature: options.temperature ?? 1,
+    ...(options.topK !== undefined ? { topK: options.topK } : {}),
+    ...(options.topP !== undefined ? { topP: options.topP } : {}),
+    banned: new Set(options.bannedIds ?? []),
+  };
+  const stops = new Set(options.stopIds ?? []);
+  const useCache = options.useCache ?? true;
+  // Prompts longer than the window keep their last blockSize tokens.
+  const contexts = prompts.map((p) => p.slice(Math.max(0, p.length - blockSize)));
+  const tokens: number[][] = prompts.map(() => []);
+  const finishReasons: FinishReason[] = prompts.map(() => "length");
+  const done = new Array<boolean>(batch).fill(false);
+  if (options.maxNewTokens === 0) return { tokens, finishReasons };
+
+  let cache: LayerCache[] | undefined;
+  let pads: number[] = [];
+  let cachedLength = 0; // positions held by the cache (padded width)
+  const disposeCache = () => {
+    for (const layer of cache ?? []) tf.dispose([layer.k, layer.v]);
+    cache = undefined;
+  };
+
+  try {
+    let logits: Float32Array;
+    if (useCache) {
+      const prefill = tidyStep(() => {
+        const inputs = raggedInputs(contexts);
+        const result = model.run(inputs.ids, {
+          positions: inputs.positions,
+          attentionBias: inputs.bias,
+          lastOnly: true,
+          returnCache: true,
+        });
+        pads = inputs.pads;
+        return { logits: result.logits, cache: result.cache! };
+      });
+      cache = prefill.cache;
+      cachedLength = cache[0]!.k.shape[2];
+      logits = prefill.logits.dataSync() as Float32Array;
+      prefill.logits.dispose();
+    } else {
+      logits = fullStep(model, contexts);
+    }
+
+    for (let step = 0; step < options.maxNewTokens; step++) {
+      const produced: (number | null)[] = [];
+      for (let b = 0; b < batch; b++) {
+        if (done[b]) {
+          produced.push(null);
+          continue;
+        }
+        const token = sampleToken(
+          logits.subarray(b * vocabSize, (b + 1) * vocabSize),
+          sampling,
+          rng,
+        );
+        tokens[b]!.push(token);
+        contexts[b]!.push(token);
+        produced.push(token);
+        if (stops.has(token)) {
+          done[b] = true;
+          finishReasons[b] = "stop";
+        }
+      }
+      options.onStep?.(step, produced);
+      if (done.every(Boolean) || step === options.maxNewTokens - 1) break;
+
+      // Cropped contexts: the longest real context fills the window.
+      const longest = Math.max(...contexts.map((c) => c.length));
+      if (longest > blockSize) {
+        for (let b = 0; b < batch; b++) {
+          const context = contexts[b]!;
+          if (context.length > blockSize) context.splice(0, context.length - blockSize);
+        }
+      }
+      if (!useCache || cachedLength + 1 > blockSize || longest > blockSize) {
+        disposeCache();
+        logits = fullStep(model, contexts);
+        continue;
+      }
+      const next = tidyStep(() => {
+        const ids = tf.tensor2d(
+          contexts.map((c) => c[c.length - 1]!),
+          [batch, 1],
+          "int32",
+        );
+        const positions = tf.tensor2d(
+          contexts.map((c) => c.length - 1),
+          [batch, 1],
+          "int32",
+        );
+        const biasValues = new Float32Array(batch * (cachedLength + 1));
+        pads.forEach((pad, b) => {
+          for (let k = 0; k < pad; k++) biasValues[b * (cachedLength + 1) + k] = -1e9;
+        });
+        const bias = tf.tensor4d(biasValues, [batch, 1, 1, cachedLength + 1]);
+        const result = model.run(ids, {
+          positions,
+          attentionBias: bias,
+          past: cache!,
+          returnCache: true,
+          lastOnly: true,
+        });
+        return { logits: result.logits, cache: result.cache! };
+      });
+      disposeCache();
+      cache = next.cache;
+      cachedLength++;
+      logits = next.logits.dataSync() as Float32Array;
+      next.logits.dispose();
+    }
+  } finally {
+    disposeCache();
+  }
+  return { tokens, finishReasons };
+}
