@@ -126,6 +126,7 @@ describe("samplers", () => {
     const masks = batch.mask!.arraySync();
     const targets = batch.targets.arraySync();
     const short = rows.findIndex((r) => r[0] === 1);
+    expect(rows[0]).toHaveLength(6); // longest window (6 tokens) rounded up to 8, capped at blockSize 6
     expect(rows[short]).toEqual([1, 2, 3, 4, 0, 0]);
     expect(targets[short]).toEqual([2, 3, 4, 5, 0, 0]);
     expect(masks[short]).toEqual([0, 1, 1, 1, 0, 0]); // predicting 3, 4, 5 (assistant)

@@ -339,7 +339,8 @@ export class PretrainSampler implements BatchSource<LmBatch> {
 
 /**
  * Whole chat examples in a seeded shuffled order. An example longer than blockSize + 1 tokens
- * becomes several windows (stride blockSize); shorter ones are padded with masked tokens.
+ * becomes several windows (stride blockSize); a batch is as long as its longest example
+ * (rounded up to a multiple of 8), shorter ones padded with masked tokens.
  */
 export class SftSampler implements BatchSource<LmBatch> {
   private readonly windows: { shard: number; start: number; end: number }[] = [];
@@ -386,18 +387,26 @@ export class SftSampler implements BatchSource<LmBatch> {
   }
 
   next(): LmBatch {
-    const { batchSize: b, blockSize: t } = this.options;
-    const ids = new Int32Array(b * t);
-    const targets = new Int32Array(b * t);
-    const mask = new Float32Array(b * t);
-    let counted = 0;
+    const { batchSize: b, blockSize } = this.options;
+    const rows: { shard: number; start: number; end: number }[] = [];
     for (let row = 0; row < b; row++) {
       if (this.position >= this.order.length) {
         this.epoch++;
         this.position = 0;
         this.shuffle();
       }
-      const window = this.windows[this.order[this.position++]!]!;
+      rows.push(this.windows[this.order[this.position++]!]!);
+    }
+    // Pad to the longest example in the batch (rounded up to 8), not to the context window:
+    // short chats would otherwise be mostly padding.
+    const longest = Math.max(...rows.map((w) => w.end - w.start - 1));
+    const t = Math.min(blockSize, Math.ceil(longest / 8) * 8);
+    const ids = new Int32Array(b * t);
+    const targets = new Int32Array(b * t);
+    const mask = new Float32Array(b * t);
+    let counted = 0;
+    for (let row = 0; row < b; row++) {
+      const window = rows[row]!;
       const shard = this.cache.shards[window.shard]!;
       const length = window.end - window.start - 1;
       for (let j = 0; j < length; j++) {

@@ -377,6 +377,10 @@ export async function trainModel<T>(
         tokensPerSecond: tokens / seconds,
         elapsedSeconds: (performance.now() - started) / 1000,
       });
+      // Yield to the event loop once per step: tfjs work is synchronous, and without this no
+      // timer (hardware sampling), file write completion (manifest flushes) or signal handler
+      // (SIGINT → clean stop) would run until training ends.
+      await new Promise((resolve) => setImmediate(resolve));
       const stop =
         settings.evalEvery > 0 && step % settings.evalEvery === 0 && step < settings.steps
           ? await evaluate()

@@ -20,7 +20,13 @@ export {
   toTokenizerJson,
 } from "./hf.js";
 export { loadTokenizer, saveTokenizer } from "./io.js";
-export { GPT2_PATTERN, GPT4_PATTERN, type PatternName, pretokenize } from "./pretokenize.js";
+export {
+  GPT2_DIGITS_PATTERN,
+  GPT2_PATTERN,
+  GPT4_PATTERN,
+  type PatternName,
+  pretokenize,
+} from "./pretokenize.js";
 export { type FromRanksOptions, fromTiktokenRanks, type RankEntry } from "./tiktoken.js";
 export {
   type EncodeOptions,

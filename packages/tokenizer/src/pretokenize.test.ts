@@ -82,6 +82,22 @@ describe("GPT-2 pre-tokenizer", () => {
   });
 });
 
+describe("GPT-2 pattern with single digits", () => {
+  it("splits numbers digit by digit and keeps the leading space on the first", () => {
+    expect(pretokenize("x = 1234 and 56", "gpt2-digits")).toEqual([
+      "x",
+      " =",
+      " 1",
+      "2",
+      "3",
+      "4",
+      " and",
+      " 5",
+      "6",
+    ]);
+  });
+});
+
 describe("GPT-4 pattern (rewritten for JavaScript)", () => {
   it("compiles and splits numbers in groups of three and contractions case-insensitively", () => {
     expect(pretokenize("1234567", GPT4_PATTERN)).toEqual(["123", "456", "7"]);

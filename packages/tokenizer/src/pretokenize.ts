@@ -16,12 +16,19 @@ export const GPT2_PATTERN = String.raw`'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+
  */
 export const GPT4_PATTERN = String.raw`'(?:[sS]|[dD]|[mM]|[tT]|[lL][lL]|[vV][eE]|[rR][eE])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+`;
 
+/**
+ * GPT-2's pattern with every digit its own piece (` ?\p{N}` instead of ` ?\p{N}+`): numbers
+ * tokenize digit by digit, so a small model can learn arithmetic rather than memorise it.
+ */
+export const GPT2_DIGITS_PATTERN = String.raw`'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`;
+
 /** A named pattern, or any regular expression source (compiled with the `gu` flags). */
-export type PatternName = "gpt2" | "gpt4";
+export type PatternName = "gpt2" | "gpt4" | "gpt2-digits";
 
 export function resolvePattern(pattern: PatternName | string | undefined): string {
   if (pattern === undefined || pattern === "gpt2") return GPT2_PATTERN;
   if (pattern === "gpt4") return GPT4_PATTERN;
+  if (pattern === "gpt2-digits") return GPT2_DIGITS_PATTERN;
   return pattern;
 }
 
