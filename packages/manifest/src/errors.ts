@@ -1,7 +1,13 @@
 const FORGE_ERROR = Symbol.for("forge.error");
 
 /** Error codes raised by @forge/manifest. */
-export type ManifestErrorCode = "E_INPUT";
+export type ManifestErrorCode =
+  /** a bad argument */
+  | "E_INPUT"
+  /** a manifest that does not match the schema (the message lists each path) */
+  | "E_SCHEMA"
+  /** a file that cannot be read or written */
+  | "E_IO";
 
 /**
  * The one error type @forge/manifest throws for bad input. `code` is stable and machine-readable;

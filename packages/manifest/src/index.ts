@@ -1,1 +1,30 @@
 export { ManifestError, type ManifestErrorCode } from "./errors.js";
+export { HardwareSampler } from "./hardware.js";
+export { epochsFor, scaledLearningRate, warmupSteps } from "./parameters.js";
+export {
+  assertManifest,
+  manifestSchema,
+  type ValidationProblem,
+  validateManifest,
+} from "./schema.js";
+export { type ChartOptions, type Series, svgLineChart } from "./svg.js";
+export type {
+  Derived,
+  EvalRecord,
+  HardwareSample,
+  Manifest,
+  Phase,
+  PhaseStatus,
+  Repository,
+  RunStatus,
+  Stat,
+  StepRecord,
+} from "./types.js";
+export { formatManifest, SECTIONS, type Section, sparkline } from "./view.js";
+export {
+  type CreateOptions,
+  downsample,
+  ManifestWriter,
+  readManifest,
+  sha256File,
+} from "./writer.js";
