@@ -4,5 +4,6 @@ export default defineProject({
   test: {
     name: "eval",
     include: ["src/**/*.test.ts"],
+    testTimeout: 60_000,
   },
 });

@@ -1,7 +1,17 @@
 const FORGE_ERROR = Symbol.for("forge.error");
 
 /** Error codes raised by @forge/eval. */
-export type EvaluationErrorCode = "E_INPUT";
+export type EvaluationErrorCode =
+  /** a bad argument */
+  | "E_INPUT"
+  /** a task file that does not validate (the message lists each problem with its path and line) */
+  | "E_TASK"
+  /** data a statistic cannot be computed from */
+  | "E_STATS"
+  /** result files that cannot be compared (the message names the missing ids) */
+  | "E_COMPARE"
+  /** a file that cannot be read or written */
+  | "E_IO";
 
 /**
  * The one error type @forge/eval throws for bad input. `code` is stable and machine-readable;
