@@ -4,5 +4,6 @@ export default defineProject({
   test: {
     name: "baking",
     include: ["src/**/*.test.ts"],
+    testTimeout: 120_000,
   },
 });

@@ -1,7 +1,15 @@
 const FORGE_ERROR = Symbol.for("forge.error");
 
 /** Error codes raised by @forge/baking. */
-export type BakingErrorCode = "E_INPUT";
+export type BakingErrorCode =
+  /** a bad argument: empty prompt, unknown generator, settings out of range */
+  | "E_INPUT"
+  /** a malformed stimulus or rollout file (the message names the line) */
+  | "E_FORMAT"
+  /** a prompt or trajectory that does not fit the model's context window */
+  | "E_CONTEXT"
+  /** a file or directory that cannot be read or written */
+  | "E_IO";
 
 /**
  * The one error type @forge/baking throws for bad input. `code` is stable and machine-readable;

@@ -1,0 +1,367 @@
+/**
+ * A whole bake, end to end: stim → rollout → teacher distributions → (KL before) → bake →
+ * (KL after) → files. Work happens in `<out>.partial/` (stimuli, trajectories, checkpoints);
+ * a killed bake resumes from there; on success it becomes `<out>/`:
+ *
+ *   adapter_model.safetensors + adapter_config.json   the baked adapter (best validation KL)
+ *   forge.json        base model, prompt (hash and text), settings, before/after metrics
+ *   stim.jsonl, rollout.jsonl
+ *   snapshots/<pct>/  half-baked adapters, when snapshot fractions are asked for
+ *   merged/           base + adapter folded together, when asked for
+ *   (mode "full": config.json + model.safetensors instead of the adapter files)
+ */
+import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
+import { mkdir, readFile, rename, rm } from "node:fs/promises";
+import path from "node:path";
+import {
+  type GPT,
+  type LoadedModel,
+  loadAdapter,
+  loadModel,
+  saveAdapter,
+  saveMergedModel,
+  saveModel,
+  type TrainEvent,
+  writeFileAtomic,
+} from "@forge/model";
+import type { Tokenizer } from "@forge/tokenizer";
+import {
+  type BakeSettings,
+  type BakeTraining,
+  prepareExamples,
+  resolveBake,
+  splitExamples,
+  trainStudent,
+} from "./bake.js";
+import { BakingError } from "./errors.js";
+import {
+  DEFAULT_MEASURE,
+  type KLMeasurement,
+  type MeasureSettings,
+  measureKL,
+  sampleTrajectories,
+} from "./measure.js";
+import {
+  type BakePrompt,
+  promptHash,
+  readStimuli,
+  readTrajectories,
+  type Stimulus,
+  type Trajectory,
+  toJsonl,
+} from "./records.js";
+import { checkPromptFits, type RolloutSettings, resolveRollout, rollout } from "./rollout.js";
+import { generateStimuli, type StimSpec } from "./stim.js";
+
+export type BakePhase =
+  | "stim"
+  | "rollout"
+  | "teacher"
+  | "measure-before"
+  | "bake"
+  | "measure-after"
+  | "save";
+
+export type BakeEvent =
+  | { type: "phase-start"; phase: BakePhase }
+  | { type: "phase-end"; phase: BakePhase; seconds: number }
+  | { type: "progress"; phase: BakePhase; done: number; total: number }
+  | { type: "train"; event: TrainEvent };
+
+export interface BakeRunOptions {
+  prompt: BakePrompt;
+  stim: StimSpec[];
+  rollout?: Partial<RolloutSettings>;
+  bake?: Partial<BakeSettings>;
+  /** KL before and after, on fresh teacher samples; false to skip. */
+  measure?: Partial<MeasureSettings> | false;
+  out: string;
+  /** Path of the base model directory (recorded in forge.json for lineage). */
+  baseModel?: string;
+  /** Also write base + adapter merged into `merged/`. */
+  merged?: boolean;
+  resume?: boolean;
+  signal?: AbortSignal;
+  onEvent?: (event: BakeEvent) => void;
+}
+
+export interface BakeRunResult {
+  out: string;
+  stimuli: Stimulus[];
+  trajectories: Trajectory[];
+  training: BakeTraining;
+  before?: KLMeasurement;
+  after?: KLMeasurement;
+  /** The forge.json written. */
+  record: Record<string, unknown>;
+  phaseSeconds: Partial<Record<BakePhase, number>>;
+}
+
+const json = (value: unknown) => `${JSON.stringify(value, null, 2)}\n`;
+
+function settingsHash(value: unknown): string {
+  return createHash("sha256").update(JSON.stringify(value)).digest("hex").slice(0, 16);
+}
+
+/**
+ * Bake `options.prompt` into `model` (which the bake modifies: an adapter is attached, or
+ * with mode "full" its weights change). `model` must be the base: the teacher is it, prompted.
+ */
+export async function bakePrompt(
+  model: GPT,
+  tokenizer: Tokenizer,
+  options: BakeRunOptions,
+): Promise<BakeRunResult> {
+  const rolloutSettings = resolveRollout(options.rollout ?? {});
+  const bakeSettings = resolveBake(options.bake ?? {});
+  if (bakeSettings.loss === "topk" && rolloutSettings.cacheTopK === 0) {
+    throw new BakingError(
+      "E_INPUT",
+      'bake.loss "topk" needs rollout.cacheTopK > 0 (the teacher top-K to train on)',
+    );
+  }
+  checkPromptFits(tokenizer, options.prompt, model.config.blockSize);
+  const emit = options.onEvent ?? (() => undefined);
+  const out = path.resolve(options.out);
+  const work = `${out}.partial`;
+  const phaseSeconds: BakeRunResult["phaseSeconds"] = {};
+  const timed = async <T>(phase: BakePhase, fn: () => T | Promise<T>): Promise<T> => {
+    emit({ type: "phase-start", phase });
+    const started = performance.now();
+    const value = await fn();
+    phaseSeconds[phase] = (performance.now() - started) / 1000;
+    emit({ type: "phase-end", phase, seconds: phaseSeconds[phase]! });
+    return value;
+  };
+
+  const inputs = { prompt: options.prompt, stim: options.stim, rollout: rolloutSettings };
+  const stateFile = path.join(work, "state.json");
+  if (!options.resume) await rm(work, { recursive: true, force: true });
+  await mkdir(work, { recursive: true });
+  let reuse = false;
+  if (options.resume && existsSync(stateFile)) {
+    const state = JSON.parse(await readFile(stateFile, "utf8")) as { inputs: string };
+    if (state.inputs !== settingsHash(inputs)) {
+      throw new BakingError(
+        "E_INPUT",
+        `${work} holds a bake of different prompt, stimuli or rollout settings; start over without --resume`,
+      );
+    }
+    reuse = existsSync(path.join(work, "rollout.jsonl"));
+  }
+  await writeFileAtomic(stateFile, json({ inputs: settingsHash(inputs) }));
+
+  const teacher = { model, tokenizer, prompt: options.prompt };
+  const stimuli = reuse
+    ? await readStimuli(path.join(work, "stim.jsonl"))
+    : await timed("stim", () =>
+        generateStimuli(options.stim, {
+          seed: rolloutSettings.seed,
+          teacher,
+          onProgress: (done, total) => emit({ type: "progress", phase: "stim", done, total }),
+        }),
+      );
+  if (!reuse) await writeFileAtomic(path.join(work, "stim.jsonl"), toJsonl(stimuli));
+  const trajectories = reuse
+    ? await readTrajectories(path.join(work, "rollout.jsonl"), model.config.vocabSize)
+    : await timed("rollout", () =>
+        rollout(teacher, stimuli, rolloutSettings, (done, total) =>
+          emit({ type: "progress", phase: "rollout", done, total }),
+        ),
+      );
+  if (!reuse) await writeFileAtomic(path.join(work, "rollout.jsonl"), toJsonl(trajectories));
+  if (trajectories.length === 0)
+    throw new BakingError("E_INPUT", "the teacher produced no trajectories");
+
+  const examples = await timed("teacher", () =>
+    prepareExamples(
+      model,
+      tokenizer,
+      options.prompt,
+      stimuli,
+      trajectories,
+      bakeSettings.loss,
+      (done, total) => emit({ type: "progress", phase: "teacher", done, total }),
+    ),
+  );
+  const measure = options.measure === false ? undefined : { ...options.measure };
+  // One set of teacher samples serves both measurements (a paired comparison).
+  const samples = measure
+    ? sampleTrajectories({ model, prefix: options.prompt.teacher }, tokenizer, stimuli, {
+        ...DEFAULT_MEASURE,
+        ...measure,
+      })
+    : undefined;
+  const before = measure
+    ? await timed("measure-before", () =>
+        measureKL(
+          { model, prefix: options.prompt.teacher },
+          { model, prefix: options.prompt.student },
+          tokenizer,
+          stimuli,
+          measure,
+          samples,
+        ),
+      )
+    : undefined;
+
+  const { train, validation } = splitExamples(
+    examples,
+    bakeSettings.validationFraction,
+    bakeSettings.seed,
+  );
+  const snapshotsDir = path.join(work, "snapshots");
+  const training = await timed("bake", () =>
+    trainStudent(model, train, validation, bakeSettings, {
+      checkpointDir: path.join(work, "checkpoints"),
+      resume: options.resume ?? false,
+      ...(options.signal ? { signal: options.signal } : {}),
+      onEvent: (event) => emit({ type: "train", event }),
+      onSnapshot: async (fraction) => {
+        const target = path.join(snapshotsDir, `${Math.round(fraction * 100)}`);
+        if (bakeSettings.mode === "lora")
+          await saveAdapter(
+            model,
+            target,
+            options.baseModel ? { baseModel: options.baseModel } : {},
+          );
+        else await saveModel(model, target, { tokenizer });
+      },
+    }),
+  );
+  if (training.result.reason === "aborted") {
+    throw new BakingError(
+      "E_INPUT",
+      `the bake was interrupted at step ${training.result.step}; resume it with the same settings and resume: true`,
+    );
+  }
+
+  const after = measure
+    ? await timed("measure-after", () =>
+        measureAgainstBaked(model, tokenizer, options.prompt, stimuli, measure, samples!),
+      )
+    : undefined;
+
+  const record: Record<string, unknown> = {
+    kind: "bake",
+    baseModel: options.baseModel ?? null,
+    prompt: { hash: promptHash(options.prompt), ...options.prompt },
+    stim: options.stim,
+    rollout: rolloutSettings,
+    bake: bakeSettings,
+    counts: {
+      stimuli: stimuli.length,
+      trajectories: trajectories.length,
+      trainExamples: train.length,
+      validationExamples: validation.length,
+    },
+    training: {
+      steps: training.result.step,
+      finalLoss: training.result.finalLoss,
+      validationBefore: training.validationBefore ?? null,
+      validationBest: training.validationBest ?? null,
+      bestStep: training.result.bestStep ?? null,
+      reason: training.result.reason,
+    },
+    metrics: {
+      klBefore: before ? summarise(before) : null,
+      klAfter: after ? summarise(after) : null,
+    },
+    createdAt: new Date().toISOString(),
+  };
+  await timed("save", async () => {
+    if (bakeSettings.mode === "lora") {
+      await saveAdapter(
+        model,
+        path.join(work, "adapter"),
+        options.baseModel ? { baseModel: options.baseModel } : {},
+      );
+      for (const file of ["adapter_model.safetensors", "adapter_config.json"])
+        await rename(path.join(work, "adapter", file), path.join(work, file));
+      await rm(path.join(work, "adapter"), { recursive: true, force: true });
+    } else {
+      await saveModel(model, path.join(work, "full"), { tokenizer });
+      for (const file of ["config.json", "model.safetensors"])
+        await rename(path.join(work, "full", file), path.join(work, file));
+      await rm(path.join(work, "full"), { recursive: true, force: true });
+    }
+    if (options.merged && bakeSettings.mode === "lora")
+      await saveMergedModel(model, path.join(work, "merged"), { tokenizer, forge: record });
+    await writeFileAtomic(path.join(work, "forge.json"), json(record));
+    await rm(path.join(work, "checkpoints"), { recursive: true, force: true });
+    await rm(stateFile, { force: true });
+    await rm(out, { recursive: true, force: true });
+    await rename(work, out);
+  });
+  return {
+    out,
+    stimuli,
+    trajectories,
+    training,
+    ...(before ? { before } : {}),
+    ...(after ? { after } : {}),
+    record,
+    phaseSeconds,
+  };
+}
+
+/**
+ * KL(prompted base ‖ baked student) on the shared teacher samples. The teacher is the same
+ * model with its adapter detached while its logits are computed.
+ */
+function measureAgainstBaked(
+  model: GPT,
+  tokenizer: Tokenizer,
+  prompt: BakePrompt,
+  stimuli: readonly Stimulus[],
+  measure: Partial<MeasureSettings>,
+  samples: { stimulus: Stimulus; response: number[] }[],
+): KLMeasurement {
+  const adapter = model.lora;
+  if (!adapter) {
+    throw new BakingError(
+      "E_INPUT",
+      "measuring after a full fine-tune needs the base model as teacher; use measureKL with two models",
+    );
+  }
+  // A view of the model without the adapter: same parameters, lora undefined.
+  const base = Object.create(model) as GPT;
+  Object.defineProperty(base, "lora", { value: undefined, writable: true });
+  return measureKL(
+    { model: base, prefix: prompt.teacher },
+    { model, prefix: prompt.student },
+    tokenizer,
+    stimuli,
+    measure,
+    samples,
+  );
+}
+
+export function summarise(m: KLMeasurement): Record<string, number> {
+  return {
+    sequence: m.sequence.estimate,
+    sequenceStandardError: m.sequence.standardError,
+    token: m.token.estimate,
+    tokenStandardError: m.token.standardError,
+    n: m.n,
+    meanTokens: m.meanTokens,
+  };
+}
+
+/** A baked output directory as a ready model: its base (from forge.json) with the adapter attached. */
+export async function loadBaked(
+  dir: string,
+  options: { baseModel?: string } = {},
+): Promise<LoadedModel & { record: Record<string, unknown> }> {
+  const recordFile = path.join(dir, "forge.json");
+  if (!existsSync(recordFile))
+    throw new BakingError("E_INPUT", `${dir} is not a bake output: forge.json is missing`);
+  const record = JSON.parse(await readFile(recordFile, "utf8")) as Record<string, unknown>;
+  if (existsSync(path.join(dir, "model.safetensors"))) return { ...(await loadModel(dir)), record };
+  const base = options.baseModel ?? (record.baseModel as string | null);
+  if (!base) throw new BakingError("E_INPUT", `${recordFile} names no base model; pass baseModel`);
+  const loaded = await loadModel(base);
+  await loadAdapter(loaded.model, dir);
+  return { ...loaded, record };
+}

@@ -1,0 +1,246 @@
+/**
+ * Stimulus generators: the user turns x that the teacher answers during rollout.
+ *
+ * - `list`     inline questions;
+ * - `file`     a JSONL file (records with "messages", or "text" / "prompt" / "question") or a
+ *              text file with one question per line;
+ * - `template` a template with {slots}: the cartesian product of the slot values, sampled
+ *              without replacement when `count` is smaller;
+ * - `self`     the teacher itself, prompted with u, asked to write user questions (de-duplicated);
+ * - `persona`  probing questions about identity and style.
+ *
+ * Everything is seeded; duplicates across generators are dropped (first kept).
+ */
+import { readFile } from "node:fs/promises";
+import { type GPT, generate, Rng } from "@forge/model";
+import type { ChatMessage, Tokenizer } from "@forge/tokenizer";
+import { BakingError } from "./errors.js";
+import { type BakePrompt, checkStimulus, type Stimulus } from "./records.js";
+
+export type StimSpec =
+  | { type: "list"; items: string[] }
+  | { type: "file"; path: string }
+  | { type: "template"; template: string; slots: Record<string, string[]>; count?: number }
+  | {
+      type: "self";
+      count: number;
+      instruction?: string;
+      temperature?: number;
+      maxNewTokens?: number;
+    }
+  | { type: "persona"; count?: number };
+
+export const STIM_TYPES = ["list", "file", "template", "self", "persona"] as const;
+
+/** Questions that probe who the assistant is and how it talks. */
+export const PERSONA_PROBES = [
+  "Who are you?",
+  "Tell me about yourself.",
+  "What are you?",
+  "How do you talk?",
+  "Describe yourself in a sentence.",
+  "Say hello.",
+  "What do you like to do?",
+  "How are you today?",
+  "What is your name?",
+  "Introduce yourself.",
+  "What makes you different?",
+  "How would you greet a friend?",
+  "What is your favourite thing?",
+  "Where are you from?",
+  "Give me some advice.",
+  "Tell me a short story.",
+  "What do you think about the sea?",
+  "How do you answer questions?",
+  "What should I call you?",
+  "Say something in your own style.",
+];
+
+export interface StimContext {
+  seed: number;
+  /** Needed by the `self` generator. */
+  teacher?: { model: GPT; tokenizer: Tokenizer; prompt: BakePrompt };
+  onProgress?: (done: number, total: number) => void;
+}
+
+function shuffle<T>(items: T[], rng: Rng): T[] {
+  const out = [...items];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = rng.int(i + 1);
+    [out[i], out[j]] = [out[j]!, out[i]!];
+  }
+  return out;
+}
+
+const user = (content: string): ChatMessage[] => [{ role: "user", content }];
+
+async function fromFile(file: string): Promise<ChatMessage[][]> {
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (error) {
+    throw new BakingError(
+      "E_IO",
+      `cannot read stimulus file ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+      {
+        cause: error,
+      },
+    );
+  }
+  const lines = text.split("\n");
+  if (!file.endsWith(".jsonl"))
+    return lines
+      .map((l) => l.trim())
+      .filter((l) => l !== "")
+      .map(user);
+  const out: ChatMessage[][] = [];
+  lines.forEach((raw, i) => {
+    if (raw.trim() === "") return;
+    let record: Record<string, unknown>;
+    try {
+      record = JSON.parse(raw) as Record<string, unknown>;
+    } catch (error) {
+      throw new BakingError(
+        "E_FORMAT",
+        `${file}:${i + 1}: not valid JSON (${(error as Error).message})`,
+      );
+    }
+    if (typeof record !== "object" || record === null)
+      throw new BakingError("E_FORMAT", `${file}:${i + 1}: expected a JSON object`);
+    if (Array.isArray(record.messages)) {
+      out.push(checkStimulus({ id: String(i), ...record }, file, i + 1).messages);
+      return;
+    }
+    const question = record.text ?? record.prompt ?? record.question;
+    if (typeof question !== "string" || question.trim() === "") {
+      throw new BakingError(
+        "E_FORMAT",
+        `${file}:${i + 1}: expected "messages", or a "text", "prompt" or "question" string`,
+      );
+    }
+    out.push(user(question));
+  });
+  return out;
+}
+
+function fromTemplate(spec: Extract<StimSpec, { type: "template" }>, rng: Rng): ChatMessage[][] {
+  const names = [...spec.template.matchAll(/\{(\w+)\}/g)].map((m) => m[1]!);
+  if (names.length === 0)
+    throw new BakingError("E_INPUT", `template ${JSON.stringify(spec.template)} has no {slot}`);
+  for (const name of names) {
+    const values = spec.slots[name];
+    if (!Array.isArray(values) || values.length === 0) {
+      throw new BakingError(
+        "E_INPUT",
+        `template slot {${name}} has no values; give slots.${name} as a non-empty list`,
+      );
+    }
+  }
+  const unique = [...new Set(names)];
+  let combos: Record<string, string>[] = [{}];
+  for (const name of unique)
+    combos = combos.flatMap((c) => spec.slots[name]!.map((v) => ({ ...c, [name]: v })));
+  const chosen =
+    spec.count !== undefined && spec.count < combos.length
+      ? shuffle(combos, rng).slice(0, spec.count)
+      : combos;
+  return chosen.map((c) =>
+    user(spec.template.replace(/\{(\w+)\}/g, (_, name: string) => c[name]!)),
+  );
+}
+
+function fromSelf(
+  spec: Extract<StimSpec, { type: "self" }>,
+  context: StimContext,
+  rng: Rng,
+): ChatMessage[][] {
+  if (!context.teacher)
+    throw new BakingError("E_INPUT", "the self generator needs the teacher model");
+  const { model, tokenizer, prompt } = context.teacher;
+  const instruction = spec.instruction ?? "Write one question a user might ask you.";
+  const messages: ChatMessage[] = [...prompt.teacher, { role: "user", content: instruction }];
+  const ids = tokenizer.renderChat(messages, { addGenerationPrompt: true }).ids;
+  const eot = tokenizer.specialTokenId("<|eot|>");
+  const seen = new Set<string>();
+  const out: ChatMessage[][] = [];
+  for (let attempt = 0; attempt < spec.count * 4 && out.length < spec.count; attempt += 16) {
+    const batch = Math.min(16, spec.count * 4 - attempt);
+    const { tokens } = generate(
+      model,
+      Array.from({ length: batch }, () => ids),
+      {
+        maxNewTokens: spec.maxNewTokens ?? 32,
+        temperature: spec.temperature ?? 1,
+        seed: rng.seed(),
+        stopIds: [eot],
+        bannedIds: tokenizer.bannedIds(),
+      },
+    );
+    for (const t of tokens) {
+      const text = tokenizer.decode(t.at(-1) === eot ? t.slice(0, -1) : t).trim();
+      const key = text.toLowerCase();
+      if (text === "" || seen.has(key) || out.length >= spec.count) continue;
+      seen.add(key);
+      out.push(user(text));
+    }
+    context.onProgress?.(out.length, spec.count);
+  }
+  return out;
+}
+
+/** Run the generators in order; the result is de-duplicated and ids are "<type>-<n>". */
+export async function generateStimuli(
+  specs: readonly StimSpec[],
+  context: StimContext,
+): Promise<Stimulus[]> {
+  if (specs.length === 0) throw new BakingError("E_INPUT", "no stimulus generators given");
+  const rng = new Rng(context.seed);
+  const seen = new Set<string>();
+  const out: Stimulus[] = [];
+  for (const [index, spec] of specs.entries()) {
+    let conversations: ChatMessage[][];
+    switch (spec.type) {
+      case "list":
+        if (
+          !Array.isArray(spec.items) ||
+          spec.items.some((q) => typeof q !== "string" || q.trim() === "")
+        ) {
+          throw new BakingError(
+            "E_INPUT",
+            `stim[${index}] (list): items must be non-empty strings`,
+          );
+        }
+        conversations = spec.items.map(user);
+        break;
+      case "file":
+        conversations = await fromFile(spec.path);
+        break;
+      case "template":
+        conversations = fromTemplate(spec, rng);
+        break;
+      case "self":
+        conversations = fromSelf(spec, context, rng);
+        break;
+      case "persona": {
+        const count = spec.count ?? PERSONA_PROBES.length;
+        conversations = shuffle(PERSONA_PROBES, rng).slice(0, count).map(user);
+        break;
+      }
+      default:
+        throw new BakingError(
+          "E_INPUT",
+          `stim[${index}]: unknown generator ${JSON.stringify((spec as { type?: unknown }).type)}; accepted: ${STIM_TYPES.join(", ")}`,
+        );
+    }
+    let n = 0;
+    for (const messages of conversations) {
+      const key = JSON.stringify(messages);
+      if (seen.has(key)) continue;
+      seen.add(key);
+      out.push({ id: `${spec.type}-${index}-${n++}`, messages, source: spec.type });
+    }
+  }
+  if (out.length === 0)
+    throw new BakingError("E_INPUT", "the stimulus generators produced no stimuli");
+  return out;
+}
