@@ -201,8 +201,10 @@ describe("bake", () => {
     const model = newModel(3);
     const losses: number[] = [];
     const out = path.join(dir, "baked");
+    const base = options(out);
     const result = await bakePrompt(model, tokenizer, {
-      ...options(out),
+      ...base,
+      bake: { ...base.bake, snapshotFractions: [0.5, 1] },
       onEvent: (e) => {
         if (e.type === "train" && e.event.type === "step-end") losses.push(e.event.loss);
       },
@@ -212,6 +214,8 @@ describe("bake", () => {
     expect(result.after!.token.estimate).toBeLessThan(result.before!.token.estimate);
     expect(existsSync(path.join(out, "adapter_model.safetensors"))).toBe(true);
     expect(existsSync(`${out}.partial`)).toBe(false);
+    for (const pct of ["50", "100"])
+      expect(existsSync(path.join(out, "snapshots", pct, "adapter_model.safetensors"))).toBe(true);
     const record = JSON.parse(readFileSync(path.join(out, "forge.json"), "utf8"));
     expect(record).toMatchObject({
       kind: "bake",
@@ -227,15 +231,15 @@ describe("bake", () => {
     const y = fresh.forward(ids).dataSync();
     for (const [i, v] of x.entries()) expect(Math.abs(v - y[i]!)).toBeLessThan(1e-5);
     // strength 0 reproduces the base model's logits exactly
-    const base = newModel(3);
+    const original = newModel(3);
     fresh.lora!.strength = 0;
     expect(Array.from(fresh.forward(ids).dataSync())).toEqual(
-      Array.from(base.forward(ids).dataSync()),
+      Array.from(original.forward(ids).dataSync()),
     );
     const curve = await strengthCurve(fresh, [0, 1], (m) => m.forward(ids).dataSync()[0]!);
-    expect(curve[0]!.value).toBe(base.forward(ids).dataSync()[0]);
+    expect(curve[0]!.value).toBe(original.forward(ids).dataSync()[0]);
     tf.dispose([ids]);
-    for (const m of [model, fresh, base]) m.dispose();
+    for (const m of [model, fresh, original]) m.dispose();
   });
 
   it("top-K bake with K = vocabulary size equals the full bake", async () => {
