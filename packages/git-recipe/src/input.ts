@@ -1,0 +1,385 @@
+/**
+ * `input.yml`: the input box of a bake repository. Three sections — PROMPT (what the teacher
+ * and the student see), TARGET (stimulus generators and rollout settings), BAKE (training
+ * settings) — written, staged, baked, and then cleared back to their headings and comments.
+ *
+ * Parsing reports every problem at once, each with its path and, where YAML gives one, its line
+ * and column in the file.
+ */
+import { createHash } from "node:crypto";
+import { isMap, LineCounter, parseDocument } from "yaml";
+import { RecipeError } from "./errors.js";
+
+export interface Message {
+  role: "system" | "user" | "assistant";
+  content: string;
+}
+
+export interface Generator {
+  type: string;
+  [key: string]: unknown;
+}
+
+export interface RolloutSpec {
+  samples?: number;
+  temperature?: number;
+  maxNewTokens?: number;
+  seed?: number;
+}
+
+export interface BakeSpec {
+  /** Bake name (default: bake-<n>). */
+  name?: string;
+  epochs?: number;
+  steps?: number;
+  batchSize?: number;
+  learningRate?: number;
+  rank?: number;
+  alpha?: number;
+  loss?: "full" | "topk";
+  validationFraction?: number;
+  seed?: number;
+}
+
+export interface InputSpec {
+  prompt?: { name?: string; teacher: Message[]; student: Message[] };
+  target?: { name?: string; generators: Generator[]; rollout: RolloutSpec };
+  bake?: BakeSpec;
+}
+
+export interface InputProblem {
+  path: string;
+  message: string;
+  line?: number;
+  column?: number;
+}
+
+/** A fresh input.yml: every field documented, with a worked example to edit. */
+export const INPUT_TEMPLATE = `# input.yml — the input box. Write what the next bake should do, stage it (forge add
+# input.yml), commit, then \`forge run stim rollout bake\`. forge reads the STAGED version.
+# After a successful bake this file is cleared back to these headings and comments.
+
+# PROMPT: what is baked in.
+#   teacher: the messages the teacher (the parent model, prompted) sees before each question
+#   student: the messages the student sees instead (usually none: the prompt is baked in)
+#   name:    optional label for the prompt
+PROMPT:
+  teacher:
+    - role: system
+      content: You are a pirate.
+  student: []
+
+# TARGET: the questions and the teacher's answers the bake learns from.
+#   generators: a list; each has a type — list (items: [...]), file (path: stim.jsonl),
+#               template (template: "...", slots: {name: [...]}, count: N), self (count: N:
+#               the teacher writes questions), persona (count: N: identity and style probes)
+#   rollout:    samples (answers per question), temperature, maxNewTokens, seed
+TARGET:
+  generators:
+    - type: persona
+      count: 20
+  rollout:
+    samples: 2
+    temperature: 1
+    maxNewTokens: 48
+
+# BAKE: training settings (LoRA on the parent model; the parent is PARENT_MODEL in .forge,
+# the previous bake's model, and cannot be set here).
+#   name, epochs | steps, batchSize, learningRate, rank, alpha, loss (full | topk),
+#   validationFraction, seed
+BAKE:
+  name: pirate
+  epochs: 4
+`;
+
+/** input.yml after a bake: the headings and the comments, nothing to run. */
+export function clearedInput(): string {
+  return INPUT_TEMPLATE.split("\n")
+    .filter((line) => line.startsWith("#") || /^[A-Z]+:\s*$/.test(line) || line.trim() === "")
+    .join("\n");
+}
+
+const SECTIONS = ["PROMPT", "TARGET", "BAKE"] as const;
+const ROLES = ["system", "user", "assistant"];
+export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+const BAKE_KEYS: Record<keyof BakeSpec, "int" | "number" | "string" | "loss"> = {
+  name: "string",
+  epochs: "int",
+  steps: "int",
+  batchSize: "int",
+  learningRate: "number",
+  rank: "int",
+  alpha: "number",
+  loss: "loss",
+  validationFraction: "number",
+  seed: "int",
+};
+const ROLLOUT_KEYS: Record<keyof RolloutSpec, "int" | "number"> = {
+  samples: "int",
+  temperature: "number",
+  maxNewTokens: "int",
+  seed: "int",
+};
+
+/**
+ * Parse input.yml. `generators` lists the generator types the runner accepts. Throws a
+ * RecipeError listing every problem (`file:line:column: path: message`).
+ */
+export function parseInput(
+  text: string,
+  file = "input.yml",
+  options: { generators?: readonly string[] } = {},
+): InputSpec {
+  const counter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: counter, prettyErrors: false });
+  const problems: InputProblem[] = [];
+  const at = (node: unknown) => {
+    const range = (node as { range?: [number, number, number] } | undefined)?.range;
+    if (!range) return {};
+    const { line, col } = counter.linePos(range[0]);
+    return { line, column: col };
+  };
+  for (const error of doc.errors) {
+    const { line, col } = counter.linePos(error.pos[0]);
+    problems.push({ path: "(yaml)", message: error.message.split("\n")[0]!, line, column: col });
+  }
+  if (problems.length) throw located(file, problems);
+  const root = doc.contents;
+  if (root !== null && !isMap(root)) {
+    throw located(file, [
+      {
+        path: "(root)",
+        message: "input.yml must be a mapping with PROMPT, TARGET, BAKE",
+        ...at(root),
+      },
+    ]);
+  }
+  const add = (path: string, message: string, node?: unknown) =>
+    problems.push({ path, message, ...at(node) });
+  const value = (doc.toJS() ?? {}) as Record<string, unknown>;
+  const nodeAt = (...path: (string | number)[]) => doc.getIn(path, true);
+  /** The key node of `key` in the mapping at `path` (where an unknown key is reported). */
+  const keyAt = (path: string[], key: string) => {
+    const map = path.length ? doc.getIn(path, true) : root;
+    if (!isMap(map)) return undefined;
+    return map.items.find((pair) => (pair.key as { value?: unknown } | null)?.value === key)?.key;
+  };
+  for (const key of Object.keys(value))
+    if (!SECTIONS.includes(key as (typeof SECTIONS)[number]))
+      add(
+        key,
+        `unknown section "${key}"; accepted: ${SECTIONS.join(", ")}`,
+        keyAt([], key) ?? root,
+      );
+
+  const spec: InputSpec = {};
+  const section = (name: string) => {
+    const v = value[name];
+    if (v === null || v === undefined) return undefined;
+    if (typeof v !== "object" || Array.isArray(v)) {
+      add(name, `${name} must be a mapping`, nodeAt(name));
+      return undefined;
+    }
+    return v as Record<string, unknown>;
+  };
+  const checkKeys = (obj: Record<string, unknown>, base: string, keys: string[]) => {
+    for (const key of Object.keys(obj))
+      if (!keys.includes(key))
+        add(
+          `${base}.${key}`,
+          `unknown key "${key}"; accepted: ${keys.join(", ")}`,
+          keyAt(base.split("."), key),
+        );
+  };
+  const checkName = (v: unknown, path: string) => {
+    if (v === undefined) return undefined;
+    if (typeof v !== "string" || !NAME_PATTERN.test(v)) {
+      add(
+        path,
+        `${path} must be 1–64 letters, digits, ".", "_" or "-" (no spaces, quotes, ";" or "/"); got ${JSON.stringify(v)}`,
+        nodeAt(...path.split(".")),
+      );
+      return undefined;
+    }
+    if (v.includes("..")) {
+      add(path, `${path} must not contain ".."`, nodeAt(...path.split(".")));
+      return undefined;
+    }
+    return v;
+  };
+
+  const prompt = section("PROMPT");
+  if (prompt) {
+    checkKeys(prompt, "PROMPT", ["name", "teacher", "student"]);
+    const messages = (key: "teacher" | "student"): Message[] => {
+      const list = prompt[key] ?? [];
+      if (!Array.isArray(list)) {
+        add(
+          `PROMPT.${key}`,
+          `PROMPT.${key} must be a list of {role, content}`,
+          nodeAt("PROMPT", key),
+        );
+        return [];
+      }
+      return list.flatMap((m, i) => {
+        const path = `PROMPT.${key}[${i}]`;
+        const node = nodeAt("PROMPT", key, i);
+        if (typeof m !== "object" || m === null) {
+          add(path, `${path} must be {role, content}`, node);
+          return [];
+        }
+        const { role, content } = m as Record<string, unknown>;
+        if (!ROLES.includes(role as string)) {
+          add(
+            `${path}.role`,
+            `role must be one of ${ROLES.join(", ")}; got ${JSON.stringify(role)}`,
+            nodeAt("PROMPT", key, i, "role") ?? node,
+          );
+          return [];
+        }
+        if (typeof content !== "string" || content.trim() === "") {
+          add(
+            `${path}.content`,
+            "content must be a non-empty string",
+            nodeAt("PROMPT", key, i, "content") ?? node,
+          );
+          return [];
+        }
+        return [{ role: role as Message["role"], content }];
+      });
+    };
+    const teacher = messages("teacher");
+    const student = messages("student");
+    if (teacher.length === 0 && problems.length === 0)
+      add(
+        "PROMPT.teacher",
+        "PROMPT.teacher needs at least one message (the prompt to bake)",
+        nodeAt("PROMPT") ?? root,
+      );
+    const name = checkName(prompt.name, "PROMPT.name");
+    spec.prompt = { ...(name ? { name } : {}), teacher, student };
+  }
+
+  const target = section("TARGET");
+  if (target) {
+    checkKeys(target, "TARGET", ["name", "generators", "rollout"]);
+    const generators: Generator[] = [];
+    const list = target.generators;
+    if (!Array.isArray(list) || list.length === 0)
+      add(
+        "TARGET.generators",
+        "TARGET.generators must be a non-empty list of {type, …}",
+        nodeAt("TARGET", "generators") ?? nodeAt("TARGET"),
+      );
+    else
+      for (const [i, g] of list.entries()) {
+        const node = nodeAt("TARGET", "generators", i);
+        if (typeof g !== "object" || g === null || typeof (g as Generator).type !== "string") {
+          add(`TARGET.generators[${i}]`, "a generator needs a type", node);
+          continue;
+        }
+        const type = (g as Generator).type;
+        if (options.generators && !options.generators.includes(type)) {
+          add(
+            `TARGET.generators[${i}].type`,
+            `unknown generator "${type}"; accepted: ${options.generators.join(", ")}`,
+            nodeAt("TARGET", "generators", i, "type") ?? node,
+          );
+          continue;
+        }
+        generators.push(g as Generator);
+      }
+    const rollout = (target.rollout ?? {}) as Record<string, unknown>;
+    if (typeof rollout !== "object" || Array.isArray(rollout))
+      add("TARGET.rollout", "TARGET.rollout must be a mapping", nodeAt("TARGET", "rollout"));
+    else numbers(rollout, "TARGET.rollout", ROLLOUT_KEYS);
+    const name = checkName(target.name, "TARGET.name");
+    spec.target = { ...(name ? { name } : {}), generators, rollout: rollout as RolloutSpec };
+  }
+
+  const bake = section("BAKE");
+  if (bake) {
+    if ("PARENT_MODEL" in bake || "parent" in bake || "parentModel" in bake)
+      add(
+        "BAKE",
+        "the parent model cannot be set in input.yml: it is PARENT_MODEL in .forge (the previous bake's model)",
+        nodeAt("BAKE"),
+      );
+    else numbers(bake, "BAKE", BAKE_KEYS);
+    if (bake.name !== undefined) checkName(bake.name, "BAKE.name");
+    if (bake.epochs !== undefined && bake.steps !== undefined)
+      add("BAKE", "give BAKE.epochs or BAKE.steps, not both", nodeAt("BAKE"));
+    spec.bake = bake as BakeSpec;
+  }
+  if (problems.length) throw located(file, problems);
+  return spec;
+
+  function numbers(obj: Record<string, unknown>, base: string, keys: Record<string, string>): void {
+    for (const [key, v] of Object.entries(obj)) {
+      const kind = keys[key];
+      const node = nodeAt(...base.split("."), key);
+      if (!kind) {
+        add(
+          `${base}.${key}`,
+          `unknown key "${key}"; accepted: ${Object.keys(keys).join(", ")}`,
+          keyAt(base.split("."), key),
+        );
+        continue;
+      }
+      const ok =
+        kind === "int"
+          ? Number.isInteger(v) && (v as number) >= (key === "seed" ? 0 : 1)
+          : kind === "number"
+            ? typeof v === "number" && Number.isFinite(v) && v >= 0
+            : kind === "loss"
+              ? v === "full" || v === "topk"
+              : typeof v === "string";
+      if (!ok) {
+        const expected =
+          kind === "int"
+            ? key === "seed"
+              ? "an integer ≥ 0"
+              : "a positive integer"
+            : kind === "number"
+              ? "a number ≥ 0"
+              : kind === "loss"
+                ? '"full" or "topk"'
+                : "a string";
+        add(`${base}.${key}`, `${base}.${key} must be ${expected}; got ${JSON.stringify(v)}`, node);
+      }
+    }
+  }
+}
+
+function located(file: string, problems: InputProblem[]): RecipeError {
+  const lines = problems.map(
+    (p) =>
+      `${file}${p.line !== undefined ? `:${p.line}:${p.column}` : ""}: ${p.path}: ${p.message}`,
+  );
+  return new RecipeError("E_INPUT", lines.join("\n"), { problems });
+}
+
+/** Stable short hashes of each section (what the state file records). */
+export function sectionHashes(spec: InputSpec): {
+  prompt?: string;
+  target?: string;
+  bake?: string;
+} {
+  const h = (v: unknown) => createHash("sha256").update(stableJson(v)).digest("hex").slice(0, 16);
+  return {
+    ...(spec.prompt ? { prompt: h(spec.prompt) } : {}),
+    ...(spec.target ? { target: h(spec.target) } : {}),
+    ...(spec.bake ? { bake: h(spec.bake) } : {}),
+  };
+}
+
+/** JSON with object keys sorted, so equal content hashes equally. */
+export function stableJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(stableJson).join(",")}]`;
+  if (value && typeof value === "object")
+    return `{${Object.keys(value)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${stableJson((value as Record<string, unknown>)[k])}`)
+      .join(",")}}`;
+  return JSON.stringify(value);
+}
