@@ -15,6 +15,25 @@ export {
   trainStudent,
   validationKL,
 } from "./bake.js";
+export {
+  CONTEXT_POLICIES,
+  type ContextPolicy,
+  type CurvePoint,
+  compareDrift,
+  type DriftComparison,
+  type DriftOptions,
+  type DriftResult,
+  type DriftTurn,
+  type DriftTurnContext,
+  defaultDistractor,
+  driftScript,
+  type Estimate,
+  type FittedContext,
+  fitContext,
+  meanInterval,
+  measureDrift,
+  summariseDrift,
+} from "./drift.js";
 export { BakingError, type BakingErrorCode } from "./errors.js";
 export { type StrengthPoint, strengthCurve } from "./halfbake.js";
 export {
@@ -25,6 +44,16 @@ export {
   measureKL,
   sampleTrajectories,
 } from "./measure.js";
+export {
+  type PursueOptions,
+  type PursuitEvent,
+  type PursuitResult,
+  type PursuitRound,
+  pursue,
+  pursueAll,
+  readLineage,
+  repromptTable,
+} from "./pursue.js";
 export {
   type BakePrompt,
   checkStimulus,

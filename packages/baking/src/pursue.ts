@@ -42,13 +42,15 @@ export interface PursueOptions {
   baseModel?: string;
   /** Extra lineage to record in every round's forge.json (e.g. earlier prompts). */
   lineage?: Record<string, unknown>[];
-  onEvent?: (
-    event:
-      | { type: "round-start"; round: number }
-      | { type: "round-end"; round: PursuitRound }
-      | { type: "bake"; round: number; event: BakeEvent },
-  ) => void;
+  onEvent?: (event: PursuitEvent) => void;
 }
+
+/** Progress of a pursuit; `prompt` (1-based) is set by `pursueAll`. */
+export type PursuitEvent = (
+  | { type: "round-start"; round: number }
+  | { type: "round-end"; round: PursuitRound }
+  | { type: "bake"; round: number; event: BakeEvent }
+) & { prompt?: number };
 
 export interface PursuitResult {
   /** The score before any round (the model as given). */
@@ -154,8 +156,10 @@ export async function pursueAll(
   const lineage: Record<string, unknown>[] = [];
   let base = options.baseModel;
   for (const [index, prompt] of prompts.entries()) {
+    const onEvent = options.onEvent;
     const result = await pursue(model, tokenizer, prompt, {
       ...options,
+      ...(onEvent ? { onEvent: (event) => onEvent({ ...event, prompt: index + 1 }) } : {}),
       out: path.join(options.out, `prompt-${index + 1}`),
       lineage: [...lineage],
       ...(base ? { baseModel: base } : {}),

@@ -84,6 +84,12 @@ export interface BakeRunOptions {
   resume?: boolean;
   signal?: AbortSignal;
   onEvent?: (event: BakeEvent) => void;
+  /**
+   * Stimuli and trajectories made earlier (by separate stim and rollout steps): the bake
+   * skips those phases and trains on these. Give both.
+   */
+  stimuli?: Stimulus[];
+  trajectories?: Trajectory[];
 }
 
 export interface BakeRunResult {
@@ -153,6 +159,20 @@ export async function bakePrompt(
   await writeFileAtomic(stateFile, json({ inputs: settingsHash(inputs) }));
 
   const teacher = { model, tokenizer, prompt: options.prompt };
+  if ((options.stimuli === undefined) !== (options.trajectories === undefined))
+    throw new BakingError("E_INPUT", "give both stimuli and trajectories, or neither");
+  if (options.stimuli && options.trajectories) {
+    const ids = new Set(options.stimuli.map((s) => s.id));
+    const orphan = options.trajectories.find((t) => !ids.has(t.stimulusId));
+    if (orphan)
+      throw new BakingError(
+        "E_INPUT",
+        `trajectory ${orphan.id} answers stimulus ${orphan.stimulusId}, which is not among the stimuli given`,
+      );
+    await writeFileAtomic(path.join(work, "stim.jsonl"), toJsonl(options.stimuli));
+    await writeFileAtomic(path.join(work, "rollout.jsonl"), toJsonl(options.trajectories));
+    reuse = true;
+  }
   const stimuli = reuse
     ? await readStimuli(path.join(work, "stim.jsonl"))
     : await timed("stim", () =>
