@@ -69,6 +69,42 @@ describe("runTasks", () => {
   });
 });
 
+describe("runTasks with a system prompt and greedy decoding", () => {
+  it("puts the system prompt first unless the task has one; identical greedy prompts agree", async () => {
+    const m = model(2);
+    const greedy = await Promise.all(
+      ["a", "b"].map((name) =>
+        parseTask(
+          `name: ${name}\nitems: [{ id: x, n: "1" }, { id: y, n: "2" }]\nmessages: [{ role: user, content: "Say {{n}}" }]\ngeneration: { maxNewTokens: 6, temperature: 0 }\nscorer: { type: regex, pattern: "." }\n`,
+          path.join(dir, `${name}.yaml`),
+        ),
+      ),
+    );
+    const own = await parseTask(
+      `name: own\nitems: [{ id: x, n: "1" }]\nmessages: [{ role: system, content: "Mine." }, { role: user, content: "Say {{n}}" }]\ngeneration: { maxNewTokens: 6, temperature: 0 }\nscorer: { type: regex, pattern: "." }\n`,
+      path.join(dir, "own.yaml"),
+    );
+    const prompted = await runTasks(m, [...greedy, own], { system: "Be brief." });
+    expect(prompted.settings.system).toBe("Be brief.");
+    expect(prompted.tasks[0]!.records[0]!.input[0]).toEqual({
+      role: "system",
+      content: "Be brief.",
+    });
+    expect(prompted.tasks[2]!.records[0]!.input[0]).toEqual({ role: "system", content: "Mine." });
+    // the same prompt in two tasks: generated once, and equal to a run of that task alone
+    const alone = await runTasks(m, [greedy[1]!], { system: "Be brief." });
+    expect(prompted.tasks[0]!.records.map((r) => r.output)).toEqual(
+      prompted.tasks[1]!.records.map((r) => r.output),
+    );
+    expect(alone.tasks[0]!.records.map((r) => r.output)).toEqual(
+      prompted.tasks[1]!.records.map((r) => r.output),
+    );
+    const plain = await runTasks(m, [greedy[0]!]);
+    expect(plain.tasks[0]!.records[0]!.input[0]!.role).toBe("user");
+    m.model.dispose();
+  });
+});
+
 describe("comparing results", () => {
   const fake = (
     name: string,

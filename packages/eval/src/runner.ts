@@ -40,7 +40,7 @@ export interface EvalResults {
   kind: "forge-eval-results";
   model: { name: string; hash: string };
   createdAt: string;
-  settings: { rounds?: number; seed: number };
+  settings: { rounds?: number; seed: number; system?: string };
   tasks: TaskResult[];
 }
 
@@ -67,9 +67,11 @@ export function modelHash(model: GPT): string {
 
 type ScoreFn = (output: string, item: Item) => number;
 
-const firstNumber = (text: string) => {
-  const match = /-?\d+(?:\.\d+)?/.exec(text.replace(/,(?=\d{3}\b)/g, ""));
-  return match ? Number(match[0]) : undefined;
+/** The first or last number in a text (thousands separators removed). */
+const numberIn = (text: string, pick: "first" | "last" = "first") => {
+  const matches = text.replace(/,(?=\d{3}\b)/g, "").match(/-?\d+(?:\.\d+)?/g);
+  if (!matches) return undefined;
+  return Number(pick === "first" ? matches[0] : matches.at(-1));
 };
 
 /** A scorer for the text scorers; logprob is handled by the runner. */
@@ -93,7 +95,7 @@ export async function makeScorer(task: Task): Promise<ScoreFn> {
           : 0;
     case "numeric":
       return (output, item) => {
-        const value = firstNumber(output);
+        const value = numberIn(output, s.pick);
         const expected = Number(target(item));
         return value !== undefined && Math.abs(value - expected) <= (s.tolerance ?? 0) ? 1 : 0;
       };
@@ -163,13 +165,29 @@ function logprobScores(
   });
 }
 
-function cacheKey(modelHash: string, task: Task, seed: number, rounds: number): string {
+function cacheKey(
+  modelHash: string,
+  task: Task,
+  seed: number,
+  rounds: number,
+  system: string | undefined,
+): string {
   return createHash("sha256")
     .update(
-      JSON.stringify({ modelHash, task: task.hash, seed, rounds, generation: task.generation }),
+      JSON.stringify({
+        modelHash,
+        task: task.hash,
+        seed,
+        rounds,
+        generation: task.generation,
+        ...(system !== undefined ? { system } : {}),
+      }),
     )
     .digest("hex");
 }
+
+/** Greedy outputs already generated in this run, by prompt and length (greedy is deterministic). */
+type GreedyMemo = Map<string, string>;
 
 export interface RunOptions {
   /** Rounds per task (default: each task's own). Round r samples with seed + r. */
@@ -178,6 +196,11 @@ export interface RunOptions {
   /** Where cached task results live (default: no cache). */
   cacheDir?: string;
   batchSize?: number;
+  /**
+   * A system prompt for every task that has no system message of its own: evaluates the
+   * model *prompted* (base + prompt against a baked model, say).
+   */
+  system?: string;
   onProgress?: (event: { task: string; done: number; total: number; cached?: boolean }) => void;
 }
 
@@ -186,10 +209,11 @@ async function runTask(
   task: Task,
   hash: string,
   options: RunOptions,
+  memo: GreedyMemo,
 ): Promise<TaskResult> {
   const seed = options.seed ?? 0;
   const rounds = options.rounds ?? task.rounds;
-  const key = cacheKey(hash, task, seed, rounds);
+  const key = cacheKey(hash, task, seed, rounds, options.system);
   const cacheFile = options.cacheDir ? path.join(options.cacheDir, `${key}.json`) : undefined;
   if (cacheFile) {
     const cached = await readFile(cacheFile, "utf8").then(
@@ -207,7 +231,12 @@ async function runTask(
     }
   }
   const { tokenizer } = model;
-  const inputs = task.items.map((item) => renderMessages(task, item));
+  const inputs = task.items.map((item) => {
+    const messages = renderMessages(task, item);
+    return options.system !== undefined && messages[0]?.role !== "system"
+      ? [{ role: "system" as const, content: options.system }, ...messages]
+      : messages;
+  });
   const prompts = inputs.map(
     (messages) => tokenizer.renderChat(messages, { addGenerationPrompt: true }).ids,
   );
@@ -246,25 +275,37 @@ async function runTask(
     for (let round = 0; round < rounds; round++) {
       for (let start = 0; start < prompts.length; start += batchSize) {
         const batch = prompts.slice(start, start + batchSize);
-        const { tokens } = generate(model.model, batch, {
-          maxNewTokens: task.generation.maxNewTokens,
-          temperature: task.generation.temperature,
-          ...(task.generation.topK !== undefined ? { topK: task.generation.topK } : {}),
-          ...(task.generation.topP !== undefined ? { topP: task.generation.topP } : {}),
-          seed: seed + round * 1_000_003 + start,
-          stopIds: [eot],
-          bannedIds: tokenizer.bannedIds(),
-        });
-        tokens.forEach((ids, j) => {
+        const greedy = task.generation.temperature === 0;
+        const memoKeys = batch.map((ids) => `${task.generation.maxNewTokens}|${ids.join(",")}`);
+        const outputs = memoKeys.map((k) => (greedy ? memo.get(k) : undefined));
+        const missing = batch.filter((_, j) => outputs[j] === undefined);
+        if (missing.length > 0) {
+          const { tokens } = generate(model.model, missing, {
+            maxNewTokens: task.generation.maxNewTokens,
+            temperature: task.generation.temperature,
+            ...(task.generation.topK !== undefined ? { topK: task.generation.topK } : {}),
+            ...(task.generation.topP !== undefined ? { topP: task.generation.topP } : {}),
+            seed: seed + round * 1_000_003 + start,
+            stopIds: [eot],
+            bannedIds: tokenizer.bannedIds(),
+          });
+          let next = 0;
+          for (const [j, k] of memoKeys.entries()) {
+            if (outputs[j] !== undefined) continue;
+            const ids = tokens[next++]!;
+            outputs[j] = tokenizer.decode(ids.at(-1) === eot ? ids.slice(0, -1) : ids).trim();
+            if (greedy) memo.set(k, outputs[j]!);
+          }
+        }
+        outputs.forEach((output, j) => {
           const i = start + j;
-          const output = tokenizer.decode(ids.at(-1) === eot ? ids.slice(0, -1) : ids).trim();
           records.push({
             id: task.items[i]!.id,
             round,
             seed: seed + round,
             input: inputs[i]!,
-            output,
-            score: score(output, task.items[i]!),
+            output: output!,
+            score: score(output!, task.items[i]!),
           });
         });
         options.onProgress?.({ task: task.name, done: records.length, total });
@@ -306,7 +347,8 @@ export async function runTasks(
     );
   const hash = model.hash ?? modelHash(model.model);
   const results: TaskResult[] = [];
-  for (const task of tasks) results.push(await runTask(model, task, hash, options));
+  const memo: GreedyMemo = new Map();
+  for (const task of tasks) results.push(await runTask(model, task, hash, options, memo));
   return {
     schemaVersion: RESULTS_SCHEMA,
     kind: "forge-eval-results",
@@ -315,6 +357,7 @@ export async function runTasks(
     settings: {
       ...(options.rounds !== undefined ? { rounds: options.rounds } : {}),
       seed: options.seed ?? 0,
+      ...(options.system !== undefined ? { system: options.system } : {}),
     },
     tasks: results,
   };

@@ -66,7 +66,7 @@ items: [{ a: 1 }]
 messages:
   - { role: robot, content: "hi" }
 generation: { maxNewTokens: 0, temprature: 1 }
-scorer: { type: fuzzy }
+scorer: { type: fuzzy, pattren: x }
 `;
     const result = validateTask("bad.yaml", text);
     expect(result.ok).toBe(false);
@@ -85,6 +85,10 @@ scorer: { type: fuzzy }
     expect(find("scorer.type")).toMatchObject({
       line: 7,
       message: expect.stringContaining("scorer.type must be one of exact, contains"),
+    });
+    expect(find("scorer.pattren")).toMatchObject({
+      line: 7,
+      message: expect.stringContaining('unknown key "pattren"; accepted: type, target, pattern'),
     });
   });
 
@@ -118,6 +122,8 @@ describe("scorers", () => {
     expect(await scorer('{ type: contains, target: "{{answer}}" }', "It is PARIS.")).toBe(1);
     expect(await scorer('{ type: regex, pattern: "^Arr.*matey" }', "Arr, yes matey")).toBe(1);
     expect(await scorer('{ type: numeric, target: "54", tolerance: 0 }', "10 + 44 = 54.")).toBe(0); // first number is 10
+    expect(await scorer('{ type: numeric, target: "54", pick: last }', "10 + 44 = 54.")).toBe(1);
+    expect(await scorer('{ type: numeric, target: "1200", pick: last }', "so it is 1,200")).toBe(1);
     expect(await scorer('{ type: numeric, target: "54" }', "The answer is 54.")).toBe(1);
     expect(
       await scorer("{ type: keywords, keywords: [arr, matey, ship] }", "Arr matey!"),

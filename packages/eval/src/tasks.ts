@@ -12,7 +12,7 @@
  *   rounds: 1
  *   scorer: { type: contains, target: "{{answer}}" }
  *
- * Scorers: exact, contains, regex (`pattern`), numeric (`target`, `tolerance`), keywords
+ * Scorers: exact, contains, regex (`pattern`), numeric (`target`, `tolerance`, `pick`), keywords
  * (`keywords`: the fraction present), logprob (of `target` after the prompt), js (`module`:
  * a file whose default export is `(output, item) => number | boolean`).
  *
@@ -45,6 +45,8 @@ export interface ScorerSpec {
   keywords?: string[];
   caseSensitive?: boolean;
   tolerance?: number;
+  /** numeric: which number in the output is the answer, "first" (default) or "last". */
+  pick?: "first" | "last";
   module?: string;
   /** logprob: "mean" (per token, default) or "sum". */
   normalize?: "mean" | "sum";
@@ -249,6 +251,21 @@ export function validateTask(
         ["scorer", "type"],
         `scorer.type must be one of ${SCORER_TYPES.join(", ")}; got ${JSON.stringify(scorer.type)}`,
       );
+    const scorerKeys = [
+      "type",
+      "target",
+      "pattern",
+      "flags",
+      "keywords",
+      "caseSensitive",
+      "tolerance",
+      "pick",
+      "module",
+      "normalize",
+    ];
+    for (const key of Object.keys(scorer))
+      if (!scorerKeys.includes(key))
+        add(["scorer", key], `unknown key "${key}"; accepted: ${scorerKeys.join(", ")}`);
     const needs: Partial<Record<ScorerType, keyof ScorerSpec>> = {
       exact: "target",
       contains: "target",
@@ -271,6 +288,11 @@ export function validateTask(
         );
       }
     }
+    if (scorer.pick !== undefined && scorer.pick !== "first" && scorer.pick !== "last")
+      add(
+        ["scorer", "pick"],
+        `pick must be "first" or "last" (which number in the output is the answer); got ${JSON.stringify(scorer.pick)}`,
+      );
     if (
       scorer.type === "keywords" &&
       (!Array.isArray(scorer.keywords) || scorer.keywords.length === 0)
