@@ -105,6 +105,7 @@ export function svgLineChart(series: readonly Series[], options: ChartOptions = 
       `<text transform="translate(14 ${margin.top + plotH / 2}) rotate(-90)" text-anchor="middle">${escapeXml(options.yLabel)}</text>`,
     );
   }
+  let legendRow = 0;
   series.forEach((s, i) => {
     const color = s.color ?? PALETTE[i % PALETTE.length]!;
     const points = s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
@@ -119,7 +120,8 @@ export function svgLineChart(series: readonly Series[], options: ChartOptions = 
       parts.push(
         `<circle cx="${sx(points[0]![0]).toFixed(1)}" cy="${sy(points[0]![1]).toFixed(1)}" r="3" fill="${color}"/>`,
       );
-    const ly = margin.top + 14 + i * 14;
+    if (s.name === "") return; // unnamed series (e.g. the second edge of a band) stay off the legend
+    const ly = margin.top + 14 + legendRow++ * 14;
     parts.push(
       `<line x1="${margin.left + plotW - 120}" x2="${margin.left + plotW - 100}" y1="${ly - 4}" y2="${ly - 4}" stroke="${color}" stroke-width="2"${s.dashed ? ' stroke-dasharray="5 3"' : ""}/>`,
     );
