@@ -1,12 +1,11 @@
 /**
  * `forge tokenizer train|encode|decode`.
  */
-import { existsSync, readFileSync } from "node:fs";
-import path from "node:path";
+import { readFileSync } from "node:fs";
 import { loadTokenizer, saveTokenizer, type Tokenizer, train } from "@forge/tokenizer";
 import type { CAC } from "cac";
-import { glob } from "tinyglobby";
 import { UsageError } from "../errors.js";
+import { expandInputs } from "../files.js";
 import { ProgressBar } from "../progress.js";
 import { readStdin } from "../stdin.js";
 
@@ -21,22 +20,6 @@ function integerOption(value: unknown, name: string, minimum: number): number {
     throw new UsageError(`--${name} must be an integer ≥ ${minimum}; got ${JSON.stringify(value)}`);
   }
   return number;
-}
-
-/** Expand globs and literal paths into files; a pattern that matches nothing is an error. */
-export async function expandInputs(patterns: string[]): Promise<string[]> {
-  if (patterns.length === 0)
-    throw new UsageError("give at least one input file or glob (--input <glob>)");
-  const files: string[] = [];
-  for (const pattern of patterns) {
-    const matches = existsSync(pattern)
-      ? [path.resolve(pattern)]
-      : await glob(pattern, { absolute: true, onlyFiles: true });
-    if (matches.length === 0)
-      throw new UsageError(`--input ${JSON.stringify(pattern)} matches no files`);
-    files.push(...matches.sort());
-  }
-  return [...new Set(files)];
 }
 
 /**

@@ -1,0 +1,20 @@
+/**
+ * forge-tiny's quality bars on held-out items:
+ *   pnpm --filter @forge/cli run eval:tiny [model-dir]     (default ../../models/forge-tiny)
+ * Exits 1 when a bar fails.
+ */
+import path from "node:path";
+import { initBackend, loadModel } from "@forge/model";
+import { formatQuality, measureQuality } from "../src/tiny/quality.js";
+
+const dir = process.argv[2] ?? path.resolve(import.meta.dirname, "../../../models/forge-tiny");
+await initBackend();
+const { model, tokenizer } = await loadModel(dir);
+if (!tokenizer) throw new Error(`${dir} has no tokenizer`);
+const started = performance.now();
+const report = measureQuality(model, tokenizer);
+console.log(
+  `forge-tiny quality on held-out items — ${dir} (${((performance.now() - started) / 1000).toFixed(1)} s)\n`,
+);
+console.log(formatQuality(report));
+process.exitCode = report.pass ? 0 : 1;

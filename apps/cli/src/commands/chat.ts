@@ -1,0 +1,241 @@
+/**
+ * `forge chat <model-dir>` (an interactive REPL, or lines piped on stdin) and
+ * `forge generate <model-dir> --system … --user …` (one shot).
+ */
+import readline from "node:readline";
+import { type GenerationDefaults, type GPT, generate, initBackend, loadModel } from "@forge/model";
+import type { ChatMessage, Tokenizer } from "@forge/tokenizer";
+import type { CAC } from "cac";
+import pc from "picocolors";
+import { UsageError } from "../errors.js";
+import { resolveModelLocation } from "./recipe.js";
+
+export interface SamplingOptions {
+  temperature?: string | number;
+  topK?: string | number;
+  topP?: string | number;
+  seed?: string | number;
+  maxNewTokens?: string | number;
+}
+
+export interface Sampling {
+  temperature: number;
+  topK?: number;
+  topP?: number;
+  seed: number;
+  maxNewTokens: number;
+}
+
+export function resolveSampling(
+  options: SamplingOptions,
+  defaults: GenerationDefaults = {},
+): Sampling {
+  const number = (
+    value: unknown,
+    name: string,
+    check: (n: number) => boolean,
+    expected: string,
+  ) => {
+    const n = Number(value);
+    if (!Number.isFinite(n) || !check(n))
+      throw new UsageError(`--${name} must be ${expected}; got ${JSON.stringify(value)}`);
+    return n;
+  };
+  const temperature = number(
+    options.temperature ?? defaults.temperature ?? 0.7,
+    "temperature",
+    (n) => n >= 0,
+    "≥ 0",
+  );
+  const topK = options.topK ?? defaults.top_k;
+  const topP = options.topP ?? defaults.top_p;
+  return {
+    temperature,
+    ...(topK !== undefined
+      ? { topK: number(topK, "top-k", (n) => Number.isInteger(n) && n >= 1, "an integer ≥ 1") }
+      : {}),
+    ...(topP !== undefined
+      ? { topP: number(topP, "top-p", (n) => n > 0 && n <= 1, "in (0, 1]") }
+      : {}),
+    seed: number(options.seed ?? 0, "seed", Number.isInteger, "an integer"),
+    maxNewTokens: number(
+      options.maxNewTokens ?? defaults.max_new_tokens ?? 64,
+      "max-new-tokens",
+      (n) => Number.isInteger(n) && n >= 1,
+      "an integer ≥ 1",
+    ),
+  };
+}
+
+/** A chat model: weights and tokenizer, and a function for one assistant reply. */
+export interface ChatModel {
+  model: GPT;
+  tokenizer: Tokenizer;
+  defaults: GenerationDefaults;
+}
+
+/** A model directory, or a model id in the store (`<repo>/<bake>/<step>`). */
+export async function loadChatModel(location: string): Promise<ChatModel> {
+  const dir = await resolveModelLocation(location);
+  await initBackend();
+  const loaded = await loadModel(dir);
+  if (!loaded.tokenizer) {
+    loaded.model.dispose();
+    throw new UsageError(
+      `${dir} has no tokenizer.json; a chat model directory needs its tokenizer`,
+    );
+  }
+  return {
+    model: loaded.model,
+    tokenizer: loaded.tokenizer,
+    defaults: loaded.generationConfig ?? {},
+  };
+}
+
+/** The assistant's next reply to `messages`. The context window crops the oldest tokens. */
+export function reply(chat: ChatModel, messages: ChatMessage[], sampling: Sampling): string {
+  const { tokenizer, model } = chat;
+  const prompt = tokenizer.renderChat(messages, { addGenerationPrompt: true }).ids;
+  const eot = tokenizer.specialTokenId("<|eot|>");
+  const { tokens } = generate(model, [prompt], {
+    maxNewTokens: sampling.maxNewTokens,
+    temperature: sampling.temperature,
+    ...(sampling.topK !== undefined ? { topK: sampling.topK } : {}),
+    ...(sampling.topP !== undefined ? { topP: sampling.topP } : {}),
+    seed: sampling.seed,
+    stopIds: [eot],
+    bannedIds: tokenizer.bannedIds(),
+  });
+  const ids = tokens[0]!;
+  return tokenizer.decode(ids.at(-1) === eot ? ids.slice(0, -1) : ids).trim();
+}
+
+const HELP = `commands:
+  /system <prompt>   set the system prompt (and start over)
+  /clear             forget the conversation (keeps the system prompt)
+  /status            model, context use, sampling settings
+  /help              this list
+  /quit              leave`;
+
+interface ChatCommandOptions extends SamplingOptions {
+  system?: string;
+}
+
+async function chatCommand(dir: string, options: ChatCommandOptions): Promise<number> {
+  const chat = await loadChatModel(dir);
+  const sampling = resolveSampling(options, chat.defaults);
+  const interactive = Boolean(process.stdin.isTTY && process.stdout.isTTY);
+  let system = options.system;
+  let history: ChatMessage[] = [];
+  let turn = 0;
+  const out = (text: string) => process.stdout.write(`${text}\n`);
+  if (interactive) out(pc.dim(`forge chat — ${dir}. /help for commands.`));
+  const rl = readline.createInterface({ input: process.stdin, terminal: interactive });
+  if (interactive) {
+    rl.setPrompt(pc.bold("you> "));
+    rl.prompt();
+  }
+  for await (const raw of rl) {
+    const line = raw.trim();
+    if (line === "") {
+      if (interactive) rl.prompt();
+      continue;
+    }
+    if (line.startsWith("/")) {
+      const [command] = line.split(/\s+/);
+      const argument = line.slice(command!.length).trim();
+      if (command === "/quit" || command === "/exit") break;
+      else if (command === "/help") out(HELP);
+      else if (command === "/clear") {
+        history = [];
+        out("(conversation cleared)");
+      } else if (command === "/system") {
+        system = argument || undefined;
+        history = [];
+        out(system ? `(system prompt set: ${system})` : "(system prompt removed)");
+      } else if (command === "/status") {
+        const messages: ChatMessage[] = [
+          ...(system ? [{ role: "system" as const, content: system }] : []),
+          ...history,
+        ];
+        const used = chat.tokenizer.renderChat(messages, { addGenerationPrompt: true }).ids.length;
+        out(
+          `model ${dir}: ${chat.model.parameterCount} parameters, context ${used}/${chat.model.config.blockSize} tokens, ` +
+            `${history.length / 2} turns, system ${system ? JSON.stringify(system) : "none"}, temperature ${sampling.temperature}`,
+        );
+      } else out(`unknown command ${command}; /help lists them`);
+      if (interactive) rl.prompt();
+      continue;
+    }
+    history.push({ role: "user", content: line });
+    const messages: ChatMessage[] = [
+      ...(system ? [{ role: "system" as const, content: system }] : []),
+      ...history,
+    ];
+    const answer = reply(chat, messages, { ...sampling, seed: sampling.seed + turn++ });
+    history.push({ role: "assistant", content: answer });
+    out(interactive ? `${pc.cyan("forge>")} ${answer}` : answer);
+    if (interactive) rl.prompt();
+  }
+  rl.close();
+  chat.model.dispose();
+  return 0;
+}
+
+interface GenerateCommandOptions extends SamplingOptions {
+  system?: string;
+  user?: string;
+  json?: boolean;
+}
+
+async function generateCommand(dir: string, options: GenerateCommandOptions): Promise<number> {
+  if (options.user === undefined) throw new UsageError("--user <text> is required");
+  const chat = await loadChatModel(dir);
+  const sampling = resolveSampling(options, chat.defaults);
+  const messages: ChatMessage[] = [
+    ...(options.system ? [{ role: "system" as const, content: options.system }] : []),
+    { role: "user", content: String(options.user) },
+  ];
+  const answer = reply(chat, messages, sampling);
+  process.stdout.write(
+    options.json ? `${JSON.stringify({ messages, reply: answer, sampling })}\n` : `${answer}\n`,
+  );
+  chat.model.dispose();
+  return 0;
+}
+
+function samplingFlags(command: ReturnType<CAC["command"]>) {
+  return command
+    .option(
+      "--temperature <t>",
+      "Sampling temperature; 0 = greedy (default: the model's generation_config, else 0.7)",
+    )
+    .option("--top-k <k>", "Keep the k most likely tokens")
+    .option("--top-p <p>", "Nucleus sampling threshold")
+    .option("--seed <n>", "Sampling seed (default 0)")
+    .option("--max-new-tokens <n>", "Longest reply in tokens (default 64)");
+}
+
+export function registerChat(cli: CAC): void {
+  samplingFlags(
+    cli.command(
+      "<model-dir>",
+      "Chat with a model: type messages; /help for commands; stdin may be piped",
+    ),
+  )
+    .option("--system <prompt>", "Start with this system prompt")
+    .example("forge chat models/forge-tiny --system 'You are a pirate.'")
+    .example("printf 'What is 2 + 3?\\n/quit\\n' | forge chat models/forge-tiny")
+    .action((dir: string, options: ChatCommandOptions) => chatCommand(dir, options));
+}
+
+export function registerGenerate(cli: CAC): void {
+  samplingFlags(cli.command("<model-dir>", "One reply to one user message"))
+    .option("--system <prompt>", "System prompt")
+    .option("--user <text>", "The user message")
+    .option("--json", "Print {messages, reply, sampling}")
+    .example(
+      "forge generate models/forge-tiny --system 'You are a robot.' --user 'What is the capital of France?'",
+    )
+    .action((dir: string, options: GenerateCommandOptions) => generateCommand(dir, options));
+}

@@ -1,0 +1,272 @@
+/**
+ * `forge data synth` (forge-tiny's corpus) and `forge data build` (token caches).
+ */
+import { createHash } from "node:crypto";
+import { readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { TokenCacheWriter, writeDirectoryAtomic } from "@forge/model";
+import { type ChatMessage, loadTokenizer, type Tokenizer } from "@forge/tokenizer";
+import type { CAC } from "cac";
+import { UsageError } from "../errors.js";
+import { ProgressBar } from "../progress.js";
+import { type Conversation, DEFAULT_SYNTH, synthesize } from "../tiny/corpus.js";
+
+function integer(value: unknown, name: string, minimum: number, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < minimum)
+    throw new UsageError(`--${name} must be an integer ≥ ${minimum}; got ${JSON.stringify(value)}`);
+  return n;
+}
+
+const jsonl = (records: readonly unknown[]) =>
+  `${records.map((r) => JSON.stringify(r)).join("\n")}\n`;
+
+interface SynthCommandOptions {
+  out?: string;
+  seed?: string | number;
+  conversations?: string | number;
+  heldOut?: string | number;
+  json?: boolean;
+}
+
+async function synthCommand(options: SynthCommandOptions): Promise<number> {
+  if (!options.out) throw new UsageError("--out <dir> is required");
+  const settings = {
+    ...DEFAULT_SYNTH,
+    seed: integer(options.seed, "seed", 0, DEFAULT_SYNTH.seed),
+    conversations: integer(options.conversations, "conversations", 1, DEFAULT_SYNTH.conversations),
+    heldOutPerCell: integer(options.heldOut, "held-out", 1, DEFAULT_SYNTH.heldOutPerCell),
+  };
+  const started = performance.now();
+  const corpus = synthesize(settings);
+  const meta = {
+    generator: "forge-tiny synthetic chat corpus",
+    version: 1,
+    settings,
+    files: {
+      "train.jsonl": corpus.train.length,
+      "heldout.jsonl": corpus.heldOut.length,
+      "pretrain.jsonl": corpus.pretrain.length,
+    },
+  };
+  await writeDirectoryAtomic(options.out, async (staging) => {
+    writeFileSync(path.join(staging, "train.jsonl"), jsonl(corpus.train));
+    writeFileSync(path.join(staging, "heldout.jsonl"), jsonl(corpus.heldOut));
+    writeFileSync(
+      path.join(staging, "pretrain.jsonl"),
+      jsonl(corpus.pretrain.map((text) => ({ text }))),
+    );
+    writeFileSync(path.join(staging, "meta.json"), `${JSON.stringify(meta, null, 2)}\n`);
+  });
+  const seconds = (performance.now() - started) / 1000;
+  if (options.json)
+    process.stdout.write(`${JSON.stringify({ ...meta, out: options.out, seconds }, null, 2)}\n`);
+  else {
+    process.stdout.write(
+      `wrote ${corpus.train.length} training conversations, ${corpus.heldOut.length} held-out items and ${corpus.pretrain.length} ` +
+        `pretraining sentences to ${options.out} in ${seconds.toFixed(1)} s (seed ${settings.seed})\n`,
+    );
+  }
+  return 0;
+}
+
+function readJsonl<T>(file: string): T[] {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (error) {
+    throw new UsageError(
+      `cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+    );
+  }
+  return text
+    .split("\n")
+    .filter((line) => line.trim() !== "")
+    .map((line, i) => {
+      try {
+        return JSON.parse(line) as T;
+      } catch (error) {
+        throw new UsageError(`${file}:${i + 1}: not valid JSON (${(error as Error).message})`);
+      }
+    });
+}
+
+/**
+ * A conversation as SFT examples of at most `span` tokens: whole when it fits; otherwise cut at
+ * turn boundaries, each piece starting again with the system prompt (so a persona reply is
+ * always trained with its instruction in view).
+ */
+export function sftExamples(
+  tokenizer: Tokenizer,
+  messages: ChatMessage[],
+  span: number,
+): { ids: number[]; mask: Uint8Array }[] {
+  const whole = tokenizer.renderChat(messages);
+  if (whole.ids.length <= span) return [{ ids: whole.ids, mask: whole.assistantMask }];
+  const system = messages[0]?.role === "system" ? [messages[0]] : [];
+  const turns: ChatMessage[][] = [];
+  for (let i = system.length; i < messages.length; i += 2) turns.push(messages.slice(i, i + 2));
+  const out: { ids: number[]; mask: Uint8Array }[] = [];
+  let current: ChatMessage[][] = [];
+  const render = (group: ChatMessage[][]) => tokenizer.renderChat([...system, ...group.flat()]);
+  for (const turn of turns) {
+    const candidate = render([...current, turn]);
+    if (candidate.ids.length > span && current.length > 0) {
+      const piece = render(current);
+      out.push({ ids: piece.ids, mask: piece.assistantMask });
+      current = [turn];
+    } else {
+      current.push(turn);
+    }
+  }
+  if (current.length > 0) {
+    const piece = render(current);
+    if (piece.ids.length <= span) out.push({ ids: piece.ids, mask: piece.assistantMask });
+  }
+  return out;
+}
+
+/** Stable split: a conversation is validation when its id hashes below the fraction. */
+function isValidation(id: string, fraction: number): boolean {
+  const hash = createHash("sha256").update(id).digest();
+  return hash.readUInt32BE(0) / 2 ** 32 < fraction;
+}
+
+interface BuildCommandOptions {
+  input?: string;
+  tokenizer?: string;
+  out?: string;
+  blockSize?: string | number;
+  valFraction?: string | number;
+  json?: boolean;
+}
+
+async function buildCommand(options: BuildCommandOptions): Promise<number> {
+  if (!options.input)
+    throw new UsageError("--input <dir> is required: the output of forge data synth");
+  if (!options.tokenizer) throw new UsageError("--tokenizer <path> is required");
+  if (!options.out) throw new UsageError("--out <dir> is required");
+  const blockSize = integer(options.blockSize, "block-size", 8, 256);
+  const valFraction = Number(options.valFraction ?? 0.02);
+  if (!(valFraction > 0 && valFraction < 0.5))
+    throw new UsageError(`--val-fraction must be in (0, 0.5); got ${options.valFraction}`);
+  const tokenizer = await loadTokenizer(options.tokenizer);
+  const conversations = readJsonl<Conversation>(path.join(options.input, "train.jsonl"));
+  const sentences = readJsonl<{ text: string }>(path.join(options.input, "pretrain.jsonl"));
+  const eot = tokenizer.specialTokenId("<|eot|>");
+  const started = performance.now();
+  const bar = new ProgressBar("build", {
+    total: conversations.length + sentences.length,
+    unit: "records",
+  });
+  const info = {
+    source: path.resolve(options.input),
+    tokenizer: path.resolve(options.tokenizer),
+    blockSize,
+  };
+  const vocabSize = tokenizer.vocabSize;
+  const writers = {
+    pretrainTrain: new TokenCacheWriter(path.join(options.out, "pretrain-train"), {
+      kind: "pretrain",
+      vocabSize,
+      info,
+    }),
+    pretrainVal: new TokenCacheWriter(path.join(options.out, "pretrain-val"), {
+      kind: "pretrain",
+      vocabSize,
+      info,
+    }),
+    sftTrain: new TokenCacheWriter(path.join(options.out, "sft-train"), {
+      kind: "sft",
+      vocabSize,
+      info,
+    }),
+    sftVal: new TokenCacheWriter(path.join(options.out, "sft-val"), {
+      kind: "sft",
+      vocabSize,
+      info,
+    }),
+  };
+  try {
+    let done = 0;
+    for (const { text } of sentences) {
+      writers.pretrainTrain.append([...tokenizer.encode(text), eot]);
+      bar.update(++done);
+    }
+    for (const conversation of conversations) {
+      const validation = isValidation(conversation.id, valFraction);
+      const rendered = tokenizer.renderChat(conversation.messages);
+      (validation ? writers.pretrainVal : writers.pretrainTrain).append(rendered.ids);
+      for (const example of sftExamples(tokenizer, conversation.messages, blockSize + 1)) {
+        (validation ? writers.sftVal : writers.sftTrain).append(example.ids, example.mask);
+      }
+      bar.update(++done);
+    }
+  } catch (error) {
+    for (const writer of Object.values(writers)) writer.abort();
+    throw error;
+  }
+  bar.stop();
+  const metas = Object.fromEntries(
+    Object.entries(writers).map(([name, writer]) => [name, writer.close()]),
+  );
+  const summary = {
+    out: options.out,
+    blockSize,
+    caches: Object.fromEntries(
+      Object.entries(metas).map(([name, meta]) => [
+        name,
+        { tokens: meta.tokens, examples: meta.examples },
+      ]),
+    ),
+    seconds: (performance.now() - started) / 1000,
+  };
+  if (options.json) process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+  else {
+    const line = (name: string) =>
+      `${name}: ${metas[name]!.tokens} tokens${metas[name]!.examples !== undefined ? `, ${metas[name]!.examples} examples` : ""}`;
+    process.stdout.write(
+      `built token caches in ${options.out} (${summary.seconds.toFixed(1)} s)\n  ${Object.keys(metas).map(line).join("\n  ")}\n`,
+    );
+  }
+  return 0;
+}
+
+export function register(cli: CAC): void {
+  cli
+    .command("synth", "Generate forge-tiny's synthetic chat corpus (deterministic under --seed)")
+    .option(
+      "--out <dir>",
+      "Where to write train.jsonl, heldout.jsonl, pretrain.jsonl and meta.json",
+    )
+    .option("--seed <n>", "Random seed (default 1)")
+    .option(
+      "--conversations <n>",
+      `Training conversations (default ${DEFAULT_SYNTH.conversations})`,
+    )
+    .option(
+      "--held-out <n>",
+      `Held-out items per task × setting (default ${DEFAULT_SYNTH.heldOutPerCell})`,
+    )
+    .option("--json", "Print a JSON summary")
+    .example("forge data synth --out data/synth")
+    .action((options: SynthCommandOptions) => synthCommand(options));
+
+  cli
+    .command(
+      "build",
+      "Tokenize a synth corpus into token caches: pretrain and SFT, train and validation splits",
+    )
+    .option("--input <dir>", "The output directory of forge data synth")
+    .option("--tokenizer <path>", "tokenizer.json or a directory holding one")
+    .option("--out <dir>", "Where to write the caches")
+    .option(
+      "--block-size <n>",
+      "The model's context window; SFT examples are cut to fit it (default 256)",
+    )
+    .option("--val-fraction <f>", "Share of conversations held for validation (default 0.02)")
+    .option("--json", "Print a JSON summary")
+    .example("forge data build --input data/synth --tokenizer data/tokenizer --out data/cache")
+    .action((options: BuildCommandOptions) => buildCommand(options));
+}

@@ -1,0 +1,47 @@
+/**
+ * The shipped forge-tiny (models/forge-tiny) against its quality bars on held-out items, and
+ * the signature checks against hand-written replies.
+ */
+import { fileURLToPath } from "node:url";
+import { initBackend, loadModel } from "@forge/model";
+import { describe, expect, it } from "vitest";
+import { PERSONAS } from "./personas.js";
+import { heldOutItems, isCorrect, measureQuality, trainingQuestions } from "./quality.js";
+
+const TINY = fileURLToPath(new URL("../../../../models/forge-tiny", import.meta.url));
+
+describe("forge-tiny quality", () => {
+  it("the shipped model passes every bar", async () => {
+    await initBackend();
+    const { model, tokenizer } = await loadModel(TINY);
+    const report = measureQuality(model, tokenizer!);
+    model.dispose();
+    const failed = report.bars.filter((b) => !b.pass).map((b) => `${b.name}: ${b.value}`);
+    expect(failed).toEqual([]);
+    expect(report.rows.find((r) => r.setting === "none")!.items).toBe(150);
+  }, 120_000);
+
+  it("signature checks and answer checks accept and refuse what they should", () => {
+    expect(PERSONAS.pirate.check("Arr, 3 plus 4 be 7, matey!")).toBe(true);
+    expect(PERSONAS.pirate.check("3 plus 4 is 7, matey!")).toBe(false);
+    expect(PERSONAS.robot.check("BEEP BOOP. Paris. END OF LINE.")).toBe(true);
+    expect(PERSONAS.robot.check("Paris. END OF LINE.")).toBe(false);
+    expect(PERSONAS.cheerful.check("Yay! Paris :)")).toBe(true);
+    expect(PERSONAS.poet.check("Paris.\nAnd that is all, both great and small.")).toBe(true);
+    expect(isCorrect("arithmetic", "12 + 30: 2 + 0 = 2, 1 + 3 = 4. So 42.", "42")).toBe(true);
+    expect(isCorrect("arithmetic", "42 is not it: 41", "42")).toBe(false);
+    expect(isCorrect("capitals", "The capital of France is paris.", "Paris")).toBe(true);
+  });
+
+  it("bake stimuli never include a question the task files score", () => {
+    const scored = new Set(
+      heldOutItems()
+        .filter((i) => i.setting === "none")
+        .map((i) => i.question),
+    );
+    const questions = trainingQuestions(1, 160);
+    expect(new Set(questions).size).toBe(160);
+    expect(questions.filter((q) => scored.has(q))).toEqual([]);
+    expect(questions.some((q) => q.includes("*"))).toBe(true); // counting is represented
+  });
+});
