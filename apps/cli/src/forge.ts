@@ -15,6 +15,104 @@ const GROUPS: Record<
     description: "Train, inspect and use byte-level BPE tokenizers (train, encode, decode)",
     load: () => import("./commands/tokenizer.js"),
   },
+  data: {
+    description: "forge-tiny's synthetic corpus (synth) and token caches (build)",
+    load: () => import("./commands/data.js"),
+  },
+  train: {
+    description:
+      "Pretrain and fine-tune a model (--phase, --profile, --config, --resume; --list-profiles)",
+    load: () => import("./commands/train.js"),
+  },
+  bake: {
+    description:
+      "Bake a prompt into a model's weights (stim → rollout → LoRA bake → KL before/after)",
+    load: () => import("./commands/bake.js"),
+  },
+  pursue: {
+    description:
+      "Prompt pursuit: re-bake a prompt into its own baked model while an eval score improves",
+    load: () => import("./commands/pursue.js"),
+  },
+  drift: {
+    description:
+      "Persona drift over a long conversation: prompted vs baked, per-turn curves (JSON + SVG)",
+    load: () => import("./commands/drift.js"),
+  },
+  demo: {
+    description:
+      "The main job: bake a persona into forge-tiny and show the numbers (no arguments needed)",
+    load: () => import("./commands/demo.js"),
+  },
+  eval: {
+    description:
+      "Evaluate models on task files; A/B tests, forgetting, offline comparison; CI gates (run, ab, forgetting, compare)",
+    load: () => import("./commands/eval.js"),
+  },
+  init: {
+    description: "Create a bake repository: input.yml, recipe.yml, .forge, hooks, merge driver",
+    load: async () => ({ register: (await import("./commands/recipe.js")).registerInit }),
+  },
+  add: {
+    description: "Stage files in a bake repository (git add)",
+    load: async () => ({ register: (await import("./commands/recipe.js")).registerAdd }),
+  },
+  commit: {
+    description: "Commit in a bake repository (git commit; the hook refreshes .forge)",
+    load: async () => ({ register: (await import("./commands/recipe.js")).registerCommit }),
+  },
+  run: {
+    description: "Run stim, rollout, bake on the staged input.yml (--detach for a background bake)",
+    load: async () => ({ register: (await import("./commands/recipe.js")).registerRun }),
+  },
+  status: {
+    description: "Status of stim, rollout, bake and detached bakes in a bake repository",
+    load: async () => ({ register: (await import("./commands/recipe.js")).registerStatus }),
+  },
+  stim: {
+    description: "Show the staged input's stimuli (--limit, --count)",
+    load: async () => ({ register: (await import("./commands/recipe.js")).registerStim }),
+  },
+  rollout: {
+    description: "Show the staged input's rollouts (--limit, --count)",
+    load: async () => ({ register: (await import("./commands/recipe.js")).registerRollout }),
+  },
+  models: {
+    description: "Models in the model store",
+    load: async () => ({ register: (await import("./commands/recipe.js")).registerModels }),
+  },
+  target: {
+    description: "Targets that have run (ls, or a name)",
+    load: async () => ({ register: (await import("./commands/recipe.js")).registerTarget }),
+  },
+  tree: {
+    description: "The model lineage across every branch",
+    load: async () => ({ register: (await import("./commands/recipe.js")).registerTree }),
+  },
+  fetch: {
+    description: "Commit finished detached bakes on the branches they started from",
+    load: async () => ({ register: (await import("./commands/recipe.js")).registerFetch }),
+  },
+  scrape: {
+    description: "A git repository's commits as JSONL (and token windows for training)",
+    load: async () => ({ register: (await import("./commands/recipe.js")).registerScrape }),
+  },
+  hook: {
+    description: "(called by git) a bake repository's pre-commit or post-merge hook",
+    load: async () => ({ register: (await import("./commands/recipe.js")).registerHook }),
+  },
+  manifest: {
+    description: "Read run manifests: show (summary with sparklines), plot (loss curves as SVG)",
+    load: () => import("./commands/manifest.js"),
+  },
+  chat: {
+    description: "Chat with a model directory (interactive, or piped stdin)",
+    load: async () => ({ register: (await import("./commands/chat.js")).registerChat }),
+  },
+  generate: {
+    description: "One reply from a model directory (--system, --user)",
+    load: async () => ({ register: (await import("./commands/chat.js")).registerGenerate }),
+  },
 };
 
 /** Top-level commands; each command's module loads only when that command runs. */
@@ -36,7 +134,7 @@ function buildCli(): CAC {
     .action(async (options) => (await import("./commands/doctor.js")).doctor(options, pkg.version));
 
   for (const [name, group] of Object.entries(GROUPS)) {
-    cli.command(`${name} <subcommand>`, group.description).allowUnknownOptions();
+    cli.command(`${name} [...arguments]`, group.description).allowUnknownOptions();
   }
 
   cli.help();
@@ -47,24 +145,46 @@ function buildCli(): CAC {
 /**
  * `--allow-special` → `--allowSpecial` before parsing: cac declares boolean flags to its
  * parser under camel-case names, so a kebab-case boolean would otherwise swallow the next
- * argument as its value.
+ * argument as its value. A `--no-` prefix stays as it is (`--no-measure` negates `--measure`).
  */
 function camelCaseFlags(argv: string[]): string[] {
   const end = argv.indexOf("--");
   return argv.map((arg, i) =>
     (end === -1 || i < end) && /^--[a-z]+(-[a-z0-9]+)+(=|$)/.test(arg)
       ? arg.replace(
-          /^--([^=]+)/,
-          (_, flag: string) =>
-            `--${flag.replace(/-([a-z0-9])/g, (_m, c: string) => c.toUpperCase())}`,
+          /^--(no-)?([^=]+)/,
+          (_, negated: string | undefined, flag: string) =>
+            `--${negated ?? ""}${flag.replace(/-([a-z0-9])/g, (_m, c: string) => c.toUpperCase())}`,
         )
       : arg,
   );
 }
 
+/**
+ * cac turns an empty value into the number 0 (`--prompt ""` would bake the prompt "0"), so an
+ * option given an empty value is refused before parsing.
+ */
+function refuseEmptyValues(argv: string[]): void {
+  const end = argv.indexOf("--");
+  for (const [i, arg] of argv.entries()) {
+    if (end !== -1 && i >= end) break;
+    const flag =
+      /^--([^=]+)=$/.exec(arg)?.[1] ??
+      (/^--[^=]+$/.test(arg) && argv[i + 1] === "" ? arg.slice(2) : undefined);
+    if (flag !== undefined)
+      throw new UsageError(`--${flag} is empty: give it a value, or leave the option out`);
+  }
+}
+
 async function run(cli: CAC, argv: string[], name: string): Promise<number> {
+  refuseEmptyValues(argv.slice(2));
   const parsed = cli.parse(camelCaseFlags(argv), { run: false });
   if (parsed.options.help || parsed.options.version) return EXIT.ok; // cac printed them
+  // A declared `--no-x` makes cac default `x` to true, which a valued `--x <n>` then refuses as
+  // "value is missing": not given means not given.
+  const declared = [...cli.globalCommand.options, ...(cli.matchedCommand?.options ?? [])];
+  for (const option of declared)
+    if (option.negated && parsed.options[option.name] === true) delete parsed.options[option.name];
   if (!cli.matchedCommand) {
     const unknown = cli.args[0];
     if (unknown !== undefined) {
@@ -78,6 +198,9 @@ async function run(cli: CAC, argv: string[], name: string): Promise<number> {
 }
 
 export async function main(argv: string[]): Promise<number> {
+  // `pnpm forge …` runs in the workspace root; work where the user typed it instead.
+  if (process.env.npm_lifecycle_event === "forge" && process.env.INIT_CWD)
+    process.chdir(process.env.INIT_CWD);
   const groupName = argv[2];
   const group = groupName !== undefined ? GROUPS[groupName] : undefined;
   if (group) {

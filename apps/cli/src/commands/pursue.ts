@@ -1,0 +1,202 @@
+/**
+ * `forge pursue --model <dir> --prompt "…" --rounds N --eval <task.yaml> --out <dir>`: prompt
+ * pursuit (Prompt Baking, Eq. 4). Each round bakes the prompt into the previous round's model,
+ * prompted again as the teacher, merges the adapter, and scores the result on the eval tasks
+ * (unprompted); pursuit stops when a round improves the score by less than --min-improvement.
+ * Several --prompt flags pursue each prompt in turn, from the previous prompt's final model.
+ */
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { type PursuitEvent, type PursuitResult, pursueAll, systemPrompt } from "@forge/baking";
+import { runTasks } from "@forge/eval";
+import { ManifestWriter } from "@forge/manifest";
+import { describeBackend, type GPT, initBackend } from "@forge/model";
+import type { Tokenizer } from "@forge/tokenizer";
+import type { CAC } from "cac";
+import pc from "picocolors";
+import pkg from "../../package.json" with { type: "json" };
+import { UsageError } from "../errors.js";
+import { ProgressBar } from "../progress.js";
+import {
+  type BakeCommandOptions,
+  bakeEventSink,
+  bakeSettingsFrom,
+  loadBase,
+  parseStim,
+} from "./bake.js";
+import { loadTasks } from "./eval.js";
+
+interface PursueCommandOptions extends Omit<BakeCommandOptions, "prompt"> {
+  prompt?: string | string[];
+  rounds?: string;
+  eval?: string | string[];
+  minImprovement?: string;
+}
+
+const asList = (value: unknown): string[] =>
+  value === undefined ? [] : (Array.isArray(value) ? value : [value]).map(String);
+
+async function pursueCommand(options: PursueCommandOptions): Promise<number> {
+  if (!options.model) throw new UsageError("--model <dir> is required: the model to start from");
+  if (!options.out) throw new UsageError("--out <dir> is required: where every round's model goes");
+  const texts = asList(options.prompt);
+  if (options.promptFile) texts.push(readFileSync(options.promptFile, "utf8").trim());
+  if (texts.length === 0)
+    throw new UsageError('give the prompt: --prompt "…" (repeatable) or --prompt-file <file>');
+  const evalFiles = asList(options.eval)
+    .flatMap((v) => v.split(","))
+    .filter((v) => v !== "");
+  if (evalFiles.length === 0)
+    throw new UsageError("--eval <task.yaml> is required: the task whose score pursuit follows");
+  const rounds = Number(options.rounds ?? 3);
+  if (!Number.isInteger(rounds) || rounds < 1)
+    throw new UsageError(
+      `--rounds must be a positive integer; got ${JSON.stringify(options.rounds)}`,
+    );
+  const minImprovement = Number(options.minImprovement ?? 0.01);
+  if (!Number.isFinite(minImprovement))
+    throw new UsageError(
+      `--min-improvement must be a number; got ${JSON.stringify(options.minImprovement)}`,
+    );
+  const prompts = texts.map((t) => systemPrompt(t));
+  const tasks = await loadTasks(evalFiles);
+  const stim = parseStim(
+    asList(options.stim).length ? asList(options.stim) : ["persona:20", "self:40"],
+  );
+  const settings = bakeSettingsFrom({ ...options, prompt: undefined });
+  const backend = await initBackend();
+  const { model, tokenizer } = await loadBase(options.model);
+  const log = (text: string) => {
+    if (!options.json) process.stderr.write(`${text}\n`);
+  };
+  log(describeBackend(backend));
+  const out = path.resolve(options.out);
+  const manifest = await ManifestWriter.create(path.join(out, "manifest.json"), {
+    kind: "pursue",
+    forgeVersion: pkg.version,
+    backend: backend.name,
+    parameters: {
+      model: options.model,
+      prompts: texts,
+      rounds,
+      minImprovement,
+      eval: evalFiles,
+      stim,
+      ...settings,
+    },
+  });
+  let promptNumber = 1;
+  const evaluator = async (m: GPT, round: number, t: Tokenizer = tokenizer) => {
+    const bar = options.json
+      ? undefined
+      : new ProgressBar(`eval round ${round}`, { unit: "items" });
+    const results = await runTasks({ name: `round-${round}`, model: m, tokenizer: t }, tasks, {
+      onProgress: (e) => bar?.update(e.done, e.total, e.task),
+    });
+    bar?.stop();
+    const score = results.tasks.reduce((a, r) => a + r.mean, 0) / results.tasks.length;
+    manifest.setMetric(`prompt-${promptNumber}.round-${round}.score`, score);
+    log(`prompt ${promptNumber}, round ${round}: score ${(100 * score).toFixed(1)}`);
+    return score;
+  };
+  let sink = bakeEventSink(manifest, options.json);
+  const onEvent = (event: PursuitEvent) => {
+    promptNumber = event.prompt ?? 1;
+    if (event.type === "round-start") {
+      log(pc.bold(`prompt ${promptNumber}, round ${event.round}: bake`));
+      sink = bakeEventSink(manifest, options.json, `prompt-${promptNumber}/round-${event.round}/`);
+    } else if (event.type === "bake") sink(event.event);
+    else manifest.link(`prompt-${promptNumber}/round-${event.round.round}`, event.round.model);
+  };
+  try {
+    const results: PursuitResult[] = await pursueAll(model, tokenizer, prompts, {
+      rounds,
+      minImprovement,
+      evaluator: (m, round) => evaluator(m, round),
+      bake: {
+        stim,
+        rollout: settings.rollout,
+        bake: settings.bake,
+        measure: settings.measure,
+      },
+      out,
+      baseModel: path.resolve(options.model),
+      onEvent,
+    });
+    for (const [i, r] of results.entries()) {
+      await manifest.addArtifact(path.join(out, `prompt-${i + 1}`, "pursuit.json"));
+      for (const round of r.rounds)
+        await manifest.addArtifact(path.join(round.model, "model.safetensors"));
+    }
+    await manifest.succeed();
+    const summary = results.map((r, i) => ({
+      prompt: texts[i],
+      initialScore: r.initialScore,
+      rounds: r.rounds.map((x) => ({
+        round: x.round,
+        score: x.score,
+        improvement: x.improvement,
+        model: x.model,
+      })),
+      stopReason: r.stopReason,
+      best: r.best.round,
+    }));
+    if (options.json)
+      process.stdout.write(`${JSON.stringify({ out, results: summary }, null, 2)}\n`);
+    else {
+      const lines: string[] = [];
+      for (const [i, r] of results.entries()) {
+        lines.push(pc.bold(`prompt ${i + 1}: ${JSON.stringify(texts[i])}`));
+        lines.push(`  round 0 (start)  score ${(100 * r.initialScore).toFixed(1)}`);
+        for (const x of r.rounds)
+          lines.push(
+            `  round ${x.round}          score ${(100 * x.score).toFixed(1)}  (${x.improvement >= 0 ? "+" : ""}${(100 * x.improvement).toFixed(1)})  ${x.model}`,
+          );
+        lines.push(
+          `  stopped: ${r.stopReason === "converged" ? `improvement below ${(100 * minImprovement).toFixed(2)} points` : `round cap (${rounds})`}; best round ${r.best.round}`,
+        );
+      }
+      lines.push(`manifest: ${path.join(out, "manifest.json")}`);
+      process.stdout.write(`${lines.join("\n")}\n`);
+    }
+    return 0;
+  } catch (error) {
+    await manifest.fail(error);
+    throw error;
+  } finally {
+    model.dispose();
+  }
+}
+
+export function register(cli: CAC): void {
+  cli
+    .command("", "Prompt pursuit: bake a prompt again and again into its own baked model (Eq. 4)")
+    .option("--model <dir>", "The model to start from")
+    .option("--prompt <text>", "The system prompt (repeatable: pursued in turn)")
+    .option("--prompt-file <file>", "Read a prompt from a file")
+    .option("--rounds <n>", "Round cap per prompt (default 3)")
+    .option("--eval <task>", "Task file(s) scoring each round, unprompted (repeatable)")
+    .option("--min-improvement <x>", "Stop when a round gains less than this score (default 0.01)")
+    .option("--stim <spec>", "Stimuli, as for forge bake (default persona:20 self:40)")
+    .option("--samples <k>", "Teacher samples per stimulus")
+    .option("--temperature <t>", "Rollout temperature")
+    .option("--max-new-tokens <n>", "Longest teacher reply")
+    .option("--epochs <n>", "Passes over the trajectories per round")
+    .option("--steps <n>", "Train for exactly this many steps per round")
+    .option("--batch-size <n>", "Trajectories per step")
+    .option("--lr <x>", "Learning rate")
+    .option("--rank <r>", "LoRA rank")
+    .option("--val-fraction <f>", "Trajectories held out for validation KL (default 0.1)")
+    .option(
+      "--measure <n>",
+      "Trajectories for the KL before/after each round; --no-measure skips it",
+    )
+    .option("--no-measure", "Skip the KL measurements")
+    .option("--seed <n>", "Seed (default 1)")
+    .option("--out <dir>", "Where prompt-<i>/round-<j>/ go")
+    .option("--json", "Print a JSON summary")
+    .example(
+      "forge pursue --model models/forge-tiny --prompt 'You are a pirate.' --rounds 3 --eval models/forge-tiny/tasks/persona-pirate.yaml --out pursuit/pirate",
+    )
+    .action((options: PursueCommandOptions) => pursueCommand(options));
+}

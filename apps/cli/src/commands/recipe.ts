@@ -1,0 +1,594 @@
+/**
+ * Bake repositories (@forge/git-recipe) from the command line: forge init, add, commit, run,
+ * status, stim, rollout, models, target, tree, fetch, scrape, and the hooks git calls.
+ * The runner wires @forge/baking in: stim → rollout → bake (LoRA) → merged model in the store.
+ */
+import { spawn } from "node:child_process";
+import {
+  createWriteStream,
+  existsSync,
+  mkdirSync,
+  openSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import {
+  type BakeSettings,
+  bakePrompt,
+  generateStimuli,
+  readStimuli,
+  readTrajectories,
+  resolveRollout,
+  rollout,
+  STIM_TYPES,
+  type StimSpec,
+  toJsonl,
+} from "@forge/baking";
+import {
+  BakeRepo,
+  buildTree,
+  commitText,
+  formatTree,
+  type JobRecord,
+  ModelStore,
+  OPERATIONS,
+  type Operation,
+  type PhaseJob,
+  type Progress,
+  type Runner,
+  runHook,
+  scrapeHistory,
+  windows,
+} from "@forge/git-recipe";
+import { ManifestWriter } from "@forge/manifest";
+import { describeBackend, type GPT, initBackend, loadModel, TokenCacheWriter } from "@forge/model";
+import { loadTokenizer, type Tokenizer } from "@forge/tokenizer";
+import type { CAC } from "cac";
+import pc from "picocolors";
+import pkg from "../../package.json" with { type: "json" };
+import { UsageError } from "../errors.js";
+import { ProgressBar } from "../progress.js";
+import { defaultModelDir } from "./demo.js";
+
+const FORGE_JS = fileURLToPath(new URL("./forge.js", import.meta.url));
+/** How git hooks and detached jobs call this forge. */
+const selfCommand = () => [process.execPath, FORGE_JS];
+
+/** A runner on @forge/baking; the parent model is loaded once per process. */
+export function bakingRunner(options: { quiet?: boolean } = {}): Runner {
+  let loaded: { dir: string; model: GPT; tokenizer: Tokenizer } | undefined;
+  const load = async (dir: string) => {
+    if (loaded?.dir === dir) return loaded;
+    loaded?.model.dispose();
+    const backend = await initBackend();
+    if (!options.quiet) process.stderr.write(`${describeBackend(backend)}\n`);
+    const m = await loadModel(dir);
+    if (!m.tokenizer) throw new UsageError(`the parent model ${dir} has no tokenizer.json`);
+    loaded = { dir, model: m.model, tokenizer: m.tokenizer };
+    return loaded;
+  };
+  const teacherOf = async (job: PhaseJob) => {
+    const { model, tokenizer } = await load(job.parentDir);
+    return { model, tokenizer, prompt: job.prompt };
+  };
+  return {
+    generators: STIM_TYPES,
+    async stim(job, progress) {
+      const teacher = await teacherOf(job);
+      const specs = job.target.generators.map((g) =>
+        g.type === "file" && typeof g.path === "string"
+          ? { ...g, path: path.resolve(job.root, g.path) }
+          : g,
+      ) as StimSpec[];
+      const stimuli = await generateStimuli(specs, {
+        seed: job.target.rollout.seed ?? 1,
+        teacher,
+        onProgress: (done, total) => progress(done, total),
+      });
+      writeFileSync(job.stimFile, toJsonl(stimuli));
+      return stimuli.length;
+    },
+    async rollout(job, progress) {
+      const teacher = await teacherOf(job);
+      const stimuli = await readStimuli(job.stimFile);
+      const trajectories = rollout(teacher, stimuli, resolveRollout(job.target.rollout), (d, t) =>
+        progress(d, t),
+      );
+      writeFileSync(job.rolloutFile, toJsonl(trajectories));
+      return trajectories.length;
+    },
+    async bake(job, progress) {
+      const { model, tokenizer } = await load(job.parentDir);
+      loaded = undefined; // the bake changes the model: the next phase reloads
+      const stimuli = await readStimuli(job.stimFile);
+      const trajectories = await readTrajectories(job.rolloutFile, model.config.vocabSize);
+      const b = job.bake;
+      const settings: Partial<BakeSettings> = {
+        ...(b.epochs !== undefined ? { epochs: b.epochs } : {}),
+        ...(b.steps !== undefined ? { steps: b.steps } : {}),
+        ...(b.batchSize !== undefined ? { batchSize: b.batchSize } : {}),
+        ...(b.learningRate !== undefined ? { learningRate: b.learningRate } : {}),
+        ...(b.loss !== undefined ? { loss: b.loss } : {}),
+        ...(b.validationFraction !== undefined ? { validationFraction: b.validationFraction } : {}),
+        ...(b.seed !== undefined ? { seed: b.seed } : {}),
+        ...(b.rank !== undefined || b.alpha !== undefined
+          ? {
+              lora: {
+                ...(b.rank !== undefined ? { r: b.rank } : {}),
+                ...(b.alpha !== undefined ? { alpha: b.alpha } : {}),
+              } as BakeSettings["lora"],
+            }
+          : {}),
+      };
+      const manifestFile = path.join(job.outDir, "manifest.json");
+      const manifest = await ManifestWriter.create(manifestFile, {
+        kind: "bake",
+        forgeVersion: pkg.version,
+        parameters: {
+          repository: job.repository,
+          bake: job.name,
+          parent: job.parentModel,
+          ...settings,
+        },
+        repository: job.git,
+      });
+      const losses: number[] = [];
+      try {
+        const result = await bakePrompt(model, tokenizer, {
+          prompt: job.prompt,
+          stim: [],
+          stimuli,
+          trajectories,
+          rollout: job.target.rollout,
+          bake: settings,
+          measure: { n: 32 },
+          out: path.join(job.outDir, "bake"),
+          baseModel: job.parentDir,
+          merged: true,
+          onEvent: (event) => {
+            if (event.type === "phase-start") void manifest.phaseStart(event.phase);
+            else if (event.type === "phase-end") void manifest.phaseEnd(event.phase);
+            else if (event.type === "train" && event.event.type === "step-end") {
+              const e = event.event;
+              losses.push(e.loss);
+              progress(e.step, undefined, `KL ${e.loss.toFixed(4)}`);
+              manifest.recordStep({
+                phase: "bake",
+                step: e.step,
+                loss: e.loss,
+                learningRate: e.lr,
+                gradNorm: e.gradNorm,
+                tokensPerSecond: e.tokensPerSecond,
+              });
+            }
+          },
+        });
+        const metrics = result.record.metrics as Record<string, unknown>;
+        manifest.setMetric("klBefore", metrics.klBefore);
+        manifest.setMetric("klAfter", metrics.klAfter);
+        await manifest.addArtifact(path.join(result.out, "merged", "model.safetensors"));
+        await manifest.succeed();
+        return {
+          modelDir: path.join(result.out, "merged"),
+          steps: result.training.result.step,
+          losses,
+          metrics: { klBefore: metrics.klBefore, klAfter: metrics.klAfter },
+          manifest: manifestFile,
+        };
+      } catch (error) {
+        await manifest.fail(error);
+        throw error;
+      } finally {
+        model.dispose();
+      }
+    },
+  };
+}
+
+function phaseBars(quiet: boolean): (operation: Operation, name: string) => Progress {
+  let bar: ProgressBar | undefined;
+  return (operation, name) => {
+    bar?.stop();
+    bar = quiet ? undefined : new ProgressBar(`${operation} ${name}`);
+    return (done, total, detail) => {
+      bar?.update(done, total, detail);
+      if (total !== undefined && done >= total) bar?.stop();
+    };
+  };
+}
+
+async function openRepo(): Promise<BakeRepo> {
+  return BakeRepo.open(process.cwd());
+}
+
+function lossLine(l: { latest: number; final: number; min: number; max: number } | null): string {
+  return l
+    ? `loss: latest ${l.latest.toFixed(4)}, final ${l.final.toFixed(4)}, min ${l.min.toFixed(4)}, max ${l.max.toFixed(4)}`
+    : "loss: –";
+}
+
+// ---- commands ------------------------------------------------------------------------------
+
+export function registerInit(cli: CAC): void {
+  cli
+    .command("<name>", "Create a bake repository ./<name>: input.yml, recipe.yml, .forge, hooks")
+    .option("--base-model <dir>", "The base model: a directory or a store id (default: forge-tiny)")
+    .option("--json", "Print JSON")
+    .example("forge init pirate-bot && cd pirate-bot")
+    .action(async (name: string, options: { baseModel?: string; json?: boolean }) => {
+      const repo = await BakeRepo.init(path.resolve(name), name, {
+        baseModel: options.baseModel ?? defaultModelDir(),
+        hookCommand: selfCommand(),
+      });
+      const state = await repo.readState();
+      if (options.json)
+        process.stdout.write(
+          `${JSON.stringify({ root: repo.root, baseModel: state.BASE_MODEL }, null, 2)}\n`,
+        );
+      else
+        process.stdout.write(
+          `created the bake repository ${repo.root} (base model ${state.BASE_MODEL})\nnext: edit input.yml, forge add input.yml, forge commit -m "…", forge run stim rollout bake\n`,
+        );
+      return 0;
+    });
+}
+
+export function registerAdd(cli: CAC): void {
+  cli
+    .command("[...files]", "git add (input.yml is read from the index by forge run)")
+    .action(async (files: string[]) => {
+      await (await openRepo()).add(files);
+      return 0;
+    });
+}
+
+export function registerCommit(cli: CAC): void {
+  cli
+    .command("", "git commit; the pre-commit hook records the staged input's hashes in .forge")
+    .option("-m, --message <message>", "Commit message")
+    .action(async (options: { message?: string }) => {
+      if (options.message === undefined)
+        throw new UsageError('give a message: forge commit -m "…"');
+      const commit = await (await openRepo()).commit(String(options.message));
+      process.stdout.write(`${commit.slice(0, 12)}\n`);
+      return 0;
+    });
+}
+
+interface RunOptions {
+  detach?: boolean;
+  job?: string;
+  json?: boolean;
+}
+
+export function registerRun(cli: CAC): void {
+  cli
+    .command("[...operations]", `Run ${OPERATIONS.join(", ")} on the staged input.yml`)
+    .option(
+      "-d, --detach",
+      "Bake in a background process that survives the terminal (forge fetch brings it in)",
+    )
+    .option("--job <id>", "(internal) run a detached job")
+    .option("--json", "Print JSON")
+    .example("forge run stim rollout bake")
+    .example("forge run bake --detach")
+    .action(async (operations: string[], options: RunOptions) => {
+      const repo = await openRepo();
+      const quiet = Boolean(options.json);
+      if (options.job) {
+        const job = await repo.runJob(options.job, bakingRunner({ quiet: true }));
+        return job.status === "complete" ? 0 : 1;
+      }
+      for (const op of operations)
+        if (!OPERATIONS.includes(op as Operation))
+          throw new UsageError(
+            `unknown operation ${JSON.stringify(op)}; accepted: ${OPERATIONS.join(", ")}`,
+          );
+      const result = await repo.run(operations as Operation[], bakingRunner({ quiet }), {
+        detach: Boolean(options.detach),
+        spawnDetached: (id) => {
+          const log = path.join(repo.forgeDir, "jobs", `${id}.log`);
+          mkdirSync(path.dirname(log), { recursive: true });
+          const fd = openSync(log, "a");
+          const child = spawn(selfCommand()[0]!, [selfCommand()[1]!, "run", "--job", id], {
+            cwd: repo.root,
+            detached: true,
+            stdio: ["ignore", fd, fd],
+            env: { ...process.env, FORGE_PROGRESS: "0" },
+          });
+          child.unref();
+          return child.pid!;
+        },
+        onPhase: phaseBars(quiet),
+        command: `forge run ${operations.join(" ")}${options.detach ? " --detach" : ""}`,
+      });
+      if (options.json) {
+        process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+        return 0;
+      }
+      if (result.job) {
+        process.stdout.write(
+          `bake detached: job ${result.job.id} (pid ${result.job.pid}) on ${result.job.branch}; forge status shows its progress, forge fetch brings it in\n`,
+        );
+        return 0;
+      }
+      for (const op of result.ran) process.stdout.write(`${pc.green("✓")} ${op}\n`);
+      if (result.bake) {
+        process.stdout.write(
+          `${pc.bold(`baked ${result.bake.name}`)} from ${result.bake.parent}\nmodel: ${result.bake.models.map((m) => pc.green(m)).join(", ")}\n${lossLine(result.bake.losses)}\ncommit ${result.bake.commit?.slice(0, 12)}: Update recipe.yml after bake completion: ${result.bake.name}\n`,
+        );
+      }
+      return 0;
+    });
+}
+
+function jobLine(job: JobRecord): string {
+  const pct = `${Math.round(100 * job.progress)}%`;
+  const icon =
+    job.status === "running" ? "⏳" : job.status === "failed" ? pc.red("✗") : pc.green("✓");
+  return `${icon} job ${job.id} on ${job.branch}: ${job.status} (${pct})${job.result ? ` → ${job.result.models.join(", ")}` : ""}${job.error ? ` — ${job.error}` : ""}`;
+}
+
+export function registerStatus(cli: CAC): void {
+  cli
+    .command("", "Status of stim, rollout and bake for the staged input, and of detached bakes")
+    .option("--json", "Print JSON")
+    .action(async (options: { json?: boolean }) => {
+      const status = await (await openRepo()).status();
+      if (options.json) {
+        process.stdout.write(`${JSON.stringify(status, null, 2)}\n`);
+        return 0;
+      }
+      const lines = [`parent model: ${status.parent ?? "(none)"}`];
+      if (status.inputError) lines.push(pc.yellow(`staged input.yml: ${status.inputError}`));
+      for (const op of status.operations) {
+        if (op.status === "not run") lines.push(`· ${op.operation}: not run`);
+        else {
+          const icon =
+            op.status === "running" ? "⏳" : op.status === "failed" ? pc.red("✗") : pc.green("✓");
+          lines.push(
+            `${icon} ${op.operation} ${op.name}: ${op.status} (${Math.round(100 * op.progress)}%)${op.lines !== undefined ? ` - ${op.lines} lines` : ""}${op.error ? ` — ${op.error}` : ""}`,
+          );
+        }
+      }
+      for (const job of status.jobs.filter((j) => j.status !== "fetched")) lines.push(jobLine(job));
+      process.stdout.write(`${lines.join("\n")}\n`);
+      return 0;
+    });
+}
+
+function registerOutputs(operation: "stim" | "rollout") {
+  return (cli: CAC): void => {
+    cli
+      .command("", `Show the staged input's ${operation} output (${operation}.jsonl)`)
+      .option("--limit <n>", "Show the first n lines")
+      .option("--count", "Print the number of lines only")
+      .action(async (options: { limit?: string; count?: boolean }) => {
+        const lines = await (await openRepo()).outputs(operation);
+        if (options.count) {
+          process.stdout.write(`${lines.length}\n`);
+          return 0;
+        }
+        const limit = options.limit === undefined ? lines.length : Number(options.limit);
+        if (!Number.isInteger(limit) || limit < 0)
+          throw new UsageError(
+            `--limit must be a non-negative integer; got ${JSON.stringify(options.limit)}`,
+          );
+        process.stdout.write(
+          lines
+            .slice(0, limit)
+            .map((l) => `${l}\n`)
+            .join(""),
+        );
+        return 0;
+      });
+  };
+}
+export const registerStim = registerOutputs("stim");
+export const registerRollout = registerOutputs("rollout");
+
+export function registerModels(cli: CAC): void {
+  cli
+    .command("", "Models in the store (FORGE_STORE, else ~/.forge/store)")
+    .option("--json", "Print JSON")
+    .action(async (options: { json?: boolean }) => {
+      const store = new ModelStore();
+      const models = await store.list();
+      if (options.json)
+        process.stdout.write(`${JSON.stringify({ store: store.root, models }, null, 2)}\n`);
+      else if (models.length === 0) process.stdout.write(`no models in ${store.root}\n`);
+      else
+        process.stdout.write(
+          `${models.map((m) => `${pc.green(m.id)}  ${m.digest.slice(0, 12)}  ${m.createdAt}`).join("\n")}\n`,
+        );
+      return 0;
+    });
+}
+
+export function registerTarget(cli: CAC): void {
+  cli
+    .command("[name]", "Targets that have run: forge target ls, or forge target <name> for one")
+    .option("--json", "Print JSON")
+    .action(async (name: string | undefined, options: { json?: boolean }) => {
+      const repo = await openRepo();
+      if (name === undefined || name === "ls" || name === "list") {
+        const targets = await repo.targets();
+        if (options.json) process.stdout.write(`${JSON.stringify(targets, null, 2)}\n`);
+        else if (targets.length === 0)
+          process.stdout.write("no targets have run yet (forge run stim)\n");
+        else
+          process.stdout.write(
+            `${targets.map((t) => `${t.name}  ${(t.generators as { type: string }[]).map((g) => g.type).join(", ")}  stim ${t.stim}  rollout ${t.rollouts}`).join("\n")}\n`,
+          );
+        return 0;
+      }
+      process.stdout.write(`${JSON.stringify(await repo.target(name), null, 2)}\n`);
+      return 0;
+    });
+}
+
+export function registerTree(cli: CAC): void {
+  cli
+    .command("", "The lineage tree across every branch's recipe.yml")
+    .option("--json", "Print JSON")
+    .action(async (options: { json?: boolean }) => {
+      const tree = buildTree(await (await openRepo()).branchRecipes());
+      if (options.json) process.stdout.write(`${JSON.stringify(tree, null, 2)}\n`);
+      else
+        process.stdout.write(
+          `${formatTree(tree, { bake: pc.yellow, model: pc.green, branch: pc.gray, header: pc.cyan })}\n`,
+        );
+      return 0;
+    });
+}
+
+export function registerFetch(cli: CAC): void {
+  cli
+    .command("", "Bring finished detached bakes into the repository (one commit each)")
+    .option("--json", "Print JSON")
+    .action(async (options: { json?: boolean }) => {
+      const result = await (await openRepo()).fetch();
+      if (options.json) {
+        process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+        return 0;
+      }
+      for (const job of result.fetched)
+        process.stdout.write(
+          `${pc.green("✓")} ${job.result!.name} → ${job.result!.models.join(", ")} committed on ${job.branch} (${job.fetchedCommit?.slice(0, 12)})\n${lossLine(job.result!.losses)}\n`,
+        );
+      for (const job of [...result.running, ...result.failed])
+        process.stdout.write(`${jobLine(job)}\n`);
+      if (!result.fetched.length && !result.running.length && !result.failed.length)
+        process.stdout.write("no detached bakes to fetch\n");
+      return result.failed.length ? 1 : 0;
+    });
+}
+
+interface ScrapeOptions {
+  out?: string;
+  sequences?: string;
+  tokenizer?: string;
+  blockSize?: string;
+  overlap?: string;
+  json?: boolean;
+}
+
+export function registerScrape(cli: CAC): void {
+  cli
+    .command(
+      "<repo>",
+      "Every commit of a git repository as JSONL (≥ 30 fields each); --sequences for training",
+    )
+    .option("--out <file>", "Where commits.jsonl goes (default commits.jsonl)")
+    .option(
+      "--sequences <dir>",
+      "Also write token windows for forge train --phase pretrain --data <dir>",
+    )
+    .option("--tokenizer <dir>", "Tokenizer for --sequences")
+    .option("--block-size <n>", "Window length in tokens (default 256)")
+    .option("--overlap <n>", "Tokens shared by consecutive windows (default 32)")
+    .option("--json", "Print a JSON summary")
+    .action(async (repository: string, options: ScrapeOptions) => {
+      const out = options.out ?? "commits.jsonl";
+      let tokenizer: Tokenizer | undefined;
+      let writers: { train: TokenCacheWriter; val: TokenCacheWriter } | undefined;
+      const blockSize = Number(options.blockSize ?? 256);
+      const overlap = Number(options.overlap ?? 32);
+      if (options.sequences) {
+        if (!options.tokenizer) throw new UsageError("--sequences needs --tokenizer <dir>");
+        if (!Number.isInteger(blockSize) || blockSize < 8)
+          throw new UsageError(
+            `--block-size must be an integer ≥ 8; got ${JSON.stringify(options.blockSize)}`,
+          );
+        if (!Number.isInteger(overlap) || overlap < 0 || overlap >= blockSize)
+          throw new UsageError(
+            `--overlap must be an integer in [0, ${blockSize - 1}]; got ${JSON.stringify(options.overlap)}`,
+          );
+        tokenizer = await loadTokenizer(options.tokenizer);
+        const make = (split: string) =>
+          new TokenCacheWriter(path.join(options.sequences!, `pretrain-${split}`), {
+            kind: "pretrain",
+            vocabSize: tokenizer!.vocabSize,
+            info: { source: path.resolve(repository), blockSize, overlap },
+          });
+        writers = { train: make("train"), val: make("val") };
+      }
+      mkdirSync(path.dirname(path.resolve(out)), { recursive: true });
+      const temporary = `${out}.${process.pid}.tmp`;
+      const stream = createWriteStream(temporary);
+      const bar = options.json ? undefined : new ProgressBar("scrape", { unit: "commits" });
+      let count = 0;
+      let windowsWritten = 0;
+      try {
+        for await (const commit of scrapeHistory(repository)) {
+          if (!stream.write(`${JSON.stringify(commit)}\n`))
+            await new Promise<void>((r) => stream.once("drain", () => r()));
+          if (tokenizer && writers) {
+            const eot = tokenizer.specialTokenId("<|eot|>");
+            const ids = [
+              ...tokenizer.encode(commitText(commit), { disallowedSpecial: "none" }),
+              eot,
+            ];
+            // a commit's windows go to validation when its hash starts with 0 or 1 (1/8 of commits)
+            const writer = /^[01]/.test(commit.hash) ? writers.val : writers.train;
+            for (const w of windows(ids, blockSize + 1, overlap)) {
+              writer.append(w);
+              windowsWritten++;
+            }
+          }
+          count++;
+          bar?.update(count);
+        }
+        await new Promise<void>((resolve, reject) =>
+          stream.end((e?: Error | null) => (e ? reject(e) : resolve())),
+        );
+        renameSync(temporary, out);
+        if (writers) for (const w of Object.values(writers)) w.close();
+      } catch (error) {
+        stream.destroy();
+        if (writers) for (const w of Object.values(writers)) w.abort();
+        rmSync(temporary, { force: true });
+        throw error;
+      } finally {
+        bar?.stop();
+      }
+      const summary = {
+        commits: count,
+        out,
+        ...(options.sequences
+          ? { sequences: options.sequences, windows: windowsWritten, blockSize, overlap }
+          : {}),
+      };
+      if (options.json) process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+      else
+        process.stdout.write(
+          `wrote ${count} commits to ${out}${options.sequences ? `; ${windowsWritten} windows of ${blockSize + 1} tokens (overlap ${overlap}) to ${options.sequences}` : ""}\n`,
+        );
+      return 0;
+    });
+}
+
+export function registerHook(cli: CAC): void {
+  cli
+    .command("<name>", "(called by git) run a bake repository's hook: pre-commit or post-merge")
+    .action(async (name: string) => {
+      await runHook(name);
+      return 0;
+    });
+}
+
+/** `forge chat <model-id>`: a store id resolves to its directory. */
+export async function resolveModelLocation(location: string): Promise<string> {
+  if (existsSync(location)) return location;
+  if (/^[^/]+\/[^/]+\/\d+$/.test(location)) {
+    const store = new ModelStore();
+    if (store.has(location)) return (await store.get(location)).dir;
+    throw new UsageError(
+      `${location} is neither a directory nor a model in the store at ${store.root} (forge models lists them)`,
+    );
+  }
+  return location;
+}
