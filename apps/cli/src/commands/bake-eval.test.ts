@@ -271,11 +271,19 @@ describe("forge drift and forge pursue", () => {
     const summary = JSON.parse(run.stdout);
     expect(summary.results[0].stopReason).toBe("converged");
     expect(summary.results[0].rounds).toHaveLength(1);
+    const { reprompt } = summary.results[0];
+    for (const who of ["base", "baked"])
+      for (const how of ["unprompted", "prompted"]) {
+        expect(reprompt[who][how]).toBeGreaterThanOrEqual(0);
+        expect(reprompt[who][how]).toBeLessThanOrEqual(1);
+      }
+    expect(reprompt.base.prompted).toBeGreaterThan(reprompt.base.unprompted); // the prompt works
     expect(existsSync(path.join(out, "prompt-1", "round-1", "model", "model.safetensors"))).toBe(
       true,
     );
     const manifest = json(path.join(out, "manifest.json"));
     expect(manifest.run.status).toBe("succeeded");
     expect(Object.keys(manifest.outputs.metrics)).toContain("prompt-1.round-1.score");
+    expect(Object.keys(manifest.outputs.metrics)).toContain("prompt-1.reprompt.baked.prompted");
   }, 180_000);
 });

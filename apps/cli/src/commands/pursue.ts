@@ -7,10 +7,16 @@
  */
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { type PursuitEvent, type PursuitResult, pursueAll, systemPrompt } from "@forge/baking";
+import {
+  type PursuitEvent,
+  type PursuitResult,
+  pursueAll,
+  repromptTable,
+  systemPrompt,
+} from "@forge/baking";
 import { runTasks } from "@forge/eval";
 import { ManifestWriter } from "@forge/manifest";
-import { describeBackend, type GPT, initBackend } from "@forge/model";
+import { describeBackend, type GPT, initBackend, loadModel } from "@forge/model";
 import type { Tokenizer } from "@forge/tokenizer";
 import type { CAC } from "cac";
 import pc from "picocolors";
@@ -128,6 +134,31 @@ async function pursueCommand(options: PursueCommandOptions): Promise<number> {
       for (const round of r.rounds)
         await manifest.addArtifact(path.join(round.model, "model.safetensors"));
     }
+    // Re-prompting (the paper's "re-prompting amplifies"): the model each prompt started from and
+    // its best round, each scored unprompted and prompted with the prompt again.
+    const reprompt: Awaited<ReturnType<typeof repromptTable>>[] = [];
+    for (const [i, r] of results.entries()) {
+      const start = i === 0 ? options.model : results[i - 1]!.rounds.at(-1)!.model;
+      const base = (await loadModel(start)).model;
+      const baked = (await loadModel(r.best.model)).model;
+      try {
+        const table = await repromptTable({ base, baked }, async (m, prompted) => {
+          const scored = await runTasks(
+            { name: prompted ? "prompted" : "unprompted", model: m, tokenizer },
+            tasks,
+            prompted ? { system: texts[i]! } : {},
+          );
+          return scored.tasks.reduce((a, t) => a + t.mean, 0) / scored.tasks.length;
+        });
+        for (const who of ["base", "baked"] as const)
+          for (const how of ["unprompted", "prompted"] as const)
+            manifest.setMetric(`prompt-${i + 1}.reprompt.${who}.${how}`, table[who][how]);
+        reprompt.push(table);
+      } finally {
+        base.dispose();
+        baked.dispose();
+      }
+    }
     await manifest.succeed();
     const summary = results.map((r, i) => ({
       prompt: texts[i],
@@ -140,6 +171,7 @@ async function pursueCommand(options: PursueCommandOptions): Promise<number> {
       })),
       stopReason: r.stopReason,
       best: r.best.round,
+      reprompt: reprompt[i],
     }));
     if (options.json)
       process.stdout.write(`${JSON.stringify({ out, results: summary }, null, 2)}\n`);
@@ -154,6 +186,13 @@ async function pursueCommand(options: PursueCommandOptions): Promise<number> {
           );
         lines.push(
           `  stopped: ${r.stopReason === "converged" ? `improvement below ${(100 * minImprovement).toFixed(2)} points` : `round cap (${rounds})`}; best round ${r.best.round}`,
+        );
+        const t = reprompt[i]!;
+        const pct = (x: number) => `${(100 * x).toFixed(1)}`.padStart(10);
+        lines.push(
+          `  re-prompting     ${"unprompted".padStart(10)} ${"prompted".padStart(10)}`,
+          `  start model      ${pct(t.base.unprompted)} ${pct(t.base.prompted)}`,
+          `  round ${String(r.best.round).padEnd(10)} ${pct(t.baked.unprompted)} ${pct(t.baked.prompted)}`,
         );
       }
       lines.push(`manifest: ${path.join(out, "manifest.json")}`);
