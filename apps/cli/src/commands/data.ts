@@ -92,37 +92,78 @@ function readJsonl<T>(file: string): T[] {
     });
 }
 
+/** A corpus message: an assistant turn may carry `plain`, its reply with no system prompt. */
+export type CorpusMessage = ChatMessage & { plain?: string };
+
 /**
- * A conversation as SFT examples of at most `span` tokens: whole when it fits; otherwise cut at
- * turn boundaries, each piece starting again with the system prompt (so a persona reply is
- * always trained with its instruction in view).
+ * The conversation as a chat client with a `span`-token window would have had it. While the
+ * whole conversation fits, every turn sees the system prompt. From the first turn that does
+ * not fit, the client drops the system prompt (then the oldest turns, as `forge drift`'s
+ * `sliding` policy does), and the assistant answers as it would with no system prompt: its
+ * `plain` reply. `scrolledAt` is that turn's index (the turn count when it never happens).
+ */
+export function asChatted(
+  tokenizer: Tokenizer,
+  messages: CorpusMessage[],
+  span: number,
+): { system: ChatMessage[]; turns: ChatMessage[][]; scrolledAt: number } {
+  const strip = (m: CorpusMessage): ChatMessage => ({ role: m.role, content: m.content });
+  const system = messages[0]?.role === "system" ? [strip(messages[0])] : [];
+  const raw: CorpusMessage[][] = [];
+  for (let i = system.length; i < messages.length; i += 2) raw.push(messages.slice(i, i + 2));
+  let scrolledAt = raw.length;
+  for (let t = 1; t <= raw.length; t++) {
+    const upTo = raw.slice(0, t).flat().map(strip);
+    if (tokenizer.renderChat([...system, ...upTo]).ids.length > span) {
+      scrolledAt = t - 1;
+      break;
+    }
+  }
+  const turns = raw.map((turn, t) =>
+    turn.map((m) =>
+      t >= scrolledAt && m.role === "assistant" && m.plain !== undefined
+        ? { role: m.role, content: m.plain }
+        : strip(m),
+    ),
+  );
+  return { system, turns, scrolledAt };
+}
+
+/**
+ * A conversation as SFT examples of at most `span` tokens: whole when it fits. A longer one is
+ * cut as a chat client's sliding window cuts it (asChatted): the turns that saw the system
+ * prompt form one example with it; every later turn is trained without the system prompt,
+ * after as much of the preceding conversation as fits (that history is context, not target).
  */
 export function sftExamples(
   tokenizer: Tokenizer,
-  messages: ChatMessage[],
+  messages: CorpusMessage[],
   span: number,
 ): { ids: number[]; mask: Uint8Array }[] {
-  const whole = tokenizer.renderChat(messages);
+  const { system, turns, scrolledAt } = asChatted(tokenizer, messages, span);
+  const whole = tokenizer.renderChat([...system, ...turns.flat()]);
   if (whole.ids.length <= span) return [{ ids: whole.ids, mask: whole.assistantMask }];
-  const system = messages[0]?.role === "system" ? [messages[0]] : [];
-  const turns: ChatMessage[][] = [];
-  for (let i = system.length; i < messages.length; i += 2) turns.push(messages.slice(i, i + 2));
+  const length = (from: number, to: number) =>
+    tokenizer.renderChat(turns.slice(from, to + 1).flat()).ids.length;
   const out: { ids: number[]; mask: Uint8Array }[] = [];
-  let current: ChatMessage[][] = [];
-  const render = (group: ChatMessage[][]) => tokenizer.renderChat([...system, ...group.flat()]);
-  for (const turn of turns) {
-    const candidate = render([...current, turn]);
-    if (candidate.ids.length > span && current.length > 0) {
-      const piece = render(current);
-      out.push({ ids: piece.ids, mask: piece.assistantMask });
-      current = [turn];
-    } else {
-      current.push(turn);
-    }
+  if (scrolledAt > 0) {
+    const first = tokenizer.renderChat([...system, ...turns.slice(0, scrolledAt).flat()]);
+    out.push({ ids: first.ids, mask: first.assistantMask });
   }
-  if (current.length > 0) {
-    const piece = render(current);
-    if (piece.ids.length <= span) out.push({ ids: piece.ids, mask: piece.assistantMask });
+  for (let g = scrolledAt; g < turns.length; ) {
+    // targets g..t fill at most half the window; history before them fills the rest
+    let t = g;
+    while (t + 1 < turns.length && length(g, t + 1) <= span / 2) t++;
+    let j = g;
+    while (j > 0 && length(j - 1, t) <= span) j--;
+    const piece = tokenizer.renderChat(turns.slice(j, t + 1).flat());
+    if (piece.ids.length <= span) {
+      const history = j < g ? length(j, g - 1) : 0;
+      const mask = piece.assistantMask.slice();
+      mask.fill(0, 0, history);
+      out.push({ ids: piece.ids, mask });
+    }
+    g = t + 1;
   }
   return out;
 }
@@ -196,7 +237,8 @@ async function buildCommand(options: BuildCommandOptions): Promise<number> {
     }
     for (const conversation of conversations) {
       const validation = isValidation(conversation.id, valFraction);
-      const rendered = tokenizer.renderChat(conversation.messages);
+      const chatted = asChatted(tokenizer, conversation.messages, blockSize + 1);
+      const rendered = tokenizer.renderChat([...chatted.system, ...chatted.turns.flat()]);
       (validation ? writers.pretrainVal : writers.pretrainTrain).append(rendered.ids);
       for (const example of sftExamples(tokenizer, conversation.messages, blockSize + 1)) {
         (validation ? writers.sftVal : writers.sftTrain).append(example.ids, example.mask);

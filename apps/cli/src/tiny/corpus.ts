@@ -5,7 +5,11 @@
  * antonyms, spelling and reversal of short words, counting — asked in many phrasings, answered
  * in the style the system prompt asks for (PERSONAS), or plainly with no system prompt or a
  * neutral one. Conversations have 1–4 turns; a share run 12–24 turns, longer than the
- * 256-token context window.
+ * 256-token context window. Persona replies carry their plain form too: `forge data build`
+ * trains a long conversation as a sliding chat window would show it, and once the system
+ * prompt has scrolled out the assistant answers plainly — in forge-tiny's world the style comes
+ * from the instruction in view, not from its own earlier replies (so a prompted persona drifts
+ * in a long chat, and a baked one has something to fix).
  *
  * Held out from training: 10% of the arithmetic operand pairs (the model must add, not
  * recall), and for every other task whole (item × system-prompt wording × question phrasing)
@@ -333,6 +337,8 @@ export function drawQuestion(
 export interface ChatMessageRecord {
   role: "system" | "user" | "assistant";
   content: string;
+  /** An assistant reply in a persona's style carries its plain form too (see asChatted). */
+  plain?: string;
 }
 
 export interface Conversation {
@@ -452,6 +458,8 @@ export function synthesize(options: SynthOptions = DEFAULT_SYNTH): Corpus {
       messages.push({
         role: "assistant",
         content: styleReply(style, question.sentence),
+        // the reply without the system prompt: what a long chat gets once it scrolls out
+        ...(style !== "plain" ? { plain: question.sentence } : {}),
       });
       turns.push({ task: question.task, item: question.item, answer: question.answer });
     }
