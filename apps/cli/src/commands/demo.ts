@@ -153,9 +153,9 @@ async function demoCommand(options: DemoOptions): Promise<number> {
       bakePrompt(model, tokenizer, {
         prompt: systemPrompt(systemText),
         stim: demoStimuli(seed, 160),
-        rollout: { samples: 2, temperature: 1, maxNewTokens: 64, seed },
+        rollout: { samples: 2, temperature: 0.7, maxNewTokens: 64, seed },
         bake: {
-          epochs: 4,
+          epochs: 8,
           batchSize: 16,
           learningRate: 2e-3,
           minLearningRate: 2e-4,
@@ -223,7 +223,7 @@ async function demoCommand(options: DemoOptions): Promise<number> {
       {
         name: "task accuracy drop ≤ 2 points",
         value: baseUnprompted.accuracy - baked.accuracy,
-        pass: baseUnprompted.accuracy - baked.accuracy <= 0.02,
+        pass: baseUnprompted.accuracy - baked.accuracy <= 0.02 + 1e-9, // 3 of 150 items is 2 points
       },
     ];
     const wall = (performance.now() - started) / 1000;
