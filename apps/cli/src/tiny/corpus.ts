@@ -179,7 +179,7 @@ const COUNT_FORMS = [
   (s: string) => `How many items? ${s}`,
 ];
 
-/** mulberry32. */
+/** mulberry32, the same generator as @forge/model's Rng, kept here so the corpus loads without tfjs. */
 export function seeded(seed: number): () => number {
   let state = seed >>> 0;
   return () => {
