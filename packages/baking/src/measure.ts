@@ -87,22 +87,17 @@ export function measureKL(
     throw new BakingError("E_INPUT", `measure.n must be an integer ≥ 2; got ${settings.n}`);
   const trajectories = samples ?? sampleTrajectories(teacher, tokenizer, stimuli, settings);
   const vocab = teacher.model.config.vocabSize;
-  const teacherLogits = responseLogits(
-    teacher.model,
-    trajectories.map((t) => ({
-      prompt: promptIds(tokenizer, teacher.prefix, t.stimulus),
-      response: t.response,
-    })),
-    { batchSize: settings.batchSize },
-  );
-  const studentLogits = responseLogits(
-    student.model,
-    trajectories.map((t) => ({
-      prompt: promptIds(tokenizer, student.prefix, t.stimulus),
-      response: t.response,
-    })),
-    { batchSize: settings.batchSize },
-  );
+  const logitsOf = (side: MeasureTarget) =>
+    responseLogits(
+      side.model,
+      trajectories.map((t) => ({
+        prompt: promptIds(tokenizer, side.prefix, t.stimulus),
+        response: t.response,
+      })),
+      { batchSize: settings.batchSize },
+    );
+  const teacherLogits = logitsOf(teacher);
+  const studentLogits = logitsOf(student);
   const teacherTotals: number[] = [];
   const studentTotals: number[] = [];
   const perPosition: number[][] = [];

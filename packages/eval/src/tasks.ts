@@ -333,17 +333,20 @@ function withIds(records: unknown[], source: string): Item[] {
   });
 }
 
-async function readJsonl(file: string): Promise<unknown[]> {
-  let text: string;
+async function readText(file: string, what = ""): Promise<string> {
   try {
-    text = await readFile(file, "utf8");
+    return await readFile(file, "utf8");
   } catch (error) {
     throw new EvaluationError(
       "E_IO",
-      `cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+      `cannot read ${what}${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
       { cause: error },
     );
   }
+}
+
+async function readJsonl(file: string): Promise<unknown[]> {
+  const text = await readText(file);
   const out: unknown[] = [];
   text.split("\n").forEach((line, i) => {
     if (line.trim() === "") return;
@@ -389,15 +392,6 @@ export async function parseTask(text: string, source = "task.yaml"): Promise<Tas
 
 /** Load a task file. */
 export async function loadTask(file: string): Promise<Task> {
-  let text: string;
-  try {
-    text = await readFile(file, "utf8");
-  } catch (error) {
-    throw new EvaluationError(
-      "E_IO",
-      `cannot read task ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
-      { cause: error },
-    );
-  }
+  const text = await readText(file, "task ");
   return parseTask(text, file);
 }

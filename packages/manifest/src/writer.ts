@@ -163,25 +163,7 @@ export class ManifestWriter {
       Pick<CreateOptions, "hardwareIntervalSeconds" | "flushIntervalMs" | "maxPoints" | "backend">
     > = {},
   ): Promise<ManifestWriter> {
-    let text: string;
-    try {
-      text = await readFile(file, "utf8");
-    } catch (error) {
-      throw new ManifestError(
-        "E_IO",
-        `cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
-        { cause: error },
-      );
-    }
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(text);
-    } catch (error) {
-      throw new ManifestError("E_SCHEMA", `${file}: not valid JSON (${(error as Error).message})`, {
-        cause: error,
-      });
-    }
-    const manifest = assertManifest(parsed, file);
+    const manifest = await readManifest(file);
     manifest.run.status = "running";
     delete manifest.run.error;
     delete manifest.run.endedAt;

@@ -207,27 +207,14 @@ async function buildCommand(options: BuildCommandOptions): Promise<number> {
     blockSize,
   };
   const vocabSize = tokenizer.vocabSize;
+  const out = options.out;
+  const writer = (dir: string, kind: "pretrain" | "sft") =>
+    new TokenCacheWriter(path.join(out, dir), { kind, vocabSize, info });
   const writers = {
-    pretrainTrain: new TokenCacheWriter(path.join(options.out, "pretrain-train"), {
-      kind: "pretrain",
-      vocabSize,
-      info,
-    }),
-    pretrainVal: new TokenCacheWriter(path.join(options.out, "pretrain-val"), {
-      kind: "pretrain",
-      vocabSize,
-      info,
-    }),
-    sftTrain: new TokenCacheWriter(path.join(options.out, "sft-train"), {
-      kind: "sft",
-      vocabSize,
-      info,
-    }),
-    sftVal: new TokenCacheWriter(path.join(options.out, "sft-val"), {
-      kind: "sft",
-      vocabSize,
-      info,
-    }),
+    pretrainTrain: writer("pretrain-train", "pretrain"),
+    pretrainVal: writer("pretrain-val", "pretrain"),
+    sftTrain: writer("sft-train", "sft"),
+    sftVal: writer("sft-val", "sft"),
   };
   try {
     let done = 0;

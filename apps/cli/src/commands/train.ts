@@ -86,6 +86,17 @@ const phase = (overrides: Partial<PhaseSettings>): PhaseSettings => ({
   ...overrides,
 });
 
+/** The smoke profile trains both phases alike. */
+const SMOKE_PHASE = phase({
+  steps: 20,
+  batchSize: 4,
+  learningRate: 3e-3,
+  warmupSteps: 2,
+  evalEvery: 10,
+  evalBatches: 2,
+  checkpointEvery: 10,
+});
+
 /** Named profiles: `forge train --list-profiles`. */
 export const PROFILES: Record<string, { description: string; settings: RunSettings }> = {
   smoke: {
@@ -95,24 +106,8 @@ export const PROFILES: Record<string, { description: string; settings: RunSettin
       data: "data/cache",
       tokenizer: "data/tokenizer",
       model: { nLayer: 1, nHead: 2, nEmbd: 32, blockSize: 64, dropout: 0, bias: true },
-      pretrain: phase({
-        steps: 20,
-        batchSize: 4,
-        learningRate: 3e-3,
-        warmupSteps: 2,
-        evalEvery: 10,
-        evalBatches: 2,
-        checkpointEvery: 10,
-      }),
-      sft: phase({
-        steps: 20,
-        batchSize: 4,
-        learningRate: 3e-3,
-        warmupSteps: 2,
-        evalEvery: 10,
-        evalBatches: 2,
-        checkpointEvery: 10,
-      }),
+      pretrain: { ...SMOKE_PHASE },
+      sft: { ...SMOKE_PHASE },
     },
   },
   dev: {
