@@ -1,7 +1,7 @@
 import { type CAC, cac } from "cac";
 import pc from "picocolors";
 import pkg from "../package.json" with { type: "json" };
-import { EXIT, exitCodeFor, formatError, UsageError } from "./errors.js";
+import { exitCodeFor, formatError, UsageError } from "./errors.js";
 
 /**
  * Command groups (`forge tokenizer train`, `forge tokenizer encode`, …): each group's module
@@ -179,7 +179,7 @@ function refuseEmptyValues(argv: string[]): void {
 async function run(cli: CAC, argv: string[], name: string): Promise<number> {
   refuseEmptyValues(argv.slice(2));
   const parsed = cli.parse(camelCaseFlags(argv), { run: false });
-  if (parsed.options.help || parsed.options.version) return EXIT.ok; // cac printed them
+  if (parsed.options.help || parsed.options.version) return 0; // cac printed them
   // A declared `--no-x` makes cac default `x` to true, which a valued `--x <n>` then refuses as
   // "value is missing": not given means not given.
   const declared = [...cli.globalCommand.options, ...(cli.matchedCommand?.options ?? [])];
@@ -191,10 +191,10 @@ async function run(cli: CAC, argv: string[], name: string): Promise<number> {
       throw new UsageError(`unknown command "${unknown}"; run \`${name} --help\` for the list`);
     }
     cli.outputHelp();
-    return EXIT.ok;
+    return 0;
   }
   const result: unknown = await cli.runMatchedCommand();
-  return typeof result === "number" ? result : EXIT.ok;
+  return typeof result === "number" ? result : 0;
 }
 
 export async function main(argv: string[]): Promise<number> {

@@ -1,6 +1,5 @@
-const FORGE_ERROR = Symbol.for("forge.error");
+import { ForgeError, type ForgeErrorOptions } from "@forge/core";
 
-/** Error codes raised by @forge/baking. */
 export type BakingErrorCode =
   /** a bad argument: empty prompt, unknown generator, settings out of range */
   | "E_INPUT"
@@ -12,26 +11,18 @@ export type BakingErrorCode =
   | "E_IO";
 
 /**
- * The one error type @forge/baking throws for bad input. `code` is stable and machine-readable;
- * `message` names the file, field or line at fault and what would be accepted.
+ * The one error type @forge/baking throws. `code` is stable and machine-readable; the category
+ * (from @forge/core: E_IO is an io error, the rest bad input unless said otherwise) decides the
+ * CLI's exit code; `message` names the file, field or line at fault and what would be accepted.
  */
-export class BakingError extends Error {
-  readonly code: BakingErrorCode;
-  readonly [FORGE_ERROR] = true;
-
-  constructor(code: BakingErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+export class BakingError extends ForgeError<BakingErrorCode> {
+  constructor(code: BakingErrorCode, message: string, options?: ForgeErrorOptions) {
+    super(code, message, options);
     this.name = "BakingError";
-    this.code = code;
   }
 
   /** True for a BakingError even when two copies of this package are installed. */
-  static isInstance(error: unknown): error is BakingError {
-    return (
-      typeof error === "object" &&
-      error !== null &&
-      (error as { [FORGE_ERROR]?: boolean })[FORGE_ERROR] === true &&
-      (error as Error).name === "BakingError"
-    );
+  static override isInstance(error: unknown): error is BakingError {
+    return ForgeError.isInstance(error) && (error as Error).name === "BakingError";
   }
 }

@@ -1,6 +1,5 @@
-const FORGE_ERROR = Symbol.for("forge.error");
+import { ForgeError, type ForgeErrorOptions } from "@forge/core";
 
-/** Error codes raised by @forge/eval. */
 export type EvaluationErrorCode =
   /** a bad argument */
   | "E_INPUT"
@@ -14,26 +13,18 @@ export type EvaluationErrorCode =
   | "E_IO";
 
 /**
- * The one error type @forge/eval throws for bad input. `code` is stable and machine-readable;
- * `message` names the file, field or line at fault and what would be accepted.
+ * The one error type @forge/eval throws. `code` is stable and machine-readable; the category
+ * (from @forge/core: E_IO is an io error, the rest bad input unless said otherwise) decides the
+ * CLI's exit code; `message` names the file, field or line at fault and what would be accepted.
  */
-export class EvaluationError extends Error {
-  readonly code: EvaluationErrorCode;
-  readonly [FORGE_ERROR] = true;
-
-  constructor(code: EvaluationErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+export class EvaluationError extends ForgeError<EvaluationErrorCode> {
+  constructor(code: EvaluationErrorCode, message: string, options?: ForgeErrorOptions) {
+    super(code, message, options);
     this.name = "EvaluationError";
-    this.code = code;
   }
 
   /** True for a EvaluationError even when two copies of this package are installed. */
-  static isInstance(error: unknown): error is EvaluationError {
-    return (
-      typeof error === "object" &&
-      error !== null &&
-      (error as { [FORGE_ERROR]?: boolean })[FORGE_ERROR] === true &&
-      (error as Error).name === "EvaluationError"
-    );
+  static override isInstance(error: unknown): error is EvaluationError {
+    return ForgeError.isInstance(error) && (error as Error).name === "EvaluationError";
   }
 }

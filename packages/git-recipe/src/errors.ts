@@ -1,9 +1,6 @@
-const FORGE_ERROR = Symbol.for("forge.error");
+import { ForgeError, type ForgeErrorOptions, type LocatedProblem } from "@forge/core";
 
-/**
- * Error codes raised by @forge/git-recipe: bad input (a file, a name, a flag), not a bake
- * repository, a git failure, a repository locked by another run, a model the store lacks.
- */
+/** Error codes raised by @forge/git-recipe: bad input, not a bake repository, a git failure, a lock held by another run, a model the store lacks, inconsistent state. */
 export type RecipeErrorCode =
   | "E_INPUT"
   | "E_NOT_REPO"
@@ -13,33 +10,25 @@ export type RecipeErrorCode =
   | "E_STATE";
 
 /**
- * The one error type @forge/git-recipe throws for bad input. `code` is stable and machine-readable;
- * `message` names the file, field or line at fault and what would be accepted.
+ * The one error type @forge/git-recipe throws. `code` is stable and machine-readable; the
+ * category (from @forge/core) decides the CLI's exit code; `problems` lists every problem of an
+ * input file with its path and position.
  */
-export class RecipeError extends Error {
-  readonly code: RecipeErrorCode;
-  /** For input files: every problem, with its path and position. */
-  readonly problems?: { path: string; message: string; line?: number; column?: number }[];
-  readonly [FORGE_ERROR] = true;
+export class RecipeError extends ForgeError<RecipeErrorCode> {
+  readonly problems?: LocatedProblem[];
 
   constructor(
     code: RecipeErrorCode,
     message: string,
-    options?: { cause?: unknown; problems?: RecipeError["problems"] },
+    options: ForgeErrorOptions & { problems?: LocatedProblem[] } = {},
   ) {
-    super(message, options?.cause !== undefined ? { cause: options.cause } : undefined);
+    super(code, message, options);
     this.name = "RecipeError";
-    this.code = code;
-    if (options?.problems) this.problems = options.problems;
+    if (options.problems) this.problems = options.problems;
   }
 
   /** True for a RecipeError even when two copies of this package are installed. */
-  static isInstance(error: unknown): error is RecipeError {
-    return (
-      typeof error === "object" &&
-      error !== null &&
-      (error as { [FORGE_ERROR]?: boolean })[FORGE_ERROR] === true &&
-      (error as Error).name === "RecipeError"
-    );
+  static override isInstance(error: unknown): error is RecipeError {
+    return ForgeError.isInstance(error) && (error as Error).name === "RecipeError";
   }
 }

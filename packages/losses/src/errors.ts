@@ -1,6 +1,5 @@
-const FORGE_ERROR = Symbol.for("forge.error");
+import { ForgeError, type ForgeErrorOptions } from "@forge/core";
 
-/** Error codes raised by @forge/losses. */
 export type LossErrorCode =
   /** an argument out of range (β, temperature, reduction) */
   | "E_INPUT"
@@ -12,26 +11,18 @@ export type LossErrorCode =
   | "E_TOPK";
 
 /**
- * The one error type @forge/losses throws for bad input. `code` is stable and machine-readable;
- * `message` names the file, field or line at fault and what would be accepted.
+ * The one error type @forge/losses throws. `code` is stable and machine-readable; the category
+ * (from @forge/core: E_IO is an io error, the rest bad input unless said otherwise) decides the
+ * CLI's exit code; `message` names the file, field or line at fault and what would be accepted.
  */
-export class LossError extends Error {
-  readonly code: LossErrorCode;
-  readonly [FORGE_ERROR] = true;
-
-  constructor(code: LossErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+export class LossError extends ForgeError<LossErrorCode> {
+  constructor(code: LossErrorCode, message: string, options?: ForgeErrorOptions) {
+    super(code, message, options);
     this.name = "LossError";
-    this.code = code;
   }
 
   /** True for a LossError even when two copies of this package are installed. */
-  static isInstance(error: unknown): error is LossError {
-    return (
-      typeof error === "object" &&
-      error !== null &&
-      (error as { [FORGE_ERROR]?: boolean })[FORGE_ERROR] === true &&
-      (error as Error).name === "LossError"
-    );
+  static override isInstance(error: unknown): error is LossError {
+    return ForgeError.isInstance(error) && (error as Error).name === "LossError";
   }
 }

@@ -1,6 +1,5 @@
-const FORGE_ERROR = Symbol.for("forge.error");
+import { ForgeError, type ForgeErrorOptions } from "@forge/core";
 
-/** Error codes raised by @forge/manifest. */
 export type ManifestErrorCode =
   /** a bad argument */
   | "E_INPUT"
@@ -10,26 +9,18 @@ export type ManifestErrorCode =
   | "E_IO";
 
 /**
- * The one error type @forge/manifest throws for bad input. `code` is stable and machine-readable;
- * `message` names the file, field or line at fault and what would be accepted.
+ * The one error type @forge/manifest throws. `code` is stable and machine-readable; the category
+ * (from @forge/core: E_IO is an io error, the rest bad input unless said otherwise) decides the
+ * CLI's exit code; `message` names the file, field or line at fault and what would be accepted.
  */
-export class ManifestError extends Error {
-  readonly code: ManifestErrorCode;
-  readonly [FORGE_ERROR] = true;
-
-  constructor(code: ManifestErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+export class ManifestError extends ForgeError<ManifestErrorCode> {
+  constructor(code: ManifestErrorCode, message: string, options?: ForgeErrorOptions) {
+    super(code, message, options);
     this.name = "ManifestError";
-    this.code = code;
   }
 
   /** True for a ManifestError even when two copies of this package are installed. */
-  static isInstance(error: unknown): error is ManifestError {
-    return (
-      typeof error === "object" &&
-      error !== null &&
-      (error as { [FORGE_ERROR]?: boolean })[FORGE_ERROR] === true &&
-      (error as Error).name === "ManifestError"
-    );
+  static override isInstance(error: unknown): error is ManifestError {
+    return ForgeError.isInstance(error) && (error as Error).name === "ManifestError";
   }
 }

@@ -1,6 +1,5 @@
-const FORGE_ERROR = Symbol.for("forge.error");
+import { ForgeError, type ForgeErrorOptions } from "@forge/core";
 
-/** Error codes raised by @forge/model. */
 export type ModelErrorCode =
   /** FORGE_BACKEND or the backend option names no backend */
   | "E_BACKEND_UNKNOWN"
@@ -22,26 +21,18 @@ export type ModelErrorCode =
   | "E_TRAINING";
 
 /**
- * The one error type @forge/model throws for bad input or an unusable environment.
- * `code` is stable and machine-readable; `message` says what was wrong and what is accepted.
+ * The one error type @forge/model throws. `code` is stable and machine-readable; the category
+ * (from @forge/core: E_IO is an io error, the rest bad input unless said otherwise) decides the
+ * CLI's exit code; `message` names the file, field or line at fault and what would be accepted.
  */
-export class ModelError extends Error {
-  readonly code: ModelErrorCode;
-  readonly [FORGE_ERROR] = true;
-
-  constructor(code: ModelErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+export class ModelError extends ForgeError<ModelErrorCode> {
+  constructor(code: ModelErrorCode, message: string, options?: ForgeErrorOptions) {
+    super(code, message, options);
     this.name = "ModelError";
-    this.code = code;
   }
 
   /** True for a ModelError even when two copies of this package are installed. */
-  static isInstance(error: unknown): error is ModelError {
-    return (
-      typeof error === "object" &&
-      error !== null &&
-      (error as { [FORGE_ERROR]?: boolean })[FORGE_ERROR] === true &&
-      (error as Error).name === "ModelError"
-    );
+  static override isInstance(error: unknown): error is ModelError {
+    return ForgeError.isInstance(error) && (error as Error).name === "ModelError";
   }
 }

@@ -1,6 +1,5 @@
-const FORGE_ERROR = Symbol.for("forge.error");
+import { ForgeError, type ForgeErrorOptions } from "@forge/core";
 
-/** Error codes raised by @forge/tokenizer. */
 export type TokenizerErrorCode =
   /** bad argument: vocabulary size, empty corpus, unknown option value */
   | "E_INPUT"
@@ -14,26 +13,18 @@ export type TokenizerErrorCode =
   | "E_IO";
 
 /**
- * The one error type @forge/tokenizer throws for bad input. `code` is stable and machine-readable;
- * `message` names the file, field or line at fault and what would be accepted.
+ * The one error type @forge/tokenizer throws. `code` is stable and machine-readable; the category
+ * (from @forge/core: E_IO is an io error, the rest bad input unless said otherwise) decides the
+ * CLI's exit code; `message` names the file, field or line at fault and what would be accepted.
  */
-export class TokenizerError extends Error {
-  readonly code: TokenizerErrorCode;
-  readonly [FORGE_ERROR] = true;
-
-  constructor(code: TokenizerErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+export class TokenizerError extends ForgeError<TokenizerErrorCode> {
+  constructor(code: TokenizerErrorCode, message: string, options?: ForgeErrorOptions) {
+    super(code, message, options);
     this.name = "TokenizerError";
-    this.code = code;
   }
 
   /** True for a TokenizerError even when two copies of this package are installed. */
-  static isInstance(error: unknown): error is TokenizerError {
-    return (
-      typeof error === "object" &&
-      error !== null &&
-      (error as { [FORGE_ERROR]?: boolean })[FORGE_ERROR] === true &&
-      (error as Error).name === "TokenizerError"
-    );
+  static override isInstance(error: unknown): error is TokenizerError {
+    return ForgeError.isInstance(error) && (error as Error).name === "TokenizerError";
   }
 }

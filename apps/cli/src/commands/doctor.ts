@@ -8,7 +8,7 @@ import {
   probeMatMul,
 } from "@forge/model";
 import pc from "picocolors";
-import { EXIT, UsageError } from "../errors.js";
+import { UsageError } from "../errors.js";
 
 const REQUIRED_NODE = [20, 19] as const;
 
@@ -93,5 +93,5 @@ export async function doctor(options: DoctorOptions, forgeVersion: string): Prom
   process.stdout.write(
     options.json ? `${JSON.stringify(report, null, 2)}\n` : `${render(report)}\n`,
   );
-  return report.node.ok ? EXIT.ok : EXIT.checkFailed;
+  return report.node.ok ? 0 : 1;
 }

@@ -27,7 +27,7 @@ import { initBackend, loadModel } from "@forge/model";
 import type { CAC } from "cac";
 import pc from "picocolors";
 import pkg from "../../package.json" with { type: "json" };
-import { CheckFailedError, UsageError } from "../errors.js";
+import { GateError, UsageError } from "../errors.js";
 import { expandInputs } from "../files.js";
 import { ProgressBar } from "../progress.js";
 
@@ -157,7 +157,7 @@ function gateVerdict(gates: GateResult[], quiet: boolean): number {
       );
   const failed = gates.filter((g) => !g.passed);
   if (failed.length)
-    throw new CheckFailedError(
+    throw new GateError(
       `${failed.length} gate${failed.length > 1 ? "s" : ""} failed: ${failed.map((g) => `${g.gate}${g.task ? ` (${g.task})` : ""}`).join(", ")}`,
     );
   return 0;
@@ -194,7 +194,7 @@ async function withManifest<T>(
     await manifest.succeed();
     return value;
   } catch (error) {
-    if (error instanceof CheckFailedError) await manifest.succeed();
+    if (error instanceof GateError) await manifest.succeed();
     else await manifest.fail(error);
     throw error;
   }

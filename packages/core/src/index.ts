@@ -1,0 +1,50 @@
+export {
+  describeSystemError,
+  type ErrorCategory,
+  EXIT_CODES,
+  exitCodeFor,
+  ForgeError,
+  type ForgeErrorOptions,
+  formatError,
+  GateError,
+  InterruptedError,
+  ioError,
+  isSystemRefusal,
+  UsageError,
+} from "./errors.js";
+export {
+  parseJson,
+  readJsonFile,
+  readTextFile,
+  temporarySibling,
+  writeFileAtomic,
+  writeJsonAtomic,
+} from "./fs.js";
+export {
+  type AcquireOptions,
+  acquireLock,
+  type Lock,
+  type LockInfo,
+  processAlive,
+  readLock,
+  transferLock,
+} from "./lock.js";
+export {
+  type ClaimOptions,
+  checkOutputPath,
+  claimOutput,
+  OUTPUT_MARKER,
+  type OutputClaim,
+  type OutputMarker,
+  readOutputMarker,
+} from "./output.js";
+export { type InsideOptions, isInside, realPath, resolveInside } from "./paths.js";
+export { type Interrupt, interruptOnSignals } from "./signals.js";
+export {
+  DEFAULT_YAML_LIMITS,
+  type LocatedProblem,
+  locatedError,
+  type ParsedYaml,
+  parseYaml,
+  type YamlLimits,
+} from "./yaml.js";

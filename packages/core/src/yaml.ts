@@ -1,0 +1,139 @@
+/**
+ * YAML from files forge did not write (input.yml, task files) is parsed within limits: a size
+ * cap before parsing, and caps on aliases and nesting after, so an alias bomb or a file nested
+ * thousands deep is an input error naming the file (exit 2) — not minutes of work, gigabytes
+ * of memory, or a crash.
+ */
+import { type Document, isAlias, isCollection, isPair, LineCounter, parseDocument } from "yaml";
+import { ForgeError } from "./errors.js";
+
+export interface YamlLimits {
+  /** Largest text accepted, in bytes (default 4 MiB). */
+  maxBytes?: number;
+  /** Most alias references (`*name`) accepted (default 64). */
+  maxAliases?: number;
+  /** Deepest nesting of mappings and lists accepted (default 64). */
+  maxDepth?: number;
+}
+
+export const DEFAULT_YAML_LIMITS: Required<YamlLimits> = {
+  maxBytes: 4 * 1024 * 1024,
+  maxAliases: 64,
+  maxDepth: 64,
+};
+
+/** A problem in a file, at a path inside the document and, where known, a line and column. */
+export interface LocatedProblem {
+  path: string;
+  message: string;
+  line?: number;
+  column?: number;
+}
+
+export interface ParsedYaml {
+  doc: Document.Parsed;
+  counter: LineCounter;
+  /** The document as plain values (null for an empty document). */
+  value: unknown;
+  /** Line and column (1-based) of a node, when it has a position. */
+  at(node: unknown): { line?: number; column?: number };
+}
+
+/** `file:line:col: path: message` lines for problems, as one error (exit 2). */
+export function locatedError(
+  file: string,
+  problems: readonly LocatedProblem[],
+  code = "E_INPUT",
+  heading?: string,
+): ForgeError & { problems: LocatedProblem[] } {
+  const lines = problems.map(
+    (p) =>
+      `${file}${p.line !== undefined ? `:${p.line}:${p.column ?? 1}` : ""}: ${p.path}: ${p.message}`,
+  );
+  const message = heading ? `${heading}\n  ${lines.join("\n  ")}` : lines.join("\n");
+  return Object.assign(new ForgeError(code, message), { problems: [...problems] });
+}
+
+/** Deepest nesting of collections, counted without recursion. */
+function depthOf(root: unknown, limit: number): number {
+  let deepest = 0;
+  const stack: [unknown, number][] = [[root, 1]];
+  while (stack.length > 0) {
+    const [node, depth] = stack.pop()!;
+    if (!isCollection(node)) continue;
+    deepest = Math.max(deepest, depth);
+    if (deepest > limit) return deepest;
+    for (const item of node.items) {
+      if (isPair(item)) {
+        stack.push([item.key, depth + 1], [item.value, depth + 1]);
+      } else stack.push([item, depth + 1]);
+    }
+  }
+  return deepest;
+}
+
+/**
+ * Parse YAML text from `file` within `limits`. Syntax errors, and texts over a limit, throw one
+ * input error listing each problem as `file:line:col: path: message`.
+ */
+export function parseYaml(text: string, file: string, limits: YamlLimits = {}): ParsedYaml {
+  const { maxBytes, maxAliases, maxDepth } = { ...DEFAULT_YAML_LIMITS, ...limits };
+  const bytes = Buffer.byteLength(text);
+  if (bytes > maxBytes)
+    throw locatedError(file, [
+      {
+        path: "(file)",
+        message: `${bytes} bytes is more than the ${maxBytes} accepted for this file`,
+      },
+    ]);
+  const counter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: counter, prettyErrors: false, uniqueKeys: true });
+  const at = (node: unknown) => {
+    const range = (node as { range?: [number, number, number] } | undefined)?.range;
+    if (!range) return {};
+    const { line, col } = counter.linePos(range[0]);
+    return { line, column: col };
+  };
+  if (doc.errors.length > 0)
+    throw locatedError(
+      file,
+      doc.errors.map((error) => {
+        const { line, col } = counter.linePos(error.pos[0]);
+        return { path: "(yaml)", message: error.message.split("\n")[0]!, line, column: col };
+      }),
+    );
+  let aliases = 0;
+  let firstAlias: unknown;
+  const stack: unknown[] = [doc.contents];
+  while (stack.length > 0) {
+    const node = stack.pop();
+    if (isAlias(node)) {
+      aliases++;
+      firstAlias ??= node;
+    } else if (isPair(node)) stack.push(node.key, node.value);
+    else if (isCollection(node)) stack.push(...node.items);
+  }
+  if (aliases > maxAliases)
+    throw locatedError(file, [
+      {
+        path: "(yaml)",
+        message: `${aliases} aliases (*name) is more than the ${maxAliases} accepted`,
+        ...at(firstAlias),
+      },
+    ]);
+  const depth = depthOf(doc.contents, maxDepth);
+  if (depth > maxDepth)
+    throw locatedError(file, [
+      { path: "(yaml)", message: `nested more than ${maxDepth} levels deep` },
+    ]);
+  let value: unknown;
+  try {
+    // Aliases expand here: cap the expansion as well as the count.
+    value = doc.toJS({ maxAliasCount: Math.max(maxAliases, 1) * 8 });
+  } catch (error) {
+    throw locatedError(file, [
+      { path: "(yaml)", message: `cannot be read: ${(error as Error).message}` },
+    ]);
+  }
+  return { doc, counter, value: value ?? null, at };
+}
