@@ -194,6 +194,61 @@ describe("ManifestWriter", () => {
     );
   });
 
+  it("an interrupted run says so; --resume continues the same manifest with its steps appended", async () => {
+    const file = path.join(dir, "interrupted.json");
+    const first = await ManifestWriter.create(file, {
+      kind: "bake",
+      forgeVersion: "0",
+      hardwareIntervalSeconds: 0,
+    });
+    await first.phaseStart("bake");
+    first.recordStep({ step: 1, loss: 3 });
+    first.recordStep({ step: 2, loss: 2.5 });
+    await first.interrupt("SIGINT at step 2; resume with --resume");
+    const stopped = read(file);
+    expect(stopped.run.status).toBe("interrupted");
+    expect(stopped.phases[0].status).toBe("interrupted");
+    expect(stopped.run.error.message).toContain("SIGINT");
+    const second = await ManifestWriter.resume(file, { hardwareIntervalSeconds: 0 });
+    await second.phaseStart("bake");
+    second.recordStep({ step: 3, loss: 2 });
+    await second.succeed();
+    const m = read(file);
+    expect(m.run.status).toBe("succeeded");
+    expect(m.run.error).toBeUndefined();
+    expect(m.training.logHistory.map((s: { step: number }) => s.step)).toEqual([1, 2, 3]);
+    expect(validateManifest(m).ok).toBe(true);
+  });
+
+  it("a write the disk refuses is no unhandled rejection: the next awaited call names the file", async () => {
+    const runDir = mkdtempSync(path.join(dir, "gone-"));
+    const file = path.join(runDir, "manifest.json");
+    const writer = await ManifestWriter.create(file, {
+      kind: "train",
+      forgeVersion: "0",
+      hardwareIntervalSeconds: 0,
+      flushIntervalMs: 0,
+    });
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on("unhandledRejection", onUnhandled);
+    try {
+      rmSync(runDir, { recursive: true, force: true });
+      writeFileSync(runDir, "now a file: every write under it fails");
+      for (let step = 1; step <= 5; step++) writer.recordStep({ step, loss: 1 / step });
+      const error = await writer.phaseStart("sft").catch((e: unknown) => e);
+      expect(ManifestError.isInstance(error)).toBe(true);
+      expect((error as ManifestError).code).toBe("E_IO");
+      expect((error as Error).message).toContain(`cannot write the run manifest ${file}`);
+      await writer.fail(new Error("the run's own error")); // best effort: never rejects
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off("unhandledRejection", onUnhandled);
+      rmSync(runDir, { force: true });
+    }
+  });
+
   it("the hardware sampler never keeps a process alive, and stops when the run ends", async () => {
     const distIndex = fileURLToPath(new URL("../dist/index.js", import.meta.url));
     const script = path.join(dir, "sampler.mjs");

@@ -1,6 +1,6 @@
 /** The run manifest (schema version 1); `manifest.schema.json` is the authoritative form. */
 
-export type RunStatus = "running" | "succeeded" | "failed";
+export type RunStatus = "running" | "succeeded" | "failed" | "interrupted";
 export type PhaseStatus = "running" | "succeeded" | "failed" | "skipped" | "interrupted";
 
 export interface Stat {

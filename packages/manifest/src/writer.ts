@@ -4,8 +4,12 @@
  * - Every flush writes the whole manifest to a temporary sibling and renames it over the file,
  *   so the file on disk is always complete, schema-valid JSON. Flushes are rate-limited
  *   (`flushIntervalMs`, default 2 s) except at phase changes and at the end.
- * - A run killed mid-way leaves `status: "running"` and its last flush; `ManifestWriter.resume`
- *   reopens that file, records the resume time, and carries on in the same manifest.
+ * - A run killed mid-way leaves `status: "running"` and its last flush; a run stopped by a
+ *   signal records `status: "interrupted"` (`interrupt`). `ManifestWriter.resume` reopens
+ *   either, records the resume time, and carries on in the same manifest: histories continue.
+ * - A write that fails (disk full, permissions) never becomes an unhandled rejection: the
+ *   failure is kept, and the next awaited call (a phase change, `succeed`, `fail`, `flush`)
+ *   throws it as a ManifestError naming the file.
  * - Histories are bounded: past `maxPoints` (default 2,000) entries, every second entry is
  *   dropped (first and last always kept) and `downsampled` is set. Summaries (min / max /
  *   final / count) are kept over every value recorded, so they stay exact.
@@ -15,6 +19,7 @@ import { createReadStream } from "node:fs";
 import { mkdir, readFile, rename, stat, unlink, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import { describeSystemError } from "@forge/core";
 import { ManifestError } from "./errors.js";
 import { HardwareSampler } from "./hardware.js";
 import { assertManifest } from "./schema.js";
@@ -95,7 +100,9 @@ function environment(): Manifest["environment"] {
 
 export class ManifestWriter {
   private lastFlush = 0;
-  private pending: Promise<void> = Promise.resolve();
+  /** The chain of writes; each link settles (a failure is kept in `failure`, not rejected). */
+  private queue: Promise<void> = Promise.resolve();
+  private failure: ManifestError | undefined;
   private readonly sampler: HardwareSampler | undefined;
   private readonly started = performance.now();
   private closed = false;
@@ -240,7 +247,7 @@ export class ManifestWriter {
     t.summary.learningRate = observe(t.summary.learningRate, record.learningRate);
     t.summary.gradNorm = observe(t.summary.gradNorm, record.gradNorm);
     t.summary.tokensPerSecond = observe(t.summary.tokensPerSecond, record.tokensPerSecond);
-    void this.flush();
+    this.flushLater();
   }
 
   recordEval(record: EvalRecord): void {
@@ -251,7 +258,7 @@ export class ManifestWriter {
     t.downsampled ||= bounded.downsampled;
     t.summary.evalLoss = observe(t.summary.evalLoss, record.loss);
     t.summary.evalPerplexity = observe(t.summary.evalPerplexity, withPerplexity.perplexity);
-    void this.flush();
+    this.flushLater();
   }
 
   earlyStopping(decision: NonNullable<Manifest["training"]["earlyStopping"]>): void {
@@ -267,7 +274,7 @@ export class ManifestWriter {
     h.peaks.rssBytes = Math.max(h.peaks.rssBytes, sample.rssBytes);
     h.peaks.heapUsedBytes = Math.max(h.peaks.heapUsedBytes, sample.heapUsedBytes);
     h.peaks.systemUsedBytes = Math.max(h.peaks.systemUsedBytes, sample.systemUsedBytes);
-    void this.flush();
+    this.flushLater();
   }
 
   /** Take a hardware sample now (the sampler also samples on its own timer). */
@@ -304,33 +311,50 @@ export class ManifestWriter {
 
   /**
    * Write the manifest (atomically). Without `force`, at most once per flush interval. Writes
-   * are serialised: a flush never races another.
+   * are serialised: a flush never races another. Rejects with the first failed write (this
+   * one's or an earlier one's), naming the file.
    */
   flush(force = false): Promise<void> {
     const time = performance.now();
-    if (!force && time - this.lastFlush < this.options.flushIntervalMs) return this.pending;
-    this.lastFlush = time;
-    const snapshot = JSON.stringify(
-      assertManifest(structuredClone(this.manifest), this.file),
-      null,
-      2,
-    );
-    this.pending = this.pending.then(async () => {
-      const temporary = `${this.file}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
-      try {
-        await writeFile(temporary, `${snapshot}\n`);
-        await rename(temporary, this.file);
-      } catch (error) {
-        await unlink(temporary).catch(() => undefined);
-        throw new ManifestError("E_IO", `cannot write ${this.file}: ${(error as Error).message}`, {
-          cause: error,
-        });
-      }
+    if (force || time - this.lastFlush >= this.options.flushIntervalMs) {
+      this.lastFlush = time;
+      const snapshot = JSON.stringify(
+        assertManifest(structuredClone(this.manifest), this.file),
+        null,
+        2,
+      );
+      this.queue = this.queue.then(() => this.write(`${snapshot}\n`));
+    }
+    return this.queue.then(() => {
+      if (this.failure) throw this.failure;
     });
-    return this.pending;
   }
 
-  private async finish(status: "succeeded" | "failed", error?: unknown): Promise<void> {
+  /** A flush nobody awaits (a step record): a failure surfaces at the next awaited call. */
+  private flushLater(): void {
+    this.flush().catch(() => undefined);
+  }
+
+  private async write(text: string): Promise<void> {
+    if (this.failure) return; // the disk refused once: stop trying until someone hears of it
+    const temporary = `${this.file}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
+    try {
+      await writeFile(temporary, text);
+      await rename(temporary, this.file);
+    } catch (error) {
+      await unlink(temporary).catch(() => undefined);
+      this.failure = new ManifestError(
+        "E_IO",
+        `cannot write the run manifest ${this.file}: ${describeSystemError(error)}`,
+        { cause: error },
+      );
+    }
+  }
+
+  private async finish(
+    status: "succeeded" | "failed" | "interrupted",
+    error?: unknown,
+  ): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     this.sampler?.sample();
@@ -349,7 +373,7 @@ export class ManifestWriter {
     }
     for (const phase of this.manifest.phases) {
       if (phase.status === "running") {
-        phase.status = status === "succeeded" ? "succeeded" : "failed";
+        phase.status = status;
         phase.endedAt = run.endedAt;
         phase.durationSeconds = (Date.parse(phase.endedAt) - Date.parse(phase.startedAt)) / 1000;
       }
@@ -362,9 +386,23 @@ export class ManifestWriter {
     return this.finish("succeeded");
   }
 
-  /** The run failed with `error`: recorded, final flush, sampler stopped. */
+  /**
+   * The run failed with `error`: recorded, final flush, sampler stopped. Best effort: the run's
+   * own error matters more than a manifest that cannot be written (a full disk), so this never
+   * rejects.
+   */
   fail(error: unknown): Promise<void> {
-    return this.finish("failed", error);
+    return this.finish("failed", error).catch(() => undefined);
+  }
+
+  /**
+   * The run was stopped by a signal and can resume: status "interrupted", running phases
+   * marked interrupted, `reason` recorded as the run's error message.
+   */
+  interrupt(reason: string): Promise<void> {
+    return this.finish("interrupted", { message: reason, code: "E_INTERRUPTED" }).catch(
+      () => undefined,
+    );
   }
 
   /** Stop sampling without finishing (a run interrupted on purpose stays "running"). */
