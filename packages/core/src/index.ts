@@ -37,6 +37,7 @@ export {
   type OutputClaim,
   type OutputMarker,
   readOutputMarker,
+  writeOutputDirectory,
 } from "./output.js";
 export { type InsideOptions, isInside, realPath, resolveInside } from "./paths.js";
 export { type Interrupt, interruptOnSignals } from "./signals.js";

@@ -152,7 +152,7 @@ async function sweepDeadWork(parent: string, name: string, kind: string): Promis
  * what is in it when the claim is not allowed; otherwise returns where to write.
  */
 export async function claimOutput(out: string, options: ClaimOptions): Promise<OutputClaim> {
-  const flag = options.flag ?? "--out";
+  const flag = options.flag ?? "output";
   const target = path.resolve(out);
   checkOutputPath(target, options.inputs ?? [], flag, out);
   const parent = path.dirname(target);
@@ -265,4 +265,24 @@ export async function claimOutput(out: string, options: ClaimOptions): Promise<O
     lock.release();
     throw error;
   }
+}
+
+/**
+ * Claim `out`, let `fill` write into the work directory, and commit it; when `fill` throws, the
+ * work directory (this run's) is removed and the error rethrown.
+ */
+export async function writeOutputDirectory(
+  out: string,
+  options: ClaimOptions,
+  fill: (work: string) => Promise<void>,
+): Promise<string> {
+  const claim = await claimOutput(out, options);
+  try {
+    await fill(claim.work);
+    await claim.commit();
+  } catch (error) {
+    await claim.release();
+    throw error;
+  }
+  return claim.target;
 }

@@ -1,4 +1,12 @@
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { train as trainTokenizer } from "@forge/tokenizer";
@@ -46,6 +54,7 @@ describe("model directories", () => {
       forge: { made: "test" },
     });
     expect(readdirSync(target).sort()).toEqual([
+      ".forge-output.json",
       "config.json",
       "forge.json",
       "generation_config.json",
@@ -112,6 +121,89 @@ describe("model directories", () => {
       `${target} is not a model directory: config.json is missing`,
     );
     await expect(loadModel(path.join(dir, "absent"))).rejects.toThrow(/is not a directory/);
+    model.dispose();
+  });
+});
+
+describe("what a save may replace", () => {
+  it("never a user's directory or the model it loads from; its own previous model only with force", async () => {
+    const model = GPT.create(config, { seed: 8 });
+    const users = path.join(dir, "users-dir");
+    mkdirSync(users);
+    writeFileSync(path.join(users, "notes.txt"), "mine");
+    await expect(saveModel(model, users)).rejects.toThrow(
+      /not forge's output \(a directory holding notes.txt\)/,
+    );
+    await expect(saveModel(model, users, { force: true })).rejects.toThrow(/never replaces/);
+    expect(readFileSync(path.join(users, "notes.txt"), "utf8")).toBe("mine");
+
+    const own = path.join(dir, "own-model");
+    await saveModel(model, own);
+    await expect(saveModel(model, own)).rejects.toThrow(/previous model output.*--force/);
+    await expect(saveModel(model, own, { force: true, inputs: [own] })).rejects.toThrow(
+      /is the input/,
+    );
+    const other = GPT.create(config, { seed: 9 });
+    await saveModel(other, own, { force: true });
+    expect(logitsOf((await loadModel(own)).model)).toEqual(logitsOf(other));
+    attachLora(model, { r: 2 });
+    await expect(saveAdapter(model, own, { force: true })).rejects.toThrow(
+      /holds forge's model output/,
+    );
+    model.dispose();
+    other.dispose();
+  });
+});
+
+describe("loading checks what it reads before allocating", () => {
+  it("a tokenizer with ids beyond the model's vocabulary is refused at load, naming tokenizer.json", async () => {
+    const model = GPT.create({ ...config, vocabSize: 260 }, { seed: 4 });
+    const target = path.join(dir, "small-vocab");
+    const tokenizer = trainTokenizer(["hello world, hello forge"], { vocabSize: 270 });
+    expect(tokenizer.vocabSize).toBeGreaterThan(260);
+    await saveModel(model, target, { tokenizer });
+    await expect(loadModel(target)).rejects.toThrow(
+      new RegExp(
+        `${path.join(target, "tokenizer.json")}: the tokenizer has ids up to ${tokenizer.vocabSize - 1}, but .*config.json says vocab_size 260`,
+      ),
+    );
+    model.dispose();
+  });
+
+  it("a bad generation_config.json is blamed on the file and field", async () => {
+    const model = GPT.create(config, { seed: 4 });
+    const target = path.join(dir, "bad-generation");
+    await saveModel(model, target, { generationConfig: { temperature: -1 } });
+    await expect(loadModel(target)).rejects.toThrow(
+      `${path.join(target, "generation_config.json")}: temperature must be a number ≥ 0; got -1`,
+    );
+    writeFileSync(path.join(target, "generation_config.json"), '{"eos_token_id": 5000}');
+    await expect(loadModel(target)).rejects.toThrow(/eos_token_id must be a token id/);
+    model.dispose();
+  });
+
+  it("an absurd config or LoRA rank is refused in well under a second", async () => {
+    const model = GPT.create(config, { seed: 4 });
+    const target = path.join(dir, "absurd");
+    await saveModel(model, target);
+    const hf = JSON.parse(readFileSync(path.join(target, "config.json"), "utf8"));
+    for (const [field, value] of [
+      ["n_layer", 1e9],
+      ["n_embd", 1e6],
+      ["vocab_size", 1e12],
+    ] as const) {
+      writeFileSync(path.join(target, "config.json"), JSON.stringify({ ...hf, [field]: value }));
+      const started = performance.now();
+      const error = await loadModel(target).catch((e: unknown) => e);
+      expect(performance.now() - started).toBeLessThan(1000);
+      expect(ModelError.isInstance(error)).toBe(true);
+      expect((error as Error).message).toMatch(/config.json: .*(parameters|one tensor holds)/);
+    }
+    const started = performance.now();
+    expect(() => attachLora(model, { r: 100_000 })).toThrow(
+      /rank 100000 is larger than the model's width \(16\)/,
+    );
+    expect(performance.now() - started).toBeLessThan(1000);
     model.dispose();
   });
 });

@@ -10,23 +10,21 @@
  *   adapter_config.json + adapter_model.safetensors   (PEFT keys, lora_A [r, in], lora_B [out, r])
  *
  * A directory is written into a temporary sibling and renamed into place, so a reader (or a
- * crash) never sees half a model.
+ * crash) never sees half a model. An existing directory is replaced only when it is forge's own
+ * output of the same kind and the caller says `force` (see @forge/core's `claimOutput`): a
+ * user's directory, or the model being saved from, is never overwritten.
  */
-import { randomBytes } from "node:crypto";
-import { mkdir, readFile, rename, rm, stat } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
+import { type ClaimOptions, writeFileAtomic, writeOutputDirectory } from "@forge/core";
 import { loadTokenizer, saveTokenizer, type Tokenizer } from "@forge/tokenizer";
 import * as tf from "@tensorflow/tfjs";
 import { fromHfConfig, toHfConfig } from "./config.js";
 import { ModelError } from "./errors.js";
 import { GPT, parameterShapes } from "./gpt.js";
 import { LoraAdapter, type LoraConfig, type LoraTarget, resolveLoraConfig } from "./lora.js";
-import {
-  type LoadedTensor,
-  readSafetensors,
-  writeFileAtomic,
-  writeSafetensors,
-} from "./safetensors.js";
+import { type LoadedTensor, readSafetensors, writeSafetensors } from "./safetensors.js";
 
 export interface GenerationDefaults {
   temperature?: number;
@@ -37,7 +35,17 @@ export interface GenerationDefaults {
   [key: string]: unknown;
 }
 
-export interface SaveModelOptions {
+/** Where a model or adapter may be written (see @forge/core `claimOutput`). */
+export interface OutputOptions {
+  /** Replace a previous model (or adapter) directory forge wrote there. */
+  force?: boolean;
+  /** Directories the caller reads (the base model): the output may not be or contain one. */
+  inputs?: readonly (string | undefined)[];
+  /** How the caller named the directory, for messages (e.g. "--out"). */
+  flag?: string;
+}
+
+export interface SaveModelOptions extends OutputOptions {
   tokenizer?: Tokenizer;
   generationConfig?: GenerationDefaults;
   /** forge's record of how this model was made (lineage, settings, metrics). */
@@ -83,38 +91,6 @@ async function readJson(file: string): Promise<unknown> {
 
 const json = (value: unknown) => `${JSON.stringify(value, null, 2)}\n`;
 
-/**
- * Build a directory by writing into a fresh temporary sibling, then swapping it into place
- * (replacing any previous directory of that name).
- */
-export async function writeDirectoryAtomic(
-  dir: string,
-  fill: (staging: string) => Promise<void>,
-): Promise<void> {
-  const target = path.resolve(dir);
-  const parent = path.dirname(target);
-  await mkdir(parent, { recursive: true }).catch((error: Error) => {
-    throw new ModelError("E_IO", `cannot create ${parent}: ${error.message}`, { cause: error });
-  });
-  const suffix = `${process.pid}.${randomBytes(4).toString("hex")}`;
-  const staging = path.join(parent, `.${path.basename(target)}.staging.${suffix}`);
-  const retired = path.join(parent, `.${path.basename(target)}.old.${suffix}`);
-  await mkdir(staging);
-  try {
-    await fill(staging);
-    const had = await exists(target);
-    if (had) await rename(target, retired);
-    await rename(staging, target);
-    if (had) await rm(retired, { recursive: true, force: true });
-  } catch (error) {
-    await rm(staging, { recursive: true, force: true });
-    if (ModelError.isInstance(error)) throw error;
-    throw new ModelError("E_IO", `cannot write ${target}: ${(error as Error).message}`, {
-      cause: error,
-    });
-  }
-}
-
 /** Parameters as float32 arrays by name (optionally with the LoRA merged in). */
 export function modelTensors(
   model: GPT,
@@ -157,7 +133,18 @@ export async function saveModel(
   dir: string,
   options: SaveModelOptions = {},
 ): Promise<void> {
-  await writeDirectoryAtomic(dir, (staging) => writeModelFiles(model, staging, options));
+  await writeOutputDirectory(dir, outputClaim("model", options), (staging) =>
+    writeModelFiles(model, staging, options),
+  );
+}
+
+function outputClaim(kind: string, options: OutputOptions): ClaimOptions {
+  return {
+    kind,
+    ...(options.force ? { force: true } : {}),
+    ...(options.inputs ? { inputs: options.inputs } : {}),
+    ...(options.flag ? { flag: options.flag } : {}),
+  };
 }
 
 /** Save the model with its adapter merged into the weights (at the adapter's strength). */
@@ -166,7 +153,7 @@ export async function saveMergedModel(
   dir: string,
   options: SaveModelOptions = {},
 ): Promise<void> {
-  await writeDirectoryAtomic(dir, (staging) =>
+  await writeOutputDirectory(dir, outputClaim("model", options), (staging) =>
     writeModelFiles(model, staging, { ...options, mergeAdapter: true }),
   );
 }
@@ -225,6 +212,30 @@ export async function loadModel(dir: string): Promise<LoadedModel> {
       "E_FORMAT",
       `${dir} is not a model directory: model.safetensors is missing`,
     );
+  // Everything small is read and checked before the weights are allocated.
+  const result: Omit<LoadedModel, "model"> = { directory: dir };
+  const tokenizerFile = ["tokenizer.json", "vocab.json"]
+    .map((name) => path.join(dir, name))
+    .find((file) => existsSync(file));
+  if (tokenizerFile) {
+    const tokenizer = await loadTokenizer(dir);
+    if (tokenizer.vocabSize > config.vocabSize)
+      throw new ModelError(
+        "E_FORMAT",
+        `${tokenizerFile}: the tokenizer has ids up to ${tokenizer.vocabSize - 1}, but ${configFile} says vocab_size ${config.vocabSize}; the tokenizer and the weights do not belong together`,
+      );
+    result.tokenizer = tokenizer;
+  }
+  const generationFile = path.join(dir, "generation_config.json");
+  if (await exists(generationFile))
+    result.generationConfig = checkGenerationConfig(
+      await readJson(generationFile),
+      generationFile,
+      config.vocabSize,
+    );
+  if (await exists(path.join(dir, "forge.json")))
+    result.forge = (await readJson(path.join(dir, "forge.json"))) as Record<string, unknown>;
+
   const weights = normaliseWeights((await readSafetensors(weightsFile)).tensors, weightsFile);
   const expected = parameterShapes(config);
   const unknown = [...weights.keys()].filter((name) => !expected.has(name));
@@ -237,27 +248,64 @@ export async function loadModel(dir: string): Promise<LoadedModel> {
   const tensors = new Map<string, tf.Tensor>();
   for (const [name, tensor] of weights)
     tensors.set(name, tf.tensor(tensor.data, tensor.shape, "float32"));
-  let model: GPT;
   try {
-    model = GPT.fromTensors(config, tensors, weightsFile);
+    return { ...result, model: GPT.fromTensors(config, tensors, weightsFile) };
   } finally {
     tf.dispose([...tensors.values()]);
   }
-  const result: LoadedModel = { model, directory: dir };
+}
+
+/**
+ * generation_config.json's sampling defaults, checked where they are read: a bad value is blamed
+ * on the file and its field, not on a command-line flag the user never passed.
+ */
+export function checkGenerationConfig(
+  value: unknown,
+  file: string,
+  vocabSize: number,
+): GenerationDefaults {
+  if (typeof value !== "object" || value === null || Array.isArray(value))
+    throw new ModelError("E_FORMAT", `${file}: must be a JSON object`);
+  const config = value as GenerationDefaults;
+  const bad = (field: string, expected: string) =>
+    new ModelError(
+      "E_FORMAT",
+      `${file}: ${field} must be ${expected}; got ${JSON.stringify(config[field])}`,
+    );
+  const isNumber = (v: unknown): v is number => typeof v === "number" && Number.isFinite(v);
   if (
-    (await exists(path.join(dir, "tokenizer.json"))) ||
-    (await exists(path.join(dir, "vocab.json")))
-  ) {
-    result.tokenizer = await loadTokenizer(dir);
+    config.temperature !== undefined &&
+    !(isNumber(config.temperature) && config.temperature >= 0)
+  )
+    throw bad("temperature", "a number ≥ 0");
+  if (
+    config.top_k !== undefined &&
+    config.top_k !== null &&
+    !(Number.isInteger(config.top_k) && (config.top_k as number) >= 0)
+  )
+    throw bad("top_k", "an integer ≥ 0");
+  if (
+    config.top_p !== undefined &&
+    config.top_p !== null &&
+    !(isNumber(config.top_p) && config.top_p > 0 && config.top_p <= 1)
+  )
+    throw bad("top_p", "a number in (0, 1]");
+  if (
+    config.max_new_tokens !== undefined &&
+    config.max_new_tokens !== null &&
+    !(Number.isInteger(config.max_new_tokens) && (config.max_new_tokens as number) >= 1)
+  )
+    throw bad("max_new_tokens", "an integer ≥ 1");
+  const eos = config.eos_token_id;
+  if (eos !== undefined && eos !== null) {
+    const ids = Array.isArray(eos) ? eos : [eos];
+    if (!ids.every((id) => Number.isInteger(id) && id >= 0 && id < vocabSize))
+      throw bad(
+        "eos_token_id",
+        `a token id (or list of ids) below the vocabulary size ${vocabSize}`,
+      );
   }
-  if (await exists(path.join(dir, "generation_config.json"))) {
-    result.generationConfig = (await readJson(
-      path.join(dir, "generation_config.json"),
-    )) as GenerationDefaults;
-  }
-  if (await exists(path.join(dir, "forge.json")))
-    result.forge = (await readJson(path.join(dir, "forge.json"))) as Record<string, unknown>;
-  return result;
+  return config;
 }
 
 const PEFT_PREFIX = "base_model.model.transformer.";
@@ -266,7 +314,7 @@ const PEFT_PREFIX = "base_model.model.transformer.";
 export async function saveAdapter(
   model: GPT,
   dir: string,
-  options: { baseModel?: string; extraFiles?: Record<string, unknown> } = {},
+  options: OutputOptions & { baseModel?: string; extraFiles?: Record<string, unknown> } = {},
 ): Promise<void> {
   const adapter = model.lora;
   if (!adapter) throw new ModelError("E_INPUT", "the model has no LoRA adapter to save");
@@ -298,7 +346,7 @@ export async function saveAdapter(
     base_model_name_or_path: options.baseModel ?? null,
     forge_strength: adapter.strength,
   };
-  await writeDirectoryAtomic(dir, async (staging) => {
+  await writeOutputDirectory(dir, outputClaim("adapter", options), async (staging) => {
     await writeSafetensors(path.join(staging, "adapter_model.safetensors"), tensors, {
       format: "pt",
     });

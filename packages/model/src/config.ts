@@ -2,6 +2,7 @@
  * The decoder's configuration: a small typed record, and its mapping to Hugging Face's GPT-2
  * `config.json`.
  */
+import os from "node:os";
 import { ModelError } from "./errors.js";
 
 export interface GPTConfig {
@@ -73,7 +74,50 @@ export function resolveConfig(
   if (typeof config.layerNormEpsilon !== "number" || !(config.layerNormEpsilon > 0)) {
     throw new ModelError("E_CONFIG", `${source}: layerNormEpsilon must be a positive number`);
   }
+  checkSize(config, source);
   return config;
+}
+
+/** The largest tensor forge can hold (elements): typed arrays and wasm index with 32 bits. */
+const MAX_TENSOR_ELEMENTS = 2 ** 31 - 1;
+
+const gigabytes = (bytes: number) =>
+  bytes >= 1e12 ? `${(bytes / 1e12).toPrecision(3)} TB` : `${(bytes / 1e9).toPrecision(3)} GB`;
+
+/** Parameters and float32 memory of a config: the weights, and training's 4× (grads, Adam m, v). */
+export function memoryEstimate(config: GPTConfig): {
+  parameters: number;
+  weightBytes: number;
+  trainingBytes: number;
+} {
+  const parameters = parameterCount(config);
+  return { parameters, weightBytes: 4 * parameters, trainingBytes: 16 * parameters };
+}
+
+/**
+ * Refuse a config this machine could never hold, before anything is allocated: a layer count of
+ * 1e9 would otherwise spend minutes and gigabytes before failing.
+ */
+function checkSize(config: GPTConfig, source: string): void {
+  const { vocabSize: V, blockSize: T, nEmbd: C } = config;
+  for (const [name, elements] of [
+    ["the embedding (vocabSize × nEmbd)", V * C],
+    ["the position table (blockSize × nEmbd)", T * C],
+    ["the MLP weight (nEmbd × 4·nEmbd)", 4 * C * C],
+  ] as const) {
+    if (elements > MAX_TENSOR_ELEMENTS)
+      throw new ModelError(
+        "E_CONFIG",
+        `${source}: ${name} would hold ${elements.toExponential(2)} values; one tensor holds at most ${MAX_TENSOR_ELEMENTS}`,
+      );
+  }
+  const { parameters, weightBytes } = memoryEstimate(config);
+  const available = os.totalmem();
+  if (weightBytes > available)
+    throw new ModelError(
+      "E_CONFIG",
+      `${source}: ${parameters.toExponential(2)} parameters (n_layer ${config.nLayer}, n_embd ${C}, vocab ${V}) need ${gigabytes(weightBytes)} as float32; this machine has ${gigabytes(available)} of memory`,
+    );
 }
 
 /** Parameters of a config (tied embeddings counted once), as nanoGPT counts them. */

@@ -17,16 +17,17 @@ export {
   loadAdapter,
   loadModel,
   modelTensors,
+  type OutputOptions,
   type SaveModelOptions,
   saveAdapter,
   saveMergedModel,
   saveModel,
-  writeDirectoryAtomic,
 } from "./checkpoint.js";
 export {
   DEFAULT_CONFIG,
   fromHfConfig,
   type GPTConfig,
+  memoryEstimate,
   parameterCount,
   resolveConfig,
   toHfConfig,
@@ -57,6 +58,7 @@ export {
 export { GPT, type LayerCache, parameterShapes, type RunOptions, type RunResult } from "./gpt.js";
 export {
   attachLora,
+  checkLoraFits,
   DEFAULT_LORA,
   LORA_TARGETS,
   LoraAdapter,
@@ -81,7 +83,6 @@ export {
   type SafetensorsContent,
   type StoredDtype,
   serializeSafetensors,
-  writeFileAtomic,
   writeSafetensors,
 } from "./safetensors.js";
 export {

@@ -71,6 +71,23 @@ export function resolveLoraConfig(
   return { ...config, targetModules: [...new Set(config.targetModules)] };
 }
 
+/**
+ * Refuse a rank the model's layers cannot carry (LoRA's rank is at most the narrower side of the
+ * weight it adapts: the model width), before any stimulus is generated or tensor allocated.
+ */
+export function checkLoraFits(
+  width: number,
+  lora: Partial<LoraConfig>,
+  source = "LoRA config",
+): void {
+  const r = lora.r ?? DEFAULT_LORA.r;
+  if (Number.isInteger(r) && r > width)
+    throw new ModelError(
+      "E_CONFIG",
+      `${source}: rank ${r} is larger than the model's width (${width}); LoRA's rank is at most the narrower side of the weight it adapts (try 4–64)`,
+    );
+}
+
 export class LoraAdapter {
   readonly config: LoraConfig;
   /** A [in, r] and B [r, out] by layer prefix ("h.0.attn.c_attn"). */
@@ -89,6 +106,7 @@ export class LoraAdapter {
     options: { seed?: number } = {},
   ): LoraAdapter {
     const config = resolveLoraConfig(input);
+    checkLoraFits(model.config.nEmbd, config);
     const adapter = new LoraAdapter(config);
     const seed = options.seed ?? 7;
     const id = nextModelId();

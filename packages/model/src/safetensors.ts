@@ -8,8 +8,8 @@
  * naming the file and the tensor at fault — never a crash or a huge allocation. F32, F16 and
  * BF16 load as float32.
  */
-import { randomBytes } from "node:crypto";
-import { open, rename, unlink, writeFile } from "node:fs/promises";
+import { open } from "node:fs/promises";
+import { describeSystemError, parseJson, writeFileAtomic } from "@forge/core";
 import { ModelError } from "./errors.js";
 
 export type StoredDtype = "F32" | "F16" | "BF16";
@@ -141,10 +141,20 @@ function decode(bytes: Uint8Array, dtype: StoredDtype): Float32Array {
 }
 
 function parseHeaderJson(bytes: Uint8Array, source: string): unknown {
+  let text: string;
   try {
-    return JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    return fail(source, "the header is not valid UTF-8");
+  }
+  try {
+    return parseJson(text, `${source} header`);
   } catch (error) {
-    return fail(source, `the header is not valid UTF-8 JSON (${(error as Error).message})`);
+    // parseJson names the position without echoing the header's bytes
+    return fail(
+      source,
+      `the header is not valid JSON (${(error as Error).message.split(": ").at(-1)})`,
+    );
   }
 }
 
@@ -189,13 +199,9 @@ export async function readSafetensors(file: string): Promise<SafetensorsContent>
   try {
     handle = await open(file, "r");
   } catch (error) {
-    throw new ModelError(
-      "E_IO",
-      `cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
-      {
-        cause: error,
-      },
-    );
+    throw new ModelError("E_IO", `cannot read ${file}: ${describeSystemError(error)}`, {
+      cause: error,
+    });
   }
   try {
     const { size } = await handle.stat();
@@ -263,20 +269,6 @@ export function serializeSafetensors(
     position += data.length * 4;
   }
   return out;
-}
-
-/** Write a file atomically: a temporary sibling, then a rename. */
-export async function writeFileAtomic(file: string, content: string | Uint8Array): Promise<void> {
-  const temporary = `${file}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
-  try {
-    await writeFile(temporary, content);
-    await rename(temporary, file);
-  } catch (error) {
-    await unlink(temporary).catch(() => undefined);
-    throw new ModelError("E_IO", `cannot write ${file}: ${(error as Error).message}`, {
-      cause: error,
-    });
-  }
 }
 
 /** Write float32 tensors as a safetensors file, atomically. */

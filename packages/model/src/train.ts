@@ -11,15 +11,15 @@
  */
 import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
+import { writeFileAtomic, writeOutputDirectory } from "@forge/core";
 import * as tf from "@tensorflow/tfjs";
-import { writeDirectoryAtomic } from "./checkpoint.js";
 import type { BatchSource, LmBatch } from "./data.js";
 import { disposeBatch } from "./data.js";
 import { ModelError } from "./errors.js";
 import type { GPT } from "./gpt.js";
 import { AdamW, clipByGlobalNorm, learningRateAt } from "./optimizer.js";
 import { Rng } from "./rng.js";
-import { readSafetensors, writeFileAtomic, writeSafetensors } from "./safetensors.js";
+import { readSafetensors, writeSafetensors } from "./safetensors.js";
 
 export interface TrainSettings {
   /** Optimizer steps. */
@@ -168,7 +168,8 @@ async function saveCheckpoint(
         { shape: [...t.shape], data: t.dataSync() as Float32Array },
       ]),
     );
-  await writeDirectoryAtomic(dir, async (staging) => {
+  // last/ and best/ are the trainer's own: each save replaces the previous one it wrote
+  await writeOutputDirectory(dir, { kind: "checkpoint", force: true }, async (staging) => {
     await writeSafetensors(path.join(staging, "weights.safetensors"), tensors(parameters));
     if (optimizer)
       await writeSafetensors(

@@ -3,9 +3,9 @@
  * GPT-2's `vocab.json` + `merges.txt`. Writes go to a temporary file and are renamed into
  * place, so a reader never sees half a file.
  */
-import { randomBytes } from "node:crypto";
-import { mkdir, readFile, rename, stat, unlink, writeFile } from "node:fs/promises";
+import { mkdir, readFile, stat } from "node:fs/promises";
 import path from "node:path";
+import { describeSystemError, parseJson, writeFileAtomic } from "@forge/core";
 import { TokenizerError } from "./errors.js";
 import { fromTokenizerJson, fromVocabJson, toTokenizerJson } from "./hf.js";
 import type { Tokenizer } from "./tokenizer.js";
@@ -14,24 +14,19 @@ async function readText(file: string): Promise<string> {
   try {
     return await readFile(file, "utf8");
   } catch (error) {
-    throw new TokenizerError(
-      "E_IO",
-      `cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
-      {
-        cause: error,
-      },
-    );
+    throw new TokenizerError("E_IO", `cannot read ${file}: ${describeSystemError(error)}`, {
+      cause: error,
+    });
   }
 }
 
 async function readJson(file: string): Promise<unknown> {
   const text = await readText(file);
   try {
-    return JSON.parse(text);
+    return parseJson(text, file);
   } catch (error) {
-    throw new TokenizerError("E_FORMAT", `${file}: not valid JSON (${(error as Error).message})`, {
-      cause: error,
-    });
+    // parseJson's message names the position without echoing the file's content
+    throw new TokenizerError("E_FORMAT", (error as Error).message, { cause: error });
   }
 }
 
@@ -40,20 +35,6 @@ async function exists(file: string): Promise<boolean> {
     () => true,
     () => false,
   );
-}
-
-/** Write `content` to `file` through a temporary sibling and a rename. */
-export async function writeFileAtomic(file: string, content: string): Promise<void> {
-  const temporary = `${file}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
-  try {
-    await writeFile(temporary, content);
-    await rename(temporary, file);
-  } catch (error) {
-    await unlink(temporary).catch(() => undefined);
-    throw new TokenizerError("E_IO", `cannot write ${file}: ${(error as Error).message}`, {
-      cause: error,
-    });
-  }
 }
 
 /** `tokenizer_config.json` → chat template and the variables templates use. */
@@ -100,7 +81,7 @@ function readConfig(
  */
 export async function loadTokenizer(location: string): Promise<Tokenizer> {
   const info = await stat(location).catch((error: NodeJS.ErrnoException) => {
-    throw new TokenizerError("E_IO", `cannot read ${location}: ${error.code ?? error.message}`, {
+    throw new TokenizerError("E_IO", `cannot read ${location}: ${describeSystemError(error)}`, {
       cause: error,
     });
   });

@@ -134,7 +134,7 @@ describe("forge tokenizer", () => {
     [
       "a missing tokenizer",
       ["encode", "--tokenizer", "/nonexistent", "x"],
-      "cannot read /nonexistent: ENOENT",
+      "cannot read /nonexistent: no such file or directory (ENOENT)",
     ],
     [
       "a non-integer id",
