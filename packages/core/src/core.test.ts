@@ -36,6 +36,11 @@ describe("errors", () => {
     expect(exitCodeFor(new ForgeError("E_NAN", "loss", { category: "internal" }))).toBe(3);
     expect(exitCodeFor(new TypeError("x is undefined"))).toBe(3);
     expect(EXIT_CODES.gate).toBe(1);
+    // each kind is recognised as itself only
+    expect(InterruptedError.isInstance(new ForgeError("E_IO", "disk"))).toBe(false);
+    expect(InterruptedError.isInstance(new InterruptedError("SIGINT"))).toBe(true);
+    expect(GateError.isInstance(new UsageError("x"))).toBe(false);
+    expect(UsageError.isInstance(new UsageError("x"))).toBe(true);
   });
 
   it("a system refusal is one line naming the path, exit 2, never a stack", () => {

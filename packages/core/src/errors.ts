@@ -70,6 +70,10 @@ export class GateError extends ForgeError<"E_GATE"> {
     super("E_GATE", message);
     this.name = "GateError";
   }
+
+  static override isInstance(error: unknown): error is GateError {
+    return ForgeError.isInstance(error) && error.category === "gate";
+  }
 }
 
 /** Bad command-line usage. Exit code 2. */
@@ -78,6 +82,10 @@ export class UsageError extends ForgeError<"E_USAGE"> {
     super("E_USAGE", message);
     this.name = "UsageError";
   }
+
+  static override isInstance(error: unknown): error is UsageError {
+    return ForgeError.isInstance(error) && error.category === "usage";
+  }
 }
 
 /** The run was stopped by a signal; what it saved is resumable. Exit code 130. */
@@ -85,6 +93,10 @@ export class InterruptedError extends ForgeError<"E_INTERRUPTED"> {
   constructor(message: string) {
     super("E_INTERRUPTED", message);
     this.name = "InterruptedError";
+  }
+
+  static override isInstance(error: unknown): error is InterruptedError {
+    return ForgeError.isInstance(error) && error.category === "interrupted";
   }
 }
 

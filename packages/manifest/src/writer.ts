@@ -282,21 +282,25 @@ export class ManifestWriter {
     this.sampler?.sample();
   }
 
-  /** Record an output file with its size and SHA-256. */
-  async addArtifact(file: string, kind?: string): Promise<void> {
+  /**
+   * Record an output file with its size and SHA-256. `recordAs` is the path to record when the
+   * file is read from somewhere else than where it will stay (a work directory renamed into
+   * place when the run ends).
+   */
+  async addArtifact(file: string, kind?: string, recordAs?: string): Promise<void> {
     const info = await stat(file).catch((error: NodeJS.ErrnoException) => {
       throw new ManifestError("E_IO", `artifact ${file}: ${error.code ?? error.message}`, {
         cause: error,
       });
     });
     const entry = {
-      path: file,
+      path: recordAs ?? file,
       bytes: info.size,
       sha256: await sha256File(file),
       ...(kind ? { kind } : {}),
     };
     this.manifest.outputs.artifacts = [
-      ...this.manifest.outputs.artifacts.filter((a) => a.path !== file),
+      ...this.manifest.outputs.artifacts.filter((a) => a.path !== entry.path),
       entry,
     ];
   }
