@@ -1,6 +1,15 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { exitCodeFor } from "@forge/core";
 import { GPT, initBackend, loadAdapter } from "@forge/model";
 import { type Tokenizer, train as trainTokenizer } from "@forge/tokenizer";
 import * as tf from "@tensorflow/tfjs";
@@ -277,7 +286,10 @@ describe("bake", () => {
             controller.abort();
         },
       }),
-    ).rejects.toThrow(/the bake was interrupted at step \d+/);
+    ).rejects.toSatisfy(
+      (error: unknown) =>
+        exitCodeFor(error) === 130 && /the bake stopped at step \d+/.test((error as Error).message),
+    );
     expect(existsSync(out)).toBe(false); // nothing half-written where the result goes
     expect(existsSync(path.join(`${out}.partial`, "rollout.jsonl"))).toBe(true);
     first.dispose();
@@ -289,6 +301,56 @@ describe("bake", () => {
     expect(result.training.result.resumedFrom).toBeGreaterThanOrEqual(4);
     expect(existsSync(path.join(out, "adapter_config.json"))).toBe(true);
     second.dispose();
+  });
+
+  it("never bakes into a directory it did not make, nor into its base model; a previous bake only with force", async () => {
+    const users = path.join(dir, "users-dir");
+    mkdirSync(users);
+    writeFileSync(path.join(users, "thesis.tex"), "years of work");
+    const model = newModel(7);
+    await expect(bakePrompt(model, tokenizer, options(users, { measure: false }))).rejects.toThrow(
+      /already exists and is not forge's output \(a directory holding thesis.tex\)/,
+    );
+    await expect(
+      bakePrompt(model, tokenizer, options(users, { measure: false, force: true })),
+    ).rejects.toThrow(/never replaces what it did not create/);
+    expect(readFileSync(path.join(users, "thesis.tex"), "utf8")).toBe("years of work");
+    const base = path.join(dir, "base-model");
+    mkdirSync(base);
+    writeFileSync(path.join(base, "config.json"), "{}");
+    await expect(
+      bakePrompt(model, tokenizer, { ...options(base, { measure: false }), baseModel: base }),
+    ).rejects.toThrow(/is the input/);
+    expect(readFileSync(path.join(base, "config.json"), "utf8")).toBe("{}");
+    expect(
+      readdirSync(dir).filter((name) => name.includes(".partial") || name.endsWith(".lock")),
+    ).toEqual([]);
+    model.dispose();
+  });
+
+  it("absurd settings are refused before any stimulus is made", async () => {
+    const model = newModel(8);
+    const started = performance.now();
+    await expect(
+      bakePrompt(
+        model,
+        tokenizer,
+        options(path.join(dir, "rank"), { bake: { lora: { r: 100_000 } } }),
+      ),
+    ).rejects.toThrow(/rank 100000 is larger than the model's width \(32\)/);
+    expect(performance.now() - started).toBeLessThan(1000);
+    await expect(generateStimuli([{ type: "persona", count: 1e9 }], { seed: 1 })).rejects.toThrow(
+      /persona\): count 1000000000 is more than \d+ \(there are \d+ persona probes\)/,
+    );
+    await expect(
+      generateStimuli(
+        [{ type: "template", template: "{a}?", slots: { a: ["x", "y"] }, count: 5 }],
+        { seed: 1 },
+      ),
+    ).rejects.toThrow(/count 5 is more than the 2 combinations/);
+    expect(() => systemPrompt(" \t\n ")).toThrow(/the prompt is empty/);
+    expect(existsSync(path.join(dir, "rank"))).toBe(false);
+    model.dispose();
   });
 
   it("loadBaked gives base + adapter; a bake needs trajectories that fit and a non-empty prompt", async () => {

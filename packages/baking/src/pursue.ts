@@ -9,7 +9,8 @@
 import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
-import { type GPT, mergeLora, saveModel, writeFileAtomic } from "@forge/model";
+import { writeFileAtomic } from "@forge/core";
+import { type GPT, mergeLora, saveModel } from "@forge/model";
 import type { Tokenizer } from "@forge/tokenizer";
 import { BakingError } from "./errors.js";
 import { type BakePrompt, promptHash } from "./records.js";
@@ -35,9 +36,14 @@ export interface PursueOptions {
   /** Scores a model; higher is better (a task score, a persona rate, −KL, …). */
   evaluator: (model: GPT, round: number) => number | Promise<number>;
   /** Everything the bakes need but the prompt and the output directory. */
-  bake: Omit<BakeRunOptions, "out" | "prompt" | "baseModel" | "resume">;
-  /** Directory for round-<i>/ outputs. */
+  bake: Omit<BakeRunOptions, "out" | "output" | "prompt" | "baseModel" | "resume">;
+  /** Directory for round-<i>/ outputs (the paths recorded in lineage and results). */
   out: string;
+  /**
+   * Where the files are written, when not `out` itself: a claimed work directory that the
+   * caller renames to `out` at the end (see @forge/core `claimOutput`).
+   */
+  work?: string;
   /** The base model's directory (lineage). */
   baseModel?: string;
   /** Extra lineage to record in every round's forge.json (e.g. earlier prompts). */
@@ -85,10 +91,11 @@ export async function pursue(
   for (let round = 1; round <= options.rounds; round++) {
     options.onEvent?.({ type: "round-start", round });
     const dir = path.join(options.out, `round-${round}`);
+    const written = path.join(options.work ?? options.out, `round-${round}`);
     const result: BakeRunResult = await bakePrompt(model, tokenizer, {
       ...options.bake,
       prompt,
-      out: path.join(dir, "bake"),
+      out: path.join(written, "bake"),
       ...(parent ? { baseModel: parent } : {}),
       onEvent: (event) => options.onEvent?.({ type: "bake", round, event }),
     });
@@ -99,7 +106,7 @@ export async function pursue(
       score,
       improvement: score - previous,
       model: path.join(dir, "model"),
-      bake: result.out,
+      bake: path.join(dir, "bake"),
       parent,
       ...(result.after ? { klAfter: result.after.token.estimate } : {}),
     };
@@ -113,7 +120,7 @@ export async function pursue(
       })),
       { round, promptHash: promptHash(prompt), model: record.model, score },
     ];
-    await saveModel(model, record.model, {
+    await saveModel(model, path.join(written, "model"), {
       tokenizer,
       forge: {
         kind: "pursuit-round",
@@ -136,7 +143,7 @@ export async function pursue(
   }
   const best = rounds.reduce((a, b) => (b.score > a.score ? b : a));
   await writeFileAtomic(
-    path.join(options.out, "pursuit.json"),
+    path.join(options.work ?? options.out, "pursuit.json"),
     `${JSON.stringify({ prompt: { hash: promptHash(prompt), ...prompt }, initialScore, rounds, stopReason, best: best.round, minImprovement: options.minImprovement }, null, 2)}\n`,
   );
   return { initialScore, rounds, stopReason, best };
@@ -150,7 +157,7 @@ export async function pursueAll(
   model: GPT,
   tokenizer: Tokenizer,
   prompts: readonly BakePrompt[],
-  options: Omit<PursueOptions, "out" | "lineage"> & { out: string },
+  options: Omit<PursueOptions, "out" | "work" | "lineage"> & { out: string; work?: string },
 ): Promise<PursuitResult[]> {
   const results: PursuitResult[] = [];
   const lineage: Record<string, unknown>[] = [];
@@ -161,6 +168,7 @@ export async function pursueAll(
       ...options,
       ...(onEvent ? { onEvent: (event) => onEvent({ ...event, prompt: index + 1 }) } : {}),
       out: path.join(options.out, `prompt-${index + 1}`),
+      ...(options.work ? { work: path.join(options.work, `prompt-${index + 1}`) } : {}),
       lineage: [...lineage],
       ...(base ? { baseModel: base } : {}),
     });

@@ -1,7 +1,9 @@
 /**
  * A whole bake, end to end: stim → rollout → teacher distributions → (KL before) → bake →
- * (KL after) → files. Work happens in `<out>.partial/` (stimuli, trajectories, checkpoints);
- * a killed bake resumes from there; on success it becomes `<out>/`:
+ * (KL after) → files. `<out>` is claimed as forge's "bake" output (see @forge/core
+ * `claimOutput`: a directory forge did not make is never replaced, a previous bake only with
+ * `force`, one writer at a time). Work happens in `<out>.partial/` (stimuli, trajectories,
+ * checkpoints); a stopped or killed bake resumes from there; on success it becomes `<out>/`:
  *
  *   adapter_model.safetensors + adapter_config.json   the baked adapter (best validation KL)
  *   forge.json        base model, prompt (hash and text), settings, before/after metrics
@@ -12,9 +14,17 @@
  */
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdir, readFile, rename, rm } from "node:fs/promises";
+import { readFile, rm } from "node:fs/promises";
 import path from "node:path";
 import {
+  claimOutput,
+  InterruptedError,
+  type OutputClaim,
+  readJsonFile,
+  writeFileAtomic,
+} from "@forge/core";
+import {
+  checkLoraFits,
   type GPT,
   type LoadedModel,
   loadAdapter,
@@ -23,7 +33,8 @@ import {
   saveMergedModel,
   saveModel,
   type TrainEvent,
-  writeFileAtomic,
+  writeAdapterFiles,
+  writeModelFiles,
 } from "@forge/model";
 import type { Tokenizer } from "@forge/tokenizer";
 import {
@@ -77,10 +88,19 @@ export interface BakeRunOptions {
   /** KL before and after, on fresh teacher samples; false to skip. */
   measure?: Partial<MeasureSettings> | false;
   out: string;
+  /**
+   * `out`, already claimed by the caller (to keep its own files, such as a run manifest, in
+   * the same directory): the bake writes into `output.work` and leaves `commit()` and
+   * `release()` to the caller. Without it the bake claims `out` itself and commits on success.
+   */
+  output?: OutputClaim;
+  /** Replace a previous bake in `out`, or start over from a stopped one. */
+  force?: boolean;
   /** Path of the base model directory (recorded in forge.json for lineage). */
   baseModel?: string;
   /** Also write base + adapter merged into `merged/`. */
   merged?: boolean;
+  /** Continue a stopped bake from `<out>.partial`. */
   resume?: boolean;
   signal?: AbortSignal;
   onEvent?: (event: BakeEvent) => void;
@@ -128,11 +148,61 @@ export async function bakePrompt(
     );
   }
   checkPromptFits(tokenizer, options.prompt, model.config.blockSize);
+  if (bakeSettings.mode === "lora")
+    checkLoraFits(model.config.nEmbd, bakeSettings.lora, "bake.lora");
   const emit = options.onEvent ?? (() => undefined);
-  const out = path.resolve(options.out);
-  const work = `${out}.partial`;
+  const claim =
+    options.output ??
+    (await claimOutput(options.out, {
+      kind: "bake",
+      resumable: true,
+      ...(options.resume ? { resume: true } : {}),
+      ...(options.force ? { force: true } : {}),
+      inputs: [options.baseModel],
+    }));
+  const ownClaim = options.output === undefined;
+  try {
+    const result = await runBake(
+      model,
+      tokenizer,
+      options,
+      claim,
+      emit,
+      rolloutSettings,
+      bakeSettings,
+    );
+    if (ownClaim) await claim.commit();
+    return result;
+  } catch (error) {
+    // a stopped bake keeps its work to resume; so does a failure after the rollout was saved
+    if (ownClaim)
+      await claim.release({
+        keepWork:
+          InterruptedError.isInstance(error) || existsSync(path.join(claim.work, "rollout.jsonl")),
+      });
+    throw error;
+  }
+}
+
+async function runBake(
+  model: GPT,
+  tokenizer: Tokenizer,
+  options: BakeRunOptions,
+  claim: OutputClaim,
+  emit: (event: BakeEvent) => void,
+  rolloutSettings: RolloutSettings,
+  bakeSettings: BakeSettings,
+): Promise<BakeRunResult> {
+  const work = claim.work;
   const phaseSeconds: BakeRunResult["phaseSeconds"] = {};
+  const stopIfAsked = (where: string) => {
+    if (options.signal?.aborted)
+      throw new InterruptedError(
+        `the bake stopped ${where}; what it made so far is in ${work}: resume with the same settings`,
+      );
+  };
   const timed = async <T>(phase: BakePhase, fn: () => T | Promise<T>): Promise<T> => {
+    stopIfAsked(`before ${phase}`);
     emit({ type: "phase-start", phase });
     const started = performance.now();
     const value = await fn();
@@ -143,15 +213,13 @@ export async function bakePrompt(
 
   const inputs = { prompt: options.prompt, stim: options.stim, rollout: rolloutSettings };
   const stateFile = path.join(work, "state.json");
-  if (!options.resume) await rm(work, { recursive: true, force: true });
-  await mkdir(work, { recursive: true });
   let reuse = false;
-  if (options.resume && existsSync(stateFile)) {
-    const state = JSON.parse(await readFile(stateFile, "utf8")) as { inputs: string };
+  if (claim.resumed && existsSync(stateFile)) {
+    const state = (await readJsonFile(stateFile)) as { inputs: string };
     if (state.inputs !== settingsHash(inputs)) {
       throw new BakingError(
         "E_INPUT",
-        `${work} holds a bake of different prompt, stimuli or rollout settings; start over without --resume`,
+        `${work} holds a bake of different prompt, stimuli or rollout settings; start over with --force instead of --resume`,
       );
     }
     reuse = existsSync(path.join(work, "rollout.jsonl"));
@@ -235,27 +303,25 @@ export async function bakePrompt(
   const training = await timed("bake", () =>
     trainStudent(model, train, validation, bakeSettings, {
       checkpointDir: path.join(work, "checkpoints"),
-      resume: options.resume ?? false,
+      resume: claim.resumed,
       ...(options.signal ? { signal: options.signal } : {}),
       onEvent: (event) => emit({ type: "train", event }),
       onSnapshot: async (fraction) => {
         const target = path.join(snapshotsDir, `${Math.round(fraction * 100)}`);
+        // a resumed bake may have taken this snapshot before it stopped: it is its own to replace
         if (bakeSettings.mode === "lora")
-          await saveAdapter(
-            model,
-            target,
-            options.baseModel ? { baseModel: options.baseModel } : {},
-          );
-        else await saveModel(model, target, { tokenizer });
+          await saveAdapter(model, target, {
+            force: true,
+            ...(options.baseModel ? { baseModel: options.baseModel } : {}),
+          });
+        else await saveModel(model, target, { tokenizer, force: true });
       },
     }),
   );
-  if (training.result.reason === "aborted") {
-    throw new BakingError(
-      "E_INPUT",
-      `the bake was interrupted at step ${training.result.step}; resume it with the same settings and resume: true`,
+  if (training.result.reason === "aborted")
+    throw new InterruptedError(
+      `the bake stopped at step ${training.result.step}; its checkpoint, stimuli and trajectories are in ${work}: resume with the same settings`,
     );
-  }
 
   const after = measure
     ? await timed("measure-after", () =>
@@ -291,31 +357,26 @@ export async function bakePrompt(
     createdAt: new Date().toISOString(),
   };
   await timed("save", async () => {
-    if (bakeSettings.mode === "lora") {
-      await saveAdapter(
+    if (bakeSettings.mode === "lora")
+      await writeAdapterFiles(
         model,
-        path.join(work, "adapter"),
+        work,
         options.baseModel ? { baseModel: options.baseModel } : {},
       );
-      for (const file of ["adapter_model.safetensors", "adapter_config.json"])
-        await rename(path.join(work, "adapter", file), path.join(work, file));
-      await rm(path.join(work, "adapter"), { recursive: true, force: true });
-    } else {
-      await saveModel(model, path.join(work, "full"), { tokenizer });
-      for (const file of ["config.json", "model.safetensors"])
-        await rename(path.join(work, "full", file), path.join(work, file));
-      await rm(path.join(work, "full"), { recursive: true, force: true });
-    }
+    else await writeModelFiles(model, work, { tokenizer });
     if (options.merged && bakeSettings.mode === "lora")
-      await saveMergedModel(model, path.join(work, "merged"), { tokenizer, forge: record });
+      await saveMergedModel(model, path.join(work, "merged"), {
+        tokenizer,
+        forge: record,
+        force: true,
+      });
     await writeFileAtomic(path.join(work, "forge.json"), json(record));
+    // the trainer's checkpoints and the resume state are this bake's own
     await rm(path.join(work, "checkpoints"), { recursive: true, force: true });
     await rm(stateFile, { force: true });
-    await rm(out, { recursive: true, force: true });
-    await rename(work, out);
   });
   return {
-    out,
+    out: claim.target,
     stimuli,
     trajectories,
     training,

@@ -123,6 +123,22 @@ async function fromFile(file: string): Promise<ChatMessage[][]> {
   return out;
 }
 
+const MAX_TEMPLATE_COMBINATIONS = 1_000_000;
+/** The most questions the self generator writes (each costs teacher generations). */
+export const MAX_SELF_COUNT = 10_000;
+
+/** A count in a generator spec: a positive integer no larger than `max`. */
+function checkCount(count: unknown, what: string, max: number, why: string): void {
+  if (count === undefined) return;
+  if (typeof count !== "number" || !Number.isInteger(count) || count < 1)
+    throw new BakingError(
+      "E_INPUT",
+      `${what}: count must be a positive integer; got ${JSON.stringify(count)}`,
+    );
+  if (count > max)
+    throw new BakingError("E_INPUT", `${what}: count ${count} is more than ${max} (${why})`);
+}
+
 function fromTemplate(spec: Extract<StimSpec, { type: "template" }>, rng: Rng): ChatMessage[][] {
   const names = [...spec.template.matchAll(/\{(\w+)\}/g)].map((m) => m[1]!);
   if (names.length === 0)
@@ -137,6 +153,17 @@ function fromTemplate(spec: Extract<StimSpec, { type: "template" }>, rng: Rng): 
     }
   }
   const unique = [...new Set(names)];
+  const total = unique.reduce((product, name) => product * spec.slots[name]!.length, 1);
+  if (total > MAX_TEMPLATE_COMBINATIONS)
+    throw new BakingError(
+      "E_INPUT",
+      `template ${JSON.stringify(spec.template)} has ${total} combinations of its slots; at most ${MAX_TEMPLATE_COMBINATIONS} are accepted`,
+    );
+  if (spec.count !== undefined && spec.count > total)
+    throw new BakingError(
+      "E_INPUT",
+      `template: count ${spec.count} is more than the ${total} combinations of its slots; give at most ${total}, or leave count out for all of them`,
+    );
   let combos: Record<string, string>[] = [{}];
   for (const name of unique)
     combos = combos.flatMap((c) => spec.slots[name]!.map((v) => ({ ...c, [name]: v })));
@@ -216,12 +243,30 @@ export async function generateStimuli(
         conversations = await fromFile(spec.path);
         break;
       case "template":
+        checkCount(spec.count, `stim[${index}] (template)`, Number.MAX_SAFE_INTEGER, "");
         conversations = fromTemplate(spec, rng);
         break;
       case "self":
+        if (spec.count === undefined)
+          throw new BakingError(
+            "E_INPUT",
+            `stim[${index}] (self): give count, the questions to write`,
+          );
+        checkCount(
+          spec.count,
+          `stim[${index}] (self)`,
+          MAX_SELF_COUNT,
+          "each question costs teacher generations",
+        );
         conversations = fromSelf(spec, context, rng);
         break;
       case "persona": {
+        checkCount(
+          spec.count,
+          `stim[${index}] (persona)`,
+          PERSONA_PROBES.length,
+          `there are ${PERSONA_PROBES.length} persona probes`,
+        );
         const count = spec.count ?? PERSONA_PROBES.length;
         conversations = shuffle(PERSONA_PROBES, rng).slice(0, count).map(user);
         break;

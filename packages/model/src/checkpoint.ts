@@ -109,7 +109,11 @@ export function modelTensors(
   return out;
 }
 
-async function writeModelFiles(
+/**
+ * Write a model's files (config, weights, tokenizer, generation config, forge.json) into `dir`,
+ * a directory the caller owns (a run's work directory); `saveModel` is the claimed version.
+ */
+export async function writeModelFiles(
   model: GPT,
   dir: string,
   options: SaveModelOptions & { mergeAdapter?: boolean },
@@ -310,11 +314,28 @@ export function checkGenerationConfig(
 
 const PEFT_PREFIX = "base_model.model.transformer.";
 
+export interface AdapterOptions {
+  baseModel?: string;
+  extraFiles?: Record<string, unknown>;
+}
+
 /** Save the model's adapter as adapter_model.safetensors + adapter_config.json (PEFT keys). */
 export async function saveAdapter(
   model: GPT,
   dir: string,
-  options: OutputOptions & { baseModel?: string; extraFiles?: Record<string, unknown> } = {},
+  options: OutputOptions & AdapterOptions = {},
+): Promise<void> {
+  if (!model.lora) throw new ModelError("E_INPUT", "the model has no LoRA adapter to save");
+  await writeOutputDirectory(dir, outputClaim("adapter", options), (staging) =>
+    writeAdapterFiles(model, staging, options),
+  );
+}
+
+/** Write the adapter's two files into `dir`, a directory the caller owns. */
+export async function writeAdapterFiles(
+  model: GPT,
+  dir: string,
+  options: AdapterOptions = {},
 ): Promise<void> {
   const adapter = model.lora;
   if (!adapter) throw new ModelError("E_INPUT", "the model has no LoRA adapter to save");
@@ -346,18 +367,10 @@ export async function saveAdapter(
     base_model_name_or_path: options.baseModel ?? null,
     forge_strength: adapter.strength,
   };
-  await writeOutputDirectory(dir, outputClaim("adapter", options), async (staging) => {
-    await writeSafetensors(path.join(staging, "adapter_model.safetensors"), tensors, {
-      format: "pt",
-    });
-    await writeFileAtomic(path.join(staging, "adapter_config.json"), json(config));
-    for (const [name, value] of Object.entries(options.extraFiles ?? {})) {
-      await writeFileAtomic(
-        path.join(staging, name),
-        typeof value === "string" ? value : json(value),
-      );
-    }
-  });
+  await writeSafetensors(path.join(dir, "adapter_model.safetensors"), tensors, { format: "pt" });
+  await writeFileAtomic(path.join(dir, "adapter_config.json"), json(config));
+  for (const [name, value] of Object.entries(options.extraFiles ?? {}))
+    await writeFileAtomic(path.join(dir, name), typeof value === "string" ? value : json(value));
 }
 
 /** Read an adapter directory and attach it to `model` (replacing any adapter). */

@@ -12,6 +12,7 @@ export {
 } from "./backend/select.js";
 export { setWasmMatMulRouting, wasmMatMulRouting } from "./backend/wasm-kernels.js";
 export {
+  type AdapterOptions,
   type GenerationDefaults,
   type LoadedModel,
   loadAdapter,
@@ -22,6 +23,8 @@ export {
   saveAdapter,
   saveMergedModel,
   saveModel,
+  writeAdapterFiles,
+  writeModelFiles,
 } from "./checkpoint.js";
 export {
   DEFAULT_CONFIG,
