@@ -4,6 +4,8 @@ export default defineProject({
   test: {
     name: "cli",
     include: ["src/**/*.test.ts"],
-    testTimeout: 60_000,
+    // real work on a shared 2-core machine: generous limits, never vitest's 5-second default
+    testTimeout: 240_000,
+    hookTimeout: 240_000,
   },
 });

@@ -4,5 +4,8 @@ export default defineProject({
   test: {
     name: "tokenizer",
     include: ["src/**/*.test.ts"],
+    // real work on a shared 2-core machine: generous limits, never vitest's 5-second default
+    testTimeout: 120_000,
+    hookTimeout: 120_000,
   },
 });

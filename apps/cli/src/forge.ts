@@ -161,24 +161,58 @@ function camelCaseFlags(argv: string[]): string[] {
 }
 
 /**
- * cac turns an empty value into the number 0 (`--prompt ""` would bake the prompt "0"), so an
- * option given an empty value is refused before parsing.
+ * cac turns an empty or blank value into the number 0 (`--prompt " "` would bake the prompt
+ * "0"), so an option given an empty or whitespace-only value is refused before parsing.
  */
 function refuseEmptyValues(argv: string[]): void {
   const end = argv.indexOf("--");
   for (const [i, arg] of argv.entries()) {
     if (end !== -1 && i >= end) break;
     const flag =
-      /^--([^=]+)=$/.exec(arg)?.[1] ??
-      (/^--[^=]+$/.test(arg) && argv[i + 1] === "" ? arg.slice(2) : undefined);
+      /^--([^=]+)=\s*$/.exec(arg)?.[1] ??
+      (/^--[^=]+$/.test(arg) && argv[i + 1] !== undefined && argv[i + 1]!.trim() === ""
+        ? arg.slice(2)
+        : undefined);
     if (flag !== undefined)
       throw new UsageError(`--${flag} is empty: give it a value, or leave the option out`);
+  }
+}
+
+/**
+ * The values of valued options exactly as typed. cac (through mri) turns anything that looks
+ * like a number into one — `--prompt 007` would bake "7", `--run-id 1e3` name a run "1000" — so
+ * every valued option gets its raw text back; commands parse numbers themselves. An option
+ * given twice keeps the last value, as in git, unless its help says it is repeatable.
+ */
+function restoreRawValues(cli: CAC, argv: string[], options: Record<string, unknown>): void {
+  const declared = [...cli.globalCommand.options, ...(cli.matchedCommand?.options ?? [])];
+  const end = argv.indexOf("--");
+  for (const option of declared) {
+    // flags, and a valued option left without a value (cac reports that one itself)
+    if (option.isBoolean || option.negated || typeof options[option.name] === "boolean") continue;
+    const spellings = option.names.map((n) => (n.length === 1 ? `-${n}` : `--${n}`));
+    const kebab = option.names
+      .filter((n) => n.length > 1)
+      .map((n) => `--${n.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
+    const raw: string[] = [];
+    for (let i = 0; i < argv.length && (end === -1 || i < end); i++) {
+      const arg = argv[i]!;
+      const eq = arg.indexOf("=");
+      const name = eq === -1 ? arg : arg.slice(0, eq);
+      if (!spellings.includes(name) && !kebab.includes(name)) continue;
+      if (eq !== -1) raw.push(arg.slice(eq + 1));
+      else if (argv[i + 1] !== undefined) raw.push(argv[++i]!);
+    }
+    if (raw.length === 0) continue;
+    const repeatable = /repeatable/i.test(option.description);
+    options[option.name] = repeatable && raw.length > 1 ? raw : raw.at(-1);
   }
 }
 
 async function run(cli: CAC, argv: string[], name: string): Promise<number> {
   refuseEmptyValues(argv.slice(2));
   const parsed = cli.parse(camelCaseFlags(argv), { run: false });
+  restoreRawValues(cli, argv.slice(2), parsed.options);
   if (parsed.options.help || parsed.options.version) return 0; // cac printed them
   // A declared `--no-x` makes cac default `x` to true, which a valued `--x <n>` then refuses as
   // "value is missing": not given means not given.

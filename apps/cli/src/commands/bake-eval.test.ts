@@ -52,7 +52,7 @@ beforeAll(async () => {
     at("pirate"),
     "--json",
   ]);
-}, 120_000);
+});
 
 describe("forge bake", () => {
   it("bakes into an adapter directory with forge.json and a finished manifest", () => {
@@ -142,7 +142,7 @@ describe("forge eval", () => {
     ]);
     expect(gated.code, gated.stderr).toBe(1);
     expect(gated.stdout).toMatch(/FAIL\s+regression/);
-  }, 120_000);
+  });
 
   it("compare on result files with different items names the missing ids (exit 2)", async () => {
     const base = json(at("base.json"));
@@ -195,7 +195,7 @@ describe("forge eval forgetting and the HTML report", () => {
     expect(rendered.consoleErrors).toEqual([]);
     expect(rendered.svgCount).toBeGreaterThanOrEqual(1);
     expect(readFileSync(shot).subarray(1, 4).toString()).toBe("PNG");
-  }, 120_000);
+  });
 });
 
 describe("forge drift and forge pursue", () => {
@@ -244,7 +244,7 @@ describe("forge drift and forge pursue", () => {
     const bad = await forge(["drift", "--persona", "ninja", "--out", at("drift-bad")]);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/not a forge-tiny persona; accepted: pirate, robot, poet, cheerful/);
-  }, 120_000);
+  });
 
   it("pursue: stops when a round does not improve enough, with every round's model and a manifest", async () => {
     const out = at("pursuit");
@@ -285,5 +285,5 @@ describe("forge drift and forge pursue", () => {
     expect(manifest.run.status).toBe("succeeded");
     expect(Object.keys(manifest.outputs.metrics)).toContain("prompt-1.round-1.score");
     expect(Object.keys(manifest.outputs.metrics)).toContain("prompt-1.reprompt.baked.prompted");
-  }, 180_000);
+  });
 });

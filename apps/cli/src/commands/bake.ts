@@ -2,7 +2,7 @@
  * `forge bake --model <dir> --prompt "…" --out <dir>`: stim → rollout → bake → KL before/after,
  * with a progress bar per phase, a final table, `--json`, and a run manifest.
  */
-import { readFileSync, renameSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import {
   type BakeEvent,
@@ -16,6 +16,7 @@ import {
   type StimSpec,
   systemPrompt,
 } from "@forge/baking";
+import { claimOutput, InterruptedError, interruptOnSignals, type OutputClaim } from "@forge/core";
 import { ManifestWriter } from "@forge/manifest";
 import { describeBackend, type GPT, initBackend, loadModel } from "@forge/model";
 import type { Tokenizer } from "@forge/tokenizer";
@@ -122,6 +123,7 @@ export interface BakeCommandOptions {
   measure?: string | boolean;
   merged?: boolean;
   resume?: boolean;
+  force?: boolean;
   seed?: string;
   out?: string;
   json?: boolean;
@@ -213,23 +215,37 @@ const PHASE_LABEL: Record<BakePhase, string> = {
 };
 
 /** Progress bars and manifest records for a running bake. */
+export interface BakeEventSink {
+  (event: BakeEvent): void;
+  /** Wait for the manifest writes the events queued; rejects with the first that failed. */
+  settled(): Promise<void>;
+}
+
 export function bakeEventSink(
   manifest: ManifestWriter | undefined,
   quiet = false,
   /** Prefix for phase names in the manifest (e.g. "round-2/" for prompt pursuit). */
   prefix = "",
-): (event: BakeEvent) => void {
+): BakeEventSink {
   let bar: ProgressBar | undefined;
   let valKl = "";
-  return (event) => {
+  // phase records are written in order; a failure is kept for settled(), never unhandled
+  let writes: Promise<void> = Promise.resolve();
+  let failure: unknown;
+  const queue = (write: () => Promise<void>) => {
+    writes = writes.then(write).catch((error: unknown) => {
+      failure ??= error;
+    });
+  };
+  const sink = ((event: BakeEvent) => {
     if (event.type === "phase-start") {
       bar?.stop();
       bar = quiet ? undefined : new ProgressBar(PHASE_LABEL[event.phase]);
-      void manifest?.phaseStart(`${prefix}${event.phase}`);
+      if (manifest) queue(() => manifest.phaseStart(`${prefix}${event.phase}`));
     } else if (event.type === "phase-end") {
       bar?.stop();
       bar = undefined;
-      void manifest?.phaseEnd(`${prefix}${event.phase}`);
+      if (manifest) queue(() => manifest.phaseEnd(`${prefix}${event.phase}`));
     } else if (event.type === "progress") {
       bar?.update(event.done, event.total);
     } else {
@@ -258,7 +274,13 @@ export function bakeEventSink(
         });
       }
     }
+  }) as BakeEventSink;
+  sink.settled = async () => {
+    bar?.stop();
+    await writes;
+    if (failure !== undefined) throw failure;
   };
+  return sink;
 }
 
 export const klText = (m: KLMeasurement | undefined) =>
@@ -276,19 +298,18 @@ export async function loadBase(dir: string): Promise<{ model: GPT; tokenizer: To
   return { model: loaded.model, tokenizer: loaded.tokenizer };
 }
 
-/** Record a finished bake in its manifest (metrics, artifacts) and copy the manifest into out/. */
+/**
+ * Record a finished bake in its manifest (metrics, artifacts) and mark it succeeded. The files
+ * are read from the bake's work directory (`work`) and recorded at their final place.
+ */
 export async function finishBakeManifest(
   manifest: ManifestWriter,
   result: BakeRunResult,
+  work: string,
 ): Promise<void> {
-  manifest.setMetric(
-    "klBefore",
-    result.record.metrics && (result.record.metrics as Record<string, unknown>).klBefore,
-  );
-  manifest.setMetric(
-    "klAfter",
-    result.record.metrics && (result.record.metrics as Record<string, unknown>).klAfter,
-  );
+  const metrics = result.record.metrics as Record<string, unknown> | undefined;
+  manifest.setMetric("klBefore", metrics?.klBefore);
+  manifest.setMetric("klAfter", metrics?.klAfter);
   manifest.setMetric("trainingSteps", result.training.result.step);
   for (const file of [
     "adapter_model.safetensors",
@@ -298,11 +319,40 @@ export async function finishBakeManifest(
     "stim.jsonl",
     "rollout.jsonl",
   ]) {
-    await manifest.addArtifact(path.join(result.out, file)).catch(() => undefined);
+    if (existsSync(path.join(work, file)))
+      await manifest.addArtifact(path.join(work, file), undefined, path.join(result.out, file));
   }
   manifest.link("bake", result.out);
   await manifest.succeed();
-  renameSync(manifest.file, path.join(result.out, "manifest.json"));
+}
+
+/**
+ * The end of a run that was stopped or failed: an interruption is recorded as such and the
+ * work kept to resume; a failure is recorded, and the work is kept only when it holds progress
+ * worth resuming. The error's message gains a line saying how to resume.
+ */
+export async function endStoppedRun(
+  error: unknown,
+  manifest: ManifestWriter,
+  claim: OutputClaim,
+  resumeCommand: string,
+  keepOnFailure: boolean,
+): Promise<void> {
+  const stopped = InterruptedError.isInstance(error);
+  if (stopped) await manifest.interrupt((error as Error).message);
+  else await manifest.fail(error);
+  const keep = stopped || keepOnFailure;
+  await claim.release({ keepWork: keep });
+  if (keep && error instanceof Error)
+    error.message += stopped
+      ? `\nresume with: ${resumeCommand}`
+      : `\nthe partial run is kept in ${claim.work}; once the cause is fixed, resume with: ${resumeCommand}`;
+}
+
+/** The command line as typed, with `--resume` added (once). */
+export function resumeCommandLine(): string {
+  const args = process.argv.slice(2).filter((a) => a !== "--resume" && a !== "--force");
+  return `forge ${args.map((a) => (/^[\w./:=@,-]+$/.test(a) ? a : JSON.stringify(a))).join(" ")} --resume`;
 }
 
 async function bakeCommand(options: BakeCommandOptions): Promise<number> {
@@ -325,29 +375,60 @@ async function bakeCommand(options: BakeCommandOptions): Promise<number> {
     asList(options.stim).length ? asList(options.stim) : ["persona:20", "self:40"],
   );
   const settings = bakeSettingsFrom(options);
-  const backend = await initBackend();
-  const { model, tokenizer } = await loadBase(options.model);
-  if (!options.json) process.stderr.write(`${describeBackend(backend)}\n`);
-  const manifest = await ManifestWriter.create(`${path.resolve(options.out)}.manifest.json`, {
+  const claim = await claimOutput(options.out, {
     kind: "bake",
-    forgeVersion: pkg.version,
-    backend: backend.name,
-    parameters: { model: options.model, prompt: prompt.teacher[0]!.content, stim, ...settings },
+    resumable: true,
+    ...(options.resume ? { resume: true } : {}),
+    ...(options.force ? { force: true } : {}),
+    inputs: [options.model, options.promptFile],
+    flag: "--out",
   });
+  if (options.resume && !claim.resumed && !options.json)
+    process.stderr.write(`forge: nothing to resume at ${claim.work}; starting the bake\n`);
+  let loaded: { model: GPT; tokenizer: Tokenizer } | undefined;
+  const interrupt = interruptOnSignals();
+  let manifest: ManifestWriter | undefined;
   try {
-    const result = await bakePrompt(model, tokenizer, {
-      prompt,
-      stim,
-      rollout: settings.rollout,
-      bake: settings.bake,
-      measure: settings.measure,
-      out: options.out,
-      baseModel: path.resolve(options.model),
-      ...(options.merged ? { merged: true } : {}),
-      ...(options.resume ? { resume: true } : {}),
-      onEvent: bakeEventSink(manifest, options.json),
-    });
-    await finishBakeManifest(manifest, result);
+    const backend = await initBackend();
+    loaded = await loadBase(options.model);
+    const { model, tokenizer } = loaded;
+    if (!options.json) process.stderr.write(`${describeBackend(backend)}\n`);
+    const manifestFile = path.join(claim.work, "manifest.json");
+    manifest =
+      claim.resumed && existsSync(manifestFile)
+        ? await ManifestWriter.resume(manifestFile, { backend: backend.name })
+        : await ManifestWriter.create(manifestFile, {
+            kind: "bake",
+            forgeVersion: pkg.version,
+            backend: backend.name,
+            parameters: {
+              model: options.model,
+              prompt: prompt.teacher[0]!.content,
+              stim,
+              ...settings,
+            },
+          });
+    const sink = bakeEventSink(manifest, options.json);
+    let result: BakeRunResult;
+    try {
+      result = await bakePrompt(model, tokenizer, {
+        prompt,
+        stim,
+        rollout: settings.rollout,
+        bake: settings.bake,
+        measure: settings.measure,
+        out: options.out,
+        output: claim,
+        baseModel: path.resolve(options.model),
+        ...(options.merged ? { merged: true } : {}),
+        signal: interrupt.signal,
+        onEvent: sink,
+      });
+    } finally {
+      await sink.settled();
+    }
+    await finishBakeManifest(manifest, result, claim.work);
+    await claim.commit();
     const reduction =
       result.before && result.after
         ? 1 - result.after.token.estimate / result.before.token.estimate
@@ -392,10 +473,19 @@ async function bakeCommand(options: BakeCommandOptions): Promise<number> {
     }
     return 0;
   } catch (error) {
-    await manifest.fail(error);
+    if (manifest)
+      await endStoppedRun(
+        error,
+        manifest,
+        claim,
+        resumeCommandLine(),
+        existsSync(path.join(claim.work, "rollout.jsonl")),
+      );
+    else await claim.release();
     throw error;
   } finally {
-    model.dispose();
+    interrupt.dispose();
+    loaded?.model.dispose();
   }
 }
 
@@ -439,7 +529,8 @@ export function register(cli: CAC): void {
     )
     .option("--no-measure", "Skip the KL measurements")
     .option("--merged", "Also write base + adapter merged into <out>/merged")
-    .option("--resume", "Continue an interrupted bake from <out>.partial")
+    .option("--resume", "Continue a stopped bake from <out>.partial")
+    .option("--force", "Replace a previous bake in --out, or start over from a stopped one")
     .option("--seed <n>", "Seed for stimuli, rollout and training (default 1)")
     .option("--out <dir>", "Where the baked adapter goes")
     .option("--json", "Print a JSON summary")

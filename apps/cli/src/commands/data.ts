@@ -4,7 +4,8 @@
 import { createHash } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { TokenCacheWriter, writeDirectoryAtomic } from "@forge/model";
+import { claimOutput, writeOutputDirectory } from "@forge/core";
+import { TokenCacheWriter } from "@forge/model";
 import { type ChatMessage, loadTokenizer, type Tokenizer } from "@forge/tokenizer";
 import type { CAC } from "cac";
 import { UsageError } from "../errors.js";
@@ -19,10 +20,19 @@ function integer(value: unknown, name: string, minimum: number, fallback: number
   return n;
 }
 
+/** `--out` is claimed as forge's output of `kind` (see @forge/core claimOutput). */
+const outputOptions = (kind: string, options: { force?: boolean }, inputs: string[] = []) => ({
+  kind,
+  flag: "--out",
+  inputs,
+  ...(options.force ? { force: true } : {}),
+});
+
 const jsonl = (records: readonly unknown[]) =>
   `${records.map((r) => JSON.stringify(r)).join("\n")}\n`;
 
 interface SynthCommandOptions {
+  force?: boolean;
   out?: string;
   seed?: string | number;
   conversations?: string | number;
@@ -50,7 +60,7 @@ async function synthCommand(options: SynthCommandOptions): Promise<number> {
       "pretrain.jsonl": corpus.pretrain.length,
     },
   };
-  await writeDirectoryAtomic(options.out, async (staging) => {
+  await writeOutputDirectory(options.out, outputOptions("corpus", options), async (staging) => {
     writeFileSync(path.join(staging, "train.jsonl"), jsonl(corpus.train));
     writeFileSync(path.join(staging, "heldout.jsonl"), jsonl(corpus.heldOut));
     writeFileSync(
@@ -175,6 +185,7 @@ function isValidation(id: string, fraction: number): boolean {
 }
 
 interface BuildCommandOptions {
+  force?: boolean;
   input?: string;
   tokenizer?: string;
   out?: string;
@@ -207,9 +218,12 @@ async function buildCommand(options: BuildCommandOptions): Promise<number> {
     blockSize,
   };
   const vocabSize = tokenizer.vocabSize;
-  const out = options.out;
+  const claim = await claimOutput(
+    options.out,
+    outputOptions("token-caches", options, [options.input, options.tokenizer]),
+  );
   const writer = (dir: string, kind: "pretrain" | "sft") =>
-    new TokenCacheWriter(path.join(out, dir), { kind, vocabSize, info });
+    new TokenCacheWriter(path.join(claim.work, dir), { kind, vocabSize, info });
   const writers = {
     pretrainTrain: writer("pretrain-train", "pretrain"),
     pretrainVal: writer("pretrain-val", "pretrain"),
@@ -234,12 +248,14 @@ async function buildCommand(options: BuildCommandOptions): Promise<number> {
     }
   } catch (error) {
     for (const writer of Object.values(writers)) writer.abort();
+    await claim.release();
     throw error;
   }
   bar.stop();
   const metas = Object.fromEntries(
     Object.entries(writers).map(([name, writer]) => [name, writer.close()]),
   );
+  await claim.commit();
   const summary = {
     out: options.out,
     blockSize,
@@ -278,6 +294,7 @@ export function register(cli: CAC): void {
       "--held-out <n>",
       `Held-out items per task × setting (default ${DEFAULT_SYNTH.heldOutPerCell})`,
     )
+    .option("--force", "Replace a corpus forge wrote in --out before")
     .option("--json", "Print a JSON summary")
     .example("forge data synth --out data/synth")
     .action((options: SynthCommandOptions) => synthCommand(options));
@@ -295,6 +312,7 @@ export function register(cli: CAC): void {
       "The model's context window; SFT examples are cut to fit it (default 256)",
     )
     .option("--val-fraction <f>", "Share of conversations held for validation (default 0.02)")
+    .option("--force", "Replace token caches forge wrote in --out before")
     .option("--json", "Print a JSON summary")
     .example("forge data build --input data/synth --tokenizer data/tokenizer --out data/cache")
     .action((options: BuildCommandOptions) => buildCommand(options));

@@ -2,7 +2,7 @@
  * `forge demo`: bake a persona into the shipped forge-tiny and show, with numbers, that the
  * baked model without the prompt behaves like the original model with it.
  */
-import { existsSync, mkdirSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import {
@@ -12,6 +12,7 @@ import {
   strengthCurve,
   systemPrompt,
 } from "@forge/baking";
+import { claimOutput } from "@forge/core";
 import { type EvalResults, loadTask, runTasks, type Task } from "@forge/eval";
 import { compareResults, forgettingFromResults, toHtml, toMarkdown } from "@forge/eval/stats";
 import { ManifestWriter, svgLineChart } from "@forge/manifest";
@@ -38,6 +39,7 @@ interface DemoOptions {
   tasks?: string;
   persona?: string;
   report?: string;
+  force?: boolean;
   seed?: string;
   json?: boolean;
 }
@@ -115,17 +117,33 @@ async function demoCommand(options: DemoOptions): Promise<number> {
   const modelDir = options.model ?? defaultModelDir();
   const reportDir = path.resolve(options.report ?? `forge-demo-${personaName}`);
   const started = performance.now();
-  const tasks = await demoTasks(options.tasks ?? path.join(modelDir, "tasks"), personaName);
-  const backend = await initBackend();
-  const { model, tokenizer } = await loadBase(modelDir);
+  const tasksDir = options.tasks ?? path.join(modelDir, "tasks");
+  const tasks = await demoTasks(tasksDir, personaName);
+  // everything is written into the claim's work directory and renamed to reportDir at the end
+  const claim = await claimOutput(reportDir, {
+    kind: "demo",
+    ...(options.force ? { force: true } : {}),
+    inputs: [modelDir, tasksDir],
+    flag: "--report",
+  });
+  const work = claim.work;
+  let loaded: Awaited<ReturnType<typeof loadBase>>;
+  let backend: Awaited<ReturnType<typeof initBackend>>;
+  try {
+    backend = await initBackend();
+    loaded = await loadBase(modelDir);
+  } catch (error) {
+    await claim.release();
+    throw error;
+  }
+  const { model, tokenizer } = loaded;
   const log = (text: string) => {
     if (!options.json) process.stderr.write(`${text}\n`);
   };
   log(
     `${pc.bold("forge demo")}: baking ${JSON.stringify(systemText)} into ${modelDir}\n${describeBackend(backend)}`,
   );
-  mkdirSync(reportDir, { recursive: true });
-  const manifestFile = path.join(reportDir, "bake.manifest.json");
+  const manifestFile = path.join(work, "manifest.json");
   const manifest = await ManifestWriter.create(manifestFile, {
     kind: "demo",
     forgeVersion: pkg.version,
@@ -139,6 +157,7 @@ async function demoCommand(options: DemoOptions): Promise<number> {
     timings[name] = (performance.now() - t0) / 1000;
     return value;
   };
+  const sink = bakeEventSink(manifest, options.json);
   try {
     await manifest.phaseStart("evaluate-base");
     const baseUnprompted = await time("evaluate base", () =>
@@ -164,11 +183,12 @@ async function demoCommand(options: DemoOptions): Promise<number> {
           seed,
         },
         measure: { n: 128, maxNewTokens: 64, seed: seed + 100 },
-        out: path.join(reportDir, "bake"),
+        out: path.join(work, "bake"),
         baseModel: path.resolve(modelDir),
-        onEvent: bakeEventSink(manifest, options.json),
+        onEvent: sink,
       }),
     );
+    await sink.settled();
 
     await manifest.phaseStart("evaluate-baked");
     const baked = await time("evaluate baked", () =>
@@ -198,7 +218,7 @@ async function demoCommand(options: DemoOptions): Promise<number> {
     );
     for (const r of [baseUnprompted, basePrompted, baked])
       writeFileSync(
-        path.join(reportDir, `${r.results.model.name}.results.json`),
+        path.join(work, `${r.results.model.name}.results.json`),
         `${JSON.stringify(r.results, null, 2)}\n`,
       );
     const evalReport = {
@@ -206,8 +226,8 @@ async function demoCommand(options: DemoOptions): Promise<number> {
       comparison: personaComparison,
       forgetting,
     };
-    writeFileSync(path.join(reportDir, "eval.html"), toHtml(evalReport));
-    writeFileSync(path.join(reportDir, "eval.md"), toMarkdown(evalReport));
+    writeFileSync(path.join(work, "eval.html"), toHtml(evalReport));
+    writeFileSync(path.join(work, "eval.md"), toMarkdown(evalReport));
     await manifest.phaseEnd("strength-curve");
 
     const klBefore = result.before!;
@@ -286,11 +306,11 @@ async function demoCommand(options: DemoOptions): Promise<number> {
         ),
         total: wall,
       },
-      bake: result.out,
+      bake: path.join(reportDir, "bake"),
     };
-    writeFileSync(path.join(reportDir, "report.json"), `${JSON.stringify(report, null, 2)}\n`);
+    writeFileSync(path.join(work, "report.json"), `${JSON.stringify(report, null, 2)}\n`);
     writeFileSync(
-      path.join(reportDir, "strength.svg"),
+      path.join(work, "strength.svg"),
       svgLineChart(
         [
           {
@@ -359,10 +379,14 @@ async function demoCommand(options: DemoOptions): Promise<number> {
       `Total ${wall.toFixed(1)} s on ${backend.name}.`,
       "",
     ].join("\n");
-    writeFileSync(path.join(reportDir, "report.md"), markdown);
+    writeFileSync(path.join(work, "report.md"), markdown);
     manifest.setMetric("report", report);
-    await finishBakeManifest(manifest, result);
-    renameSync(path.join(result.out, "manifest.json"), path.join(reportDir, "manifest.json"));
+    await finishBakeManifest(
+      manifest,
+      { ...result, out: path.join(reportDir, "bake") },
+      path.join(work, "bake"),
+    );
+    await claim.commit();
     if (options.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
     else {
       process.stdout.write(`\n${tableText}\n\n`);
@@ -386,7 +410,9 @@ async function demoCommand(options: DemoOptions): Promise<number> {
     }
     return 0;
   } catch (error) {
+    await sink.settled().catch(() => undefined);
     await manifest.fail(error);
+    await claim.release();
     throw error;
   } finally {
     model.dispose();
@@ -401,6 +427,7 @@ export function register(cli: CAC): void {
     .option("--tasks <dir>", "forge-tiny's task files (default <model>/tasks)")
     .option("--report <dir>", "Where the report goes (default ./forge-demo-<persona>)")
     .option("--seed <n>", "Seed (default 1)")
+    .option("--force", "Replace a previous demo report in --report")
     .option("--json", "Print the report as JSON")
     .example("forge demo")
     .action((options: DemoOptions) => demoCommand(options));

@@ -4,7 +4,7 @@
  * model (if given) holds the same conversations with no system prompt. Prints a terminal chart
  * and writes drift.json, drift.svg and manifest.json to --out.
  */
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import {
   CONTEXT_POLICIES,
@@ -15,6 +15,7 @@ import {
   type Estimate,
   measureDrift,
 } from "@forge/baking";
+import { claimOutput } from "@forge/core";
 import { ManifestWriter, svgLineChart } from "@forge/manifest";
 import { describeBackend, type GPT, initBackend } from "@forge/model";
 import type { Tokenizer } from "@forge/tokenizer";
@@ -43,6 +44,7 @@ interface DriftCommandOptions {
   maxNewTokens?: string;
   temperature?: string;
   out?: string;
+  force?: boolean;
   json?: boolean;
 }
 
@@ -153,12 +155,26 @@ async function driftCommand(options: DriftCommandOptions): Promise<number> {
     throw new UsageError(`--temperature must be ≥ 0; got ${JSON.stringify(options.temperature)}`);
   const modelDir = options.model ?? defaultModelDir();
   const out = path.resolve(options.out ?? `forge-drift-${persona.name}`);
-  const backend = await initBackend();
-  if (!options.json) process.stderr.write(`${describeBackend(backend)}\n`);
-  const prompted = await loadEvalModel(modelDir);
-  const baked = options.baked ? await loadEvalModel(options.baked) : undefined;
-  mkdirSync(out, { recursive: true });
-  const manifest = await ManifestWriter.create(path.join(out, "manifest.json"), {
+  const claim = await claimOutput(out, {
+    kind: "drift",
+    ...(options.force ? { force: true } : {}),
+    inputs: [modelDir, options.baked, options.probes, options.distractors],
+    flag: "--out",
+  });
+  const work = claim.work;
+  let prompted: Awaited<ReturnType<typeof loadEvalModel>>;
+  let baked: Awaited<ReturnType<typeof loadEvalModel>> | undefined;
+  let backend: Awaited<ReturnType<typeof initBackend>>;
+  try {
+    backend = await initBackend();
+    if (!options.json) process.stderr.write(`${describeBackend(backend)}\n`);
+    prompted = await loadEvalModel(modelDir);
+    baked = options.baked ? await loadEvalModel(options.baked) : undefined;
+  } catch (error) {
+    await claim.release();
+    throw error;
+  }
+  const manifest = await ManifestWriter.create(path.join(work, "manifest.json"), {
     kind: "drift",
     forgeVersion: pkg.version,
     backend: backend.name,
@@ -221,9 +237,9 @@ async function driftCommand(options: DriftCommandOptions): Promise<number> {
       ...(bakedResult ? { baked: bakedResult } : {}),
       relativeReduction: comparison?.relativeReduction ?? null,
     };
-    writeFileSync(path.join(out, "drift.json"), `${JSON.stringify(report, null, 2)}\n`);
+    writeFileSync(path.join(work, "drift.json"), `${JSON.stringify(report, null, 2)}\n`);
     writeFileSync(
-      path.join(out, "drift.svg"),
+      path.join(work, "drift.svg"),
       svgLineChart(
         series.flatMap((s, i) => [
           {
@@ -260,8 +276,9 @@ async function driftCommand(options: DriftCommandOptions): Promise<number> {
     }
     if (comparison) manifest.setMetric("relativeReduction", comparison.relativeReduction);
     for (const file of ["drift.json", "drift.svg"])
-      await manifest.addArtifact(path.join(out, file));
+      await manifest.addArtifact(path.join(work, file), undefined, path.join(out, file));
     await manifest.succeed();
+    await claim.commit();
     if (options.json) {
       const brief = (r: DriftResult) => ({
         first: r.first,
@@ -320,6 +337,7 @@ async function driftCommand(options: DriftCommandOptions): Promise<number> {
     return 0;
   } catch (error) {
     await manifest.fail(error);
+    await claim.release();
     throw error;
   } finally {
     prompted.model.dispose();
@@ -346,6 +364,7 @@ export function register(cli: CAC): void {
     )
     .option("--temperature <t>", "Sampling temperature (default 0.7)")
     .option("--out <dir>", "Where drift.json, drift.svg and manifest.json go")
+    .option("--force", "Replace a previous drift output in --out")
     .option("--json", "Print a JSON summary")
     .example("forge drift --persona pirate --baked forge-demo-pirate/bake --turns 30")
     .action((options: DriftCommandOptions) => driftCommand(options));

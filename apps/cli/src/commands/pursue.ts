@@ -14,6 +14,7 @@ import {
   repromptTable,
   systemPrompt,
 } from "@forge/baking";
+import { claimOutput } from "@forge/core";
 import { runTasks } from "@forge/eval";
 import { ManifestWriter } from "@forge/manifest";
 import { describeBackend, type GPT, initBackend, loadModel } from "@forge/model";
@@ -70,14 +71,30 @@ async function pursueCommand(options: PursueCommandOptions): Promise<number> {
     asList(options.stim).length ? asList(options.stim) : ["persona:20", "self:40"],
   );
   const settings = bakeSettingsFrom({ ...options, prompt: undefined });
-  const backend = await initBackend();
-  const { model, tokenizer } = await loadBase(options.model);
+  const out = path.resolve(options.out);
+  const claim = await claimOutput(options.out, {
+    kind: "pursue",
+    ...(options.force ? { force: true } : {}),
+    inputs: [options.model, options.promptFile, ...evalFiles],
+    flag: "--out",
+  });
+  // files are written in the claim's work directory and recorded at their final place
+  const inWork = (file: string) => path.join(claim.work, path.relative(out, file));
+  let loaded: Awaited<ReturnType<typeof loadBase>>;
+  let backend: Awaited<ReturnType<typeof initBackend>>;
+  try {
+    backend = await initBackend();
+    loaded = await loadBase(options.model);
+  } catch (error) {
+    await claim.release();
+    throw error;
+  }
+  const { model, tokenizer } = loaded;
   const log = (text: string) => {
     if (!options.json) process.stderr.write(`${text}\n`);
   };
   log(describeBackend(backend));
-  const out = path.resolve(options.out);
-  const manifest = await ManifestWriter.create(path.join(out, "manifest.json"), {
+  const manifest = await ManifestWriter.create(path.join(claim.work, "manifest.json"), {
     kind: "pursue",
     forgeVersion: pkg.version,
     backend: backend.name,
@@ -106,11 +123,16 @@ async function pursueCommand(options: PursueCommandOptions): Promise<number> {
     return score;
   };
   let sink = bakeEventSink(manifest, options.json);
+  const sinks = [sink];
+  const settled = async () => {
+    for (const each of sinks) await each.settled();
+  };
   const onEvent = (event: PursuitEvent) => {
     promptNumber = event.prompt ?? 1;
     if (event.type === "round-start") {
       log(pc.bold(`prompt ${promptNumber}, round ${event.round}: bake`));
       sink = bakeEventSink(manifest, options.json, `prompt-${promptNumber}/round-${event.round}/`);
+      sinks.push(sink);
     } else if (event.type === "bake") sink(event.event);
     else manifest.link(`prompt-${promptNumber}/round-${event.round.round}`, event.round.model);
   };
@@ -126,21 +148,26 @@ async function pursueCommand(options: PursueCommandOptions): Promise<number> {
         measure: settings.measure,
       },
       out,
+      work: claim.work,
       baseModel: path.resolve(options.model),
       onEvent,
     });
+    await settled();
     for (const [i, r] of results.entries()) {
-      await manifest.addArtifact(path.join(out, `prompt-${i + 1}`, "pursuit.json"));
-      for (const round of r.rounds)
-        await manifest.addArtifact(path.join(round.model, "model.safetensors"));
+      const pursuit = path.join(out, `prompt-${i + 1}`, "pursuit.json");
+      await manifest.addArtifact(inWork(pursuit), undefined, pursuit);
+      for (const round of r.rounds) {
+        const weights = path.join(round.model, "model.safetensors");
+        await manifest.addArtifact(inWork(weights), undefined, weights);
+      }
     }
     // Re-prompting (the paper's "re-prompting amplifies"): the model each prompt started from and
     // its best round, each scored unprompted and prompted with the prompt again.
     const reprompt: Awaited<ReturnType<typeof repromptTable>>[] = [];
     for (const [i, r] of results.entries()) {
-      const start = i === 0 ? options.model : results[i - 1]!.rounds.at(-1)!.model;
+      const start = i === 0 ? options.model : inWork(results[i - 1]!.rounds.at(-1)!.model);
       const base = (await loadModel(start)).model;
-      const baked = (await loadModel(r.best.model)).model;
+      const baked = (await loadModel(inWork(r.best.model))).model;
       try {
         const table = await repromptTable({ base, baked }, async (m, prompted) => {
           const scored = await runTasks(
@@ -160,6 +187,7 @@ async function pursueCommand(options: PursueCommandOptions): Promise<number> {
       }
     }
     await manifest.succeed();
+    await claim.commit();
     const summary = results.map((r, i) => ({
       prompt: texts[i],
       initialScore: r.initialScore,
@@ -200,7 +228,9 @@ async function pursueCommand(options: PursueCommandOptions): Promise<number> {
     }
     return 0;
   } catch (error) {
+    await settled().catch(() => undefined);
     await manifest.fail(error);
+    await claim.release();
     throw error;
   } finally {
     model.dispose();
@@ -233,6 +263,7 @@ export function register(cli: CAC): void {
     .option("--no-measure", "Skip the KL measurements")
     .option("--seed <n>", "Seed (default 1)")
     .option("--out <dir>", "Where prompt-<i>/round-<j>/ go")
+    .option("--force", "Replace a previous pursuit in --out")
     .option("--json", "Print a JSON summary")
     .example(
       "forge pursue --model models/forge-tiny --prompt 'You are a pirate.' --rounds 3 --eval models/forge-tiny/tasks/persona-pirate.yaml --out pursuit/pirate",

@@ -2,6 +2,8 @@
  * `forge tokenizer train|encode|decode`.
  */
 import { readFileSync } from "node:fs";
+import path from "node:path";
+import { claimOutput } from "@forge/core";
 import { loadTokenizer, saveTokenizer, type Tokenizer, train } from "@forge/tokenizer";
 import type { CAC } from "cac";
 import { UsageError } from "../errors.js";
@@ -58,6 +60,7 @@ interface TrainCommandOptions {
   input?: string | string[];
   vocabSize?: string | number;
   out?: string;
+  force?: boolean;
   pattern?: string;
   minFrequency?: string | number;
   special?: string | string[];
@@ -72,6 +75,12 @@ async function trainCommand(positional: string[], options: TrainCommandOptions):
       ? 2
       : integerOption(options.minFrequency, "min-frequency", 1);
   const files = await expandInputs([...asList(options.input), ...positional]);
+  const claim = await claimOutput(options.out, {
+    kind: "tokenizer",
+    ...(options.force ? { force: true } : {}),
+    inputs: files,
+    flag: "--out",
+  });
   const bar = new ProgressBar("train", { unit: "merges" });
   let textsRead = 0;
   function* texts() {
@@ -82,18 +91,28 @@ async function trainCommand(positional: string[], options: TrainCommandOptions):
       }
     }
   }
-  const tokenizer = train(texts(), {
-    vocabSize,
-    minFrequency,
-    specialTokens: asList(options.special),
-    ...(options.pattern ? { pattern: options.pattern } : {}),
-    onProgress: (p) =>
-      p.phase === "count"
-        ? bar.update(p.done, undefined, `reading: ${p.done} texts`)
-        : bar.update(p.done, p.total, "merging"),
-  });
-  bar.stop();
-  const { files: written } = await saveTokenizer(tokenizer, options.out);
+  let tokenizer: ReturnType<typeof train>;
+  let written: string[];
+  try {
+    tokenizer = train(texts(), {
+      vocabSize,
+      minFrequency,
+      specialTokens: asList(options.special),
+      ...(options.pattern ? { pattern: options.pattern } : {}),
+      onProgress: (p) =>
+        p.phase === "count"
+          ? bar.update(p.done, undefined, `reading: ${p.done} texts`)
+          : bar.update(p.done, p.total, "merging"),
+    });
+    bar.stop();
+    const saved = await saveTokenizer(tokenizer, claim.work);
+    await claim.commit();
+    written = saved.files.map((file) => path.join(claim.target, path.basename(file)));
+  } catch (error) {
+    bar.stop();
+    await claim.release();
+    throw error;
+  }
   const summary = {
     inputs: files.length,
     texts: textsRead,
@@ -186,6 +205,7 @@ export function register(cli: CAC): void {
     .option("--input <glob>", "Input files or globs (repeatable; positional paths work too)")
     .option("--vocab-size <n>", "Total ids: 256 bytes + merges + special tokens")
     .option("--out <dir>", "Directory to write tokenizer.json and tokenizer_config.json")
+    .option("--force", "Replace a tokenizer forge wrote in --out before")
     .option("--pattern <name>", "Pre-tokenizer: gpt2 (default), gpt4, or a regular expression")
     .option("--min-frequency <n>", "Stop when the best pair occurs fewer times (default 2)")
     .option("--special <token>", "Extra special token after the chat set (repeatable)")

@@ -8,6 +8,14 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import path from "node:path";
+import {
+  acquireLock,
+  claimOutput,
+  interruptOnSignals,
+  type Lock,
+  type OutputClaim,
+  writeFileAtomic,
+} from "@forge/core";
 import { ManifestWriter } from "@forge/manifest";
 import {
   describeBackend,
@@ -25,7 +33,7 @@ import {
   saveModel,
   type TrainEvent,
   trainModel,
-  writeFileAtomic,
+  writeModelFiles,
 } from "@forge/model";
 import { loadTokenizer, type Tokenizer } from "@forge/tokenizer";
 import type { CAC } from "cac";
@@ -224,6 +232,7 @@ interface TrainCommandOptions {
   tokenizer?: string;
   init?: string;
   out?: string;
+  force?: boolean;
   json?: boolean;
   listProfiles?: boolean;
 }
@@ -398,13 +407,81 @@ async function trainCommand(options: TrainCommandOptions): Promise<number> {
     );
   }
 
+  if (!options.resume && existsSync(runDir))
+    throw new UsageError(
+      `the run ${runDir} already exists: continue it with --resume --run-id ${runId}, or choose another --run-id`,
+    );
   const tokenizer: Tokenizer = await loadTokenizer(settings.tokenizer);
   const config = resolveConfig(
     { ...settings.model, vocabSize: tokenizer.vocabSize, layerNormEpsilon: 1e-5 },
     options.config ?? `profile ${profileName}`,
   );
+  // --out is claimed before any work: refused now, not after an hour of training
+  const outClaim: OutputClaim | undefined = options.out
+    ? await claimOutput(options.out, {
+        kind: "model",
+        ...(options.force ? { force: true } : {}),
+        inputs: [settings.data, settings.tokenizer, options.init, runDir],
+        flag: "--out",
+      })
+    : undefined;
+  let runLock: Lock | undefined;
+  try {
+    await mkdir(runDir, { recursive: true });
+    runLock = acquireLock(
+      path.join(runDir, "run.lock"),
+      `forge ${process.argv.slice(2).join(" ")}`,
+      {
+        what: `the run ${runDir}`,
+      },
+    );
+  } catch (error) {
+    await outClaim?.release();
+    throw error;
+  }
+  try {
+    return await trainRun(options, {
+      settings,
+      profileName,
+      phaseName,
+      runId,
+      runDir,
+      settingsFile,
+      tokenizer,
+      config,
+      outClaim,
+    });
+  } finally {
+    runLock.release();
+  }
+}
+
+async function trainRun(
+  options: TrainCommandOptions,
+  run: {
+    settings: RunSettings;
+    profileName: string;
+    phaseName: Phase;
+    runId: string;
+    runDir: string;
+    settingsFile: string;
+    tokenizer: Tokenizer;
+    config: ReturnType<typeof resolveConfig>;
+    outClaim: OutputClaim | undefined;
+  },
+): Promise<number> {
+  const {
+    settings,
+    profileName,
+    phaseName,
+    runId,
+    runDir,
+    settingsFile,
+    tokenizer,
+    config,
+    outClaim,
+  } = run;
   const backend = await initBackend();
-  await mkdir(runDir, { recursive: true });
   await writeFileAtomic(
     settingsFile,
     `${JSON.stringify({ runId, profile: profileName, phase: phaseName, command: process.argv.slice(2), settings, modelConfig: config, parameters: parameterCount(config), backend: backend.name }, null, 2)}\n`,
@@ -456,10 +533,8 @@ async function trainCommand(options: TrainCommandOptions): Promise<number> {
     }
   };
 
-  const controller = new AbortController();
-  const onSignal = () => controller.abort();
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
+  const interrupt = interruptOnSignals();
+  const controller = { signal: interrupt.signal };
   const started = performance.now();
   const phases: PhaseSummary[] = [];
   let model: GPT | undefined;
@@ -495,7 +570,8 @@ async function trainCommand(options: TrainCommandOptions): Promise<number> {
       (phaseName === "pipeline" && !existsSync(path.join(pretrainModelDir, "config.json")))
     ) {
       const summary = await phaseRun("pretrain");
-      if (summary.reason !== "aborted") await saveModel(model, pretrainModelDir, { tokenizer });
+      if (summary.reason !== "aborted")
+        await saveModel(model, pretrainModelDir, { tokenizer, force: true });
     }
     if ((phaseName === "sft" || phaseName === "pipeline") && !controller.signal.aborted)
       await phaseRun("sft");
@@ -522,8 +598,11 @@ async function trainCommand(options: TrainCommandOptions): Promise<number> {
     };
     if (!aborted) {
       await manifest.phaseStart("save");
-      await saveModel(model, finalDir, { tokenizer, generationConfig, forge });
-      if (options.out) await saveModel(model, options.out, { tokenizer, generationConfig, forge });
+      await saveModel(model, finalDir, { tokenizer, generationConfig, forge, force: true });
+      if (outClaim) {
+        await writeModelFiles(model, outClaim.work, { tokenizer, generationConfig, forge });
+        await outClaim.commit();
+      }
       for (const file of ["model.safetensors", "config.json", "tokenizer.json"])
         await manifest.addArtifact(path.join(finalDir, file));
       manifest.link("model", finalDir);
@@ -531,7 +610,10 @@ async function trainCommand(options: TrainCommandOptions): Promise<number> {
       await manifest.phaseEnd("save");
       await manifest.succeed();
     } else {
-      await manifest.detach(); // status stays "running": the run is resumable
+      await manifest.interrupt(
+        `stopped by ${interrupt.received ?? "a signal"}; resume with --resume --run-id ${runId}`,
+      );
+      await outClaim?.release();
     }
     const summary = {
       runId,
@@ -561,11 +643,11 @@ async function trainCommand(options: TrainCommandOptions): Promise<number> {
     return aborted ? 130 : 0;
   } catch (error) {
     await manifest.fail(error);
+    await outClaim?.release();
     throw error;
   } finally {
     model?.dispose();
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
+    interrupt.dispose();
   }
 }
 
@@ -588,6 +670,7 @@ export function register(cli: CAC): void {
     .option("--tokenizer <path>", "Tokenizer the caches were built with (default data/tokenizer)")
     .option("--init <model-dir>", "Start the sft phase from this model")
     .option("--out <dir>", "Also write the final model directory here")
+    .option("--force", "Replace a model forge wrote in --out before")
     .option("--list-profiles", "List the profiles and exit")
     .option("--json", "Print a JSON summary")
     .example("forge train --profile tiny --out models/forge-tiny")
