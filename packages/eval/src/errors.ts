@@ -9,6 +9,12 @@ export type EvaluationErrorCode =
   | "E_STATS"
   /** result files that cannot be compared (the message names the missing ids) */
   | "E_COMPARE"
+  /** a path from a task file (data, scorer module) that leaves the task file's directory */
+  | "E_OUTSIDE"
+  /** a js scorer the caller did not allow to run (--allow-code) */
+  | "E_CODE"
+  /** an output that would replace an input, a directory, or something forge does not own */
+  | "E_OUTPUT"
   /** a file that cannot be read or written */
   | "E_IO";
 

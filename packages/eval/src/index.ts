@@ -11,6 +11,8 @@ export {
   type GenerationSpec,
   type Item,
   loadTask,
+  MAX_NEW_TOKENS,
+  MAX_ROUNDS,
   parseTask,
   renderMessages,
   renderTemplate,
@@ -18,6 +20,9 @@ export {
   type ScorerSpec,
   type ScorerType,
   type Task,
+  type TaskOptions,
   type TaskProblem,
+  taskInputs,
+  type ValidatedTask,
   validateTask,
 } from "./tasks.js";

@@ -4,14 +4,25 @@
  * settings, so a re-run with nothing changed reads them back instead of generating.
  */
 import { createHash } from "node:crypto";
-import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
+import { writeFileAtomic } from "@forge/core";
 import { type GPT, generate, modelTensors } from "@forge/model";
 import type { ChatMessage, Tokenizer } from "@forge/tokenizer";
 import * as tf from "@tensorflow/tfjs";
 import { EvaluationError } from "./errors.js";
-import { type Item, renderMessages, renderTemplate, type ScorerSpec, type Task } from "./tasks.js";
+import {
+  codeRefusal,
+  type Item,
+  MAX_ROUNDS,
+  renderMessages,
+  renderTemplate,
+  resolveTaskPath,
+  type ScorerSpec,
+  type Task,
+  type TaskOptions,
+} from "./tasks.js";
 
 export const RESULTS_SCHEMA = 1;
 
@@ -74,8 +85,12 @@ const numberIn = (text: string, pick: "first" | "last" = "first") => {
   return Number(pick === "first" ? matches[0] : matches.at(-1));
 };
 
-/** A scorer for the text scorers; logprob is handled by the runner. */
-export async function makeScorer(task: Task): Promise<ScoreFn> {
+/**
+ * A scorer for the text scorers; logprob is handled by the runner. A `js` scorer's module is
+ * loaded only with `options.allowCode`, and only from inside the task file's directory unless
+ * `options.allowOutside`.
+ */
+export async function makeScorer(task: Task, options: TaskOptions = {}): Promise<ScoreFn> {
   const s = task.scorer;
   const fold = (text: string) => (s.caseSensitive ? text : text.toLowerCase());
   const target = (item: Item) =>
@@ -103,7 +118,15 @@ export async function makeScorer(task: Task): Promise<ScoreFn> {
       return (output) =>
         s.keywords!.filter((k) => fold(output).includes(fold(k))).length / s.keywords!.length;
     case "js": {
-      const file = path.resolve(path.dirname(task.file ?? "."), s.module!);
+      const where = task.file ?? task.name;
+      if (!options.allowCode) throw codeRefusal(where, s.module!);
+      const file = resolveTaskPath(
+        task.file ?? path.join(process.cwd(), "task.yaml"),
+        s.module!,
+        "scorer.module",
+        where,
+        options.allowOutside,
+      );
       let fn: unknown;
       try {
         fn = (await import(pathToFileURL(file).href)).default;
@@ -189,7 +212,7 @@ function cacheKey(
 /** Greedy outputs already generated in this run, by prompt and length (greedy is deterministic). */
 type GreedyMemo = Map<string, string>;
 
-export interface RunOptions {
+export interface RunOptions extends TaskOptions {
   /** Rounds per task (default: each task's own). Round r samples with seed + r. */
   rounds?: number;
   seed?: number;
@@ -216,11 +239,11 @@ async function runTask(
   const key = cacheKey(hash, task, seed, rounds, options.system);
   const cacheFile = options.cacheDir ? path.join(options.cacheDir, `${key}.json`) : undefined;
   if (cacheFile) {
-    const cached = await readFile(cacheFile, "utf8").then(
-      (text) => JSON.parse(text) as TaskResult,
-      () => undefined,
-    );
-    if (cached) {
+    // The cache is forge's own, but a file that does not look like a result is just a miss.
+    const cached = await readFile(cacheFile, "utf8")
+      .then((text) => JSON.parse(text) as TaskResult | null)
+      .catch(() => undefined);
+    if (cached && Array.isArray(cached.records) && cached.hash === task.hash) {
       options.onProgress?.({
         task: task.name,
         done: cached.records.length,
@@ -269,7 +292,7 @@ async function runTask(
     }
     options.onProgress?.({ task: task.name, done: total, total });
   } else {
-    const score = await makeScorer(task);
+    const score = await makeScorer(task, options);
     const eot = tokenizer.specialTokenId("<|eot|>");
     const batchSize = options.batchSize ?? 32;
     for (let round = 0; round < rounds; round++) {
@@ -322,12 +345,7 @@ async function runTask(
     mean: records.reduce((s, r) => s + r.score, 0) / records.length,
     records,
   };
-  if (cacheFile) {
-    await mkdir(options.cacheDir!, { recursive: true });
-    const temporary = `${cacheFile}.${process.pid}.tmp`;
-    await writeFile(temporary, JSON.stringify(result));
-    await rename(temporary, cacheFile);
-  }
+  if (cacheFile) await writeFileAtomic(cacheFile, JSON.stringify(result));
   return result;
 }
 
@@ -338,6 +356,14 @@ export async function runTasks(
   options: RunOptions = {},
 ): Promise<EvalResults> {
   if (tasks.length === 0) throw new EvaluationError("E_INPUT", "no tasks to run");
+  if (
+    options.rounds !== undefined &&
+    (!Number.isInteger(options.rounds) || options.rounds < 1 || options.rounds > MAX_ROUNDS)
+  )
+    throw new EvaluationError(
+      "E_INPUT",
+      `rounds must be an integer from 1 to ${MAX_ROUNDS}; got ${options.rounds}`,
+    );
   const names = tasks.map((t) => t.name);
   const duplicate = names.find((n, i) => names.indexOf(n) !== i);
   if (duplicate)

@@ -111,8 +111,9 @@ describe("scorers", () => {
     const task = await parseTask(
       `name: t\nitems: [{ id: i, answer: Paris }]\nmessages: [{ role: user, content: q }]\nscorer: ${spec}\n`,
       path.join(dir, "t.yaml"),
+      { allowCode: true },
     );
-    return (await makeScorer(task))(output, { id: "i", ...item });
+    return (await makeScorer(task, { allowCode: true }))(output, { id: "i", ...item });
   };
   it("exact, contains, regex, numeric, keywords and a JS module", async () => {
     expect(await scorer('{ type: exact, target: "{{answer}}" }', " paris ")).toBe(1);
