@@ -1,11 +1,37 @@
 /**
  * `forge eval run|ab|forgetting|compare`: evaluate models on task files, compare them with
  * paired statistics, check forgetting, and gate CI (exit 1 when a gate fails).
+ *
+ * What it writes it owns: `ab`, `forgetting` and `compare` build their `--out` directory in a
+ * work directory claimed through @forge/core (`claimOutput`) and rename it into place at the
+ * end, manifest included; an existing directory is replaced only when it is forge's previous
+ * output of the same command and `--force` is given. Single files (`run --out`, `--junit`,
+ * `--markdown`, `--html`) are written atomically and are never a directory or one of the
+ * files the command reads. Task files reach no file outside their directory and run no code
+ * unless `--allow-outside` / `--allow-code` say so.
  */
-import { appendFileSync, existsSync, mkdirSync, statSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, statSync } from "node:fs";
 import path from "node:path";
 import { loadBaked } from "@forge/baking";
-import { type EvalModel, type EvalResults, loadTask, runTasks, type Task } from "@forge/eval";
+import {
+  claimOutput,
+  ForgeError,
+  ioError,
+  isInside,
+  type OutputClaim,
+  realPath,
+  writeFileAtomic,
+} from "@forge/core";
+import {
+  type EvalModel,
+  type EvalResults,
+  loadTask,
+  MAX_ROUNDS,
+  runTasks,
+  type Task,
+  type TaskOptions,
+  taskInputs,
+} from "@forge/eval";
 import {
   type Comparison,
   compareResults,
@@ -79,8 +105,15 @@ export async function loadEvalModel(location: string): Promise<EvalModel> {
   };
 }
 
-export async function loadTasks(patterns: string[]): Promise<Task[]> {
-  return Promise.all((await expandInputs(patterns, "--tasks")).map((file) => loadTask(file)));
+/**
+ * Load task files (globs or paths). Their `data:` and js scorer modules stay inside each task
+ * file's directory and js scorers are refused, unless `options` allow them (--allow-outside,
+ * --allow-code).
+ */
+export async function loadTasks(patterns: string[], options: TaskOptions = {}): Promise<Task[]> {
+  return Promise.all(
+    (await expandInputs(patterns, "--tasks")).map((file) => loadTask(file, options)),
+  );
 }
 
 interface CommonOptions {
@@ -100,16 +133,24 @@ interface CommonOptions {
   system?: string;
   systemA?: string;
   systemB?: string;
+  force?: boolean;
+  allowOutside?: boolean;
+  allowCode?: boolean;
 }
 
-async function evaluate(
-  model: EvalModel,
-  tasks: Task[],
-  options: CommonOptions,
-  quiet: boolean,
-  system: string | undefined = options.system,
-): Promise<EvalResults> {
-  const bar = quiet ? undefined : new ProgressBar(`eval ${model.name}`, { unit: "items" });
+const taskOptions = (options: CommonOptions): TaskOptions => ({
+  allowOutside: Boolean(options.allowOutside),
+  allowCode: Boolean(options.allowCode),
+});
+
+/** The run settings, checked before anything is loaded or written. */
+interface RunSettings {
+  rounds?: number;
+  seed: number;
+  cacheDir: string;
+}
+
+function runSettings(options: CommonOptions): RunSettings {
   const rounds =
     options.rounds === undefined
       ? undefined
@@ -117,39 +158,121 @@ async function evaluate(
           options.rounds,
           "rounds",
           1,
-          (n) => Number.isInteger(n) && n >= 1,
-          "a positive integer",
+          (n) => Number.isInteger(n) && n >= 1 && n <= MAX_ROUNDS,
+          `an integer from 1 to ${MAX_ROUNDS}`,
         );
-  const results = await runTasks(model, tasks, {
+  return {
     ...(rounds !== undefined ? { rounds } : {}),
     seed: number(options.seed, "seed", 0, Number.isInteger, "an integer"),
     cacheDir: options.cacheDir ?? ".forge-cache/eval",
-    ...(system !== undefined ? { system } : {}),
-    onProgress: (e) => bar?.update(e.done, e.total, e.task),
-  });
-  bar?.stop();
-  return results;
+  };
+}
+
+async function evaluate(
+  model: EvalModel,
+  tasks: Task[],
+  settings: RunSettings,
+  options: CommonOptions,
+  system: string | undefined = options.system,
+): Promise<EvalResults> {
+  const bar = options.json ? undefined : new ProgressBar(`eval ${model.name}`, { unit: "items" });
+  try {
+    return await runTasks(model, tasks, {
+      ...settings,
+      ...taskOptions(options),
+      ...(system !== undefined ? { system } : {}),
+      onProgress: (e) => bar?.update(e.done, e.total, e.task),
+    });
+  } finally {
+    bar?.stop();
+  }
+}
+
+/**
+ * Single files an eval command writes (`run --out`, its manifest, `--junit`, `--markdown`,
+ * `--html`): refused (exit 2) when one is a directory, is one of the files the command reads,
+ * would replace a file inside one of the directories it reads, or names the same file as
+ * another output (or as the command's output directory, `outDir`).
+ */
+function checkFileOutputs(
+  outputs: readonly [flag: string, file: string | undefined][],
+  inputs: readonly string[],
+  outDir?: string,
+): void {
+  const realInputs = inputs.map((input) => [input, realPath(input)] as const);
+  const seen = new Map<string, string>();
+  if (outDir !== undefined) seen.set(realPath(outDir), "--out");
+  for (const [flag, file] of outputs) {
+    if (file === undefined) continue;
+    const real = realPath(file);
+    const info = statSync(file, { throwIfNoEntry: false });
+    if (info?.isDirectory())
+      throw new ForgeError(
+        "E_OUTPUT",
+        `${flag} ${file} is a directory; a file path is needed there (forge never replaces a directory with a file)`,
+      );
+    for (const [input, realInput] of realInputs) {
+      if (real === realInput)
+        throw new ForgeError(
+          "E_OUTPUT",
+          `${flag} ${file} is the input ${input}: an output never replaces what the run reads`,
+        );
+      if (info && isInside(realInput, real))
+        throw new ForgeError(
+          "E_OUTPUT",
+          `${flag} ${file} is a file of the input ${input}: an output never replaces what the run reads`,
+        );
+    }
+    const other = seen.get(real);
+    if (other !== undefined)
+      throw new ForgeError(
+        "E_OUTPUT",
+        `${flag} ${file} is also the ${other} output: give each output its own path`,
+      );
+    seen.set(real, flag);
+  }
+}
+
+/** Where a file the command writes goes: inside the claimed work directory when it belongs to the output. */
+function placed(file: string, claim: OutputClaim | undefined): string {
+  if (!claim) return file;
+  const resolved = path.resolve(file);
+  return isInside(claim.target, resolved)
+    ? path.join(claim.work, path.relative(claim.target, resolved))
+    : file;
 }
 
 /** Write the reports asked for; Markdown also goes to $GITHUB_STEP_SUMMARY when set. */
-function writeReports(input: ReportInput, options: CommonOptions, outDir?: string): string[] {
+async function writeReports(
+  input: ReportInput,
+  options: CommonOptions,
+  claim?: OutputClaim,
+): Promise<string[]> {
   const written: string[] = [];
-  const write = (file: string | undefined, content: string) => {
+  const write = async (file: string | undefined, content: string) => {
     if (!file) return;
-    mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
-    writeFileSync(file, content);
-    written.push(file);
+    const target = placed(file, claim);
+    await writeFileAtomic(target, content);
+    written.push(target);
   };
-  write(options.junit ?? (outDir ? path.join(outDir, "junit.xml") : undefined), toJUnit(input));
+  const inOut = (name: string) => (claim ? path.join(claim.target, name) : undefined);
+  await write(options.junit ?? inOut("junit.xml"), toJUnit(input));
   const markdown = toMarkdown(input);
-  write(options.markdown ?? (outDir ? path.join(outDir, "report.md") : undefined), markdown);
-  write(options.html ?? (outDir ? path.join(outDir, "report.html") : undefined), toHtml(input));
-  if (process.env.GITHUB_STEP_SUMMARY)
-    appendFileSync(process.env.GITHUB_STEP_SUMMARY, `${markdown}\n`);
+  await write(options.markdown ?? inOut("report.md"), markdown);
+  await write(options.html ?? inOut("report.html"), toHtml(input));
+  const summary = process.env.GITHUB_STEP_SUMMARY;
+  if (summary) {
+    try {
+      appendFileSync(summary, `${markdown}\n`);
+    } catch (error) {
+      throw ioError(error, `$GITHUB_STEP_SUMMARY (${summary})`);
+    }
+  }
   return written;
 }
 
-function gateVerdict(gates: GateResult[], quiet: boolean): number {
+/** Print the gates' verdicts; the failure to throw once the outputs are in place, if any. */
+function gateVerdict(gates: GateResult[], quiet: boolean): GateError | undefined {
   if (!quiet)
     for (const g of gates)
       process.stdout.write(
@@ -157,10 +280,10 @@ function gateVerdict(gates: GateResult[], quiet: boolean): number {
       );
   const failed = gates.filter((g) => !g.passed);
   if (failed.length)
-    throw new GateError(
+    return new GateError(
       `${failed.length} gate${failed.length > 1 ? "s" : ""} failed: ${failed.map((g) => `${g.gate}${g.task ? ` (${g.task})` : ""}`).join(", ")}`,
     );
-  return 0;
+  return undefined;
 }
 
 function comparisonTable(c: Comparison): string {
@@ -177,49 +300,155 @@ function comparisonTable(c: Comparison): string {
   ].join("\n");
 }
 
+function createManifest(
+  file: string,
+  kind: string,
+  parameters: Record<string, unknown>,
+  id?: string,
+): Promise<ManifestWriter> {
+  return ManifestWriter.create(file, {
+    kind,
+    forgeVersion: pkg.version,
+    parameters,
+    hardwareIntervalSeconds: 2,
+    ...(id ? { id } : {}),
+  });
+}
+
+/**
+ * Run `fn` with a manifest at `file`, finishing it (awaited) either way. A failure to record
+ * the failure never hides the error that caused it.
+ */
 async function withManifest<T>(
   file: string,
   kind: string,
   parameters: Record<string, unknown>,
   fn: (m: ManifestWriter) => Promise<T>,
 ): Promise<T> {
-  const manifest = await ManifestWriter.create(file, {
-    kind,
-    forgeVersion: pkg.version,
-    parameters,
-    hardwareIntervalSeconds: 2,
-  });
+  const manifest = await createManifest(file, kind, parameters);
+  let value: T;
   try {
-    const value = await fn(manifest);
-    await manifest.succeed();
-    return value;
+    value = await fn(manifest);
   } catch (error) {
-    if (error instanceof GateError) await manifest.succeed();
-    else await manifest.fail(error);
+    await manifest.fail(error).catch(() => undefined);
     throw error;
+  }
+  await manifest.succeed();
+  return value;
+}
+
+/**
+ * The manifest records artifacts where they were read (the work directory); once the work is
+ * renamed into place they live under `target`.
+ */
+function relocateArtifacts(manifest: ManifestWriter, work: string, target: string): void {
+  // ManifestWriter.addArtifact records the path it hashed; until it can be told the path to
+  // record, the work paths are rewritten here before the last write.
+  for (const artifact of manifest.current.outputs.artifacts) {
+    const file = path.resolve(artifact.path);
+    if (isInside(work, file)) artifact.path = path.join(target, path.relative(work, file));
   }
 }
 
+/**
+ * A failed read or write in the (now removed) work directory, told as the output it was for:
+ * `cannot write <out>/report.html: no space left on the device (ENOSPC); --out <out> is as it
+ * was`.
+ */
+function inOutput(error: unknown, claim: OutputClaim, outDir: string): unknown {
+  if (!ForgeError.isInstance(error) || error.category !== "io") return error;
+  if (!error.message.includes(claim.work)) return error;
+  return new ForgeError(
+    error.code,
+    `${error.message.replaceAll(claim.work, claim.target)}; --out ${outDir} is as it was`,
+    { cause: error, category: "io" },
+  );
+}
+
+/** What a command's work leaves to do once its output is in place: print, then the verdict. */
+type Finish = () => GateError | undefined;
+
+/**
+ * Run `fn` in a claimed output directory (`--out`, of `kind`): its files and its manifest are
+ * written into the claim's work directory, which is renamed into place when everything is
+ * written; a failure removes the work and leaves whatever was at `--out` as it was. A failed
+ * gate (exit 1) still commits the output: the reports say what failed.
+ */
+async function withOutputDir(
+  outDir: string,
+  kind: string,
+  inputs: readonly string[],
+  options: CommonOptions,
+  parameters: Record<string, unknown>,
+  fn: (claim: OutputClaim, manifest: ManifestWriter) => Promise<Finish>,
+): Promise<number> {
+  const claim = await claimOutput(outDir, {
+    kind,
+    inputs,
+    force: Boolean(options.force),
+    flag: "--out",
+  });
+  let manifest: ManifestWriter | undefined;
+  let finish: Finish;
+  let committing = false;
+  try {
+    manifest = await createManifest(
+      path.join(claim.work, "manifest.json"),
+      kind,
+      parameters,
+      `${path.basename(claim.target)}-${new Date().toISOString()}`,
+    );
+    finish = await fn(claim, manifest);
+    relocateArtifacts(manifest, claim.work, claim.target);
+    await manifest.succeed();
+    committing = true;
+    await claim.commit();
+  } catch (error) {
+    if (!committing) await manifest?.fail(error).catch(() => undefined);
+    // A commit that failed says where the finished work was kept; anything earlier is removed.
+    await claim.release({ keepWork: committing });
+    throw committing ? error : inOutput(error, claim, outDir);
+  }
+  const gate = finish();
+  if (gate) throw gate;
+  return 0;
+}
+
 async function runCommand(location: string, options: CommonOptions): Promise<number> {
-  const tasks = await loadTasks(asList(options.tasks));
+  const settings = runSettings(options);
+  const tasks = await loadTasks(asList(options.tasks), taskOptions(options));
   const out = options.out ?? "eval-results.json";
+  const manifestFile = `${out.replace(/\.json$/, "")}.manifest.json`;
+  checkFileOutputs(
+    [
+      ["--out", out],
+      ["the run manifest", manifestFile],
+      ["--junit", options.junit],
+      ["--markdown", options.markdown],
+      ["--html", options.html],
+    ],
+    [location, ...tasks.flatMap(taskInputs)],
+  );
   return withManifest(
-    `${out.replace(/\.json$/, "")}.manifest.json`,
+    manifestFile,
     "eval",
     { model: location, tasks: tasks.map((t) => t.name), ...options },
     async (manifest) => {
       const backend = await initBackend();
       manifest.setBackend(backend.name);
       const model = await loadEvalModel(location);
-      await manifest.phaseStart("evaluate");
-      const results = await evaluate(model, tasks, options, Boolean(options.json));
-      await manifest.phaseEnd("evaluate", "succeeded", { tasks: tasks.length });
-      mkdirSync(path.dirname(path.resolve(out)), { recursive: true });
-      writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);
+      let results: EvalResults;
+      try {
+        await manifest.phaseStart("evaluate");
+        results = await evaluate(model, tasks, settings, options);
+        await manifest.phaseEnd("evaluate", "succeeded", { tasks: tasks.length });
+      } finally {
+        model.model.dispose();
+      }
+      await writeFileAtomic(out, `${JSON.stringify(results, null, 2)}\n`);
       await manifest.addArtifact(out, "results");
       for (const t of results.tasks) manifest.setMetric(t.name, t.mean);
-      writeReports({ title: `forge eval — ${model.name}`, results: [results] }, options);
-      model.model.dispose();
+      await writeReports({ title: `forge eval — ${model.name}`, results: [results] }, options);
       if (options.json)
         process.stdout.write(
           `${JSON.stringify({ out, model: results.model, tasks: results.tasks.map((t) => ({ name: t.name, n: t.n, rounds: t.rounds, mean: t.mean })) }, null, 2)}\n`,
@@ -243,70 +472,89 @@ function comparisonOptions(options: CommonOptions) {
   };
 }
 
+/** The single-file report flags of a command whose other outputs go into `outDir`. */
+const reportOutputs = (options: CommonOptions): [string, string | undefined][] => [
+  ["--junit", options.junit],
+  ["--markdown", options.markdown],
+  ["--html", options.html],
+];
+
+/** Write a JSON file into the claimed output. */
+const writeJson = (claim: OutputClaim, name: string, value: unknown) =>
+  writeFileAtomic(path.join(claim.work, name), `${JSON.stringify(value, null, 2)}\n`);
+
+/** Write the comparison's files and reports into the claim; printing waits for the commit. */
 async function reportComparison(
   input: ReportInput,
   comparison: Comparison | undefined,
   forgetting: ForgettingResult | undefined,
   gates: GateKind[],
   options: CommonOptions,
-  outDir: string,
+  claim: OutputClaim,
   manifest: ManifestWriter,
-): Promise<number> {
+): Promise<Finish> {
   const gateResults = gates.length ? evaluateGates(gates, comparison, forgetting) : [];
   const full = { ...input, ...(gateResults.length ? { gates: gateResults } : {}) };
-  mkdirSync(outDir, { recursive: true });
-  if (comparison)
-    writeFileSync(path.join(outDir, "comparison.json"), `${JSON.stringify(comparison, null, 2)}\n`);
-  if (forgetting)
-    writeFileSync(path.join(outDir, "forgetting.json"), `${JSON.stringify(forgetting, null, 2)}\n`);
-  for (const file of writeReports(full, options, outDir))
+  if (comparison) await writeJson(claim, "comparison.json", comparison);
+  if (forgetting) await writeJson(claim, "forgetting.json", forgetting);
+  for (const file of await writeReports(full, options, claim))
     await manifest.addArtifact(file, "report");
   manifest.setMetric(
     "gates",
     gateResults.map((g) => ({ gate: g.gate, task: g.task, passed: g.passed })),
   );
-  if (options.json) {
-    process.stdout.write(
-      `${JSON.stringify({ comparison, forgetting, gates: gateResults, out: outDir }, null, 2)}\n`,
-    );
-  } else {
-    if (comparison) process.stdout.write(`${comparisonTable(comparison)}\n`);
-    if (forgetting) {
-      process.stdout.write(`${heatmapTerminal(forgetting)}\n`);
-      if (forgetting.backwardTransfer !== undefined)
-        process.stdout.write(
-          `backward transfer ${(100 * forgetting.backwardTransfer).toFixed(1)} points\n`,
-        );
+  const outDir = options.out ?? path.basename(claim.target);
+  return () => {
+    if (options.json) {
+      process.stdout.write(
+        `${JSON.stringify({ comparison, forgetting, gates: gateResults, out: outDir }, null, 2)}\n`,
+      );
+    } else {
+      if (comparison) process.stdout.write(`${comparisonTable(comparison)}\n`);
+      if (forgetting) {
+        process.stdout.write(`${heatmapTerminal(forgetting)}\n`);
+        if (forgetting.backwardTransfer !== undefined)
+          process.stdout.write(
+            `backward transfer ${(100 * forgetting.backwardTransfer).toFixed(1)} points\n`,
+          );
+      }
+      process.stdout.write(`reports in ${outDir}\n`);
     }
-    process.stdout.write(`reports in ${outDir}\n`);
-  }
-  return gateVerdict(gateResults, Boolean(options.json));
+    return gateVerdict(gateResults, Boolean(options.json));
+  };
 }
 
 async function abCommand(a: string, b: string, options: CommonOptions): Promise<number> {
-  const tasks = await loadTasks(asList(options.tasks));
+  const settings = runSettings(options);
   const gates = parseGates(options.failOn);
-  const settings = comparisonOptions(options);
+  const comparisonSettings = comparisonOptions(options);
+  const tasks = await loadTasks(asList(options.tasks), taskOptions(options));
   const outDir = options.out ?? "eval-ab";
-  return withManifest(
-    path.join(outDir, "manifest.json"),
+  const inputs = [a, b, ...tasks.flatMap(taskInputs)];
+  checkFileOutputs(reportOutputs(options), inputs, outDir);
+  return withOutputDir(
+    outDir,
     "eval-ab",
+    inputs,
+    options,
     { a, b, tasks: tasks.map((t) => t.name), ...options },
-    async (manifest) => {
+    async (claim, manifest) => {
       manifest.setBackend((await initBackend()).name);
       const results: EvalResults[] = [];
       for (const [i, location] of [a, b].entries()) {
         const model = await loadEvalModel(location);
-        await manifest.phaseStart(`evaluate ${model.name}`);
-        const system = i === 0 ? options.systemA : options.systemB;
-        results.push(await evaluate(model, tasks, options, Boolean(options.json), system));
-        await manifest.phaseEnd(`evaluate ${model.name}`);
-        model.model.dispose();
+        try {
+          await manifest.phaseStart(`evaluate ${model.name}`);
+          const system = i === 0 ? options.systemA : options.systemB;
+          results.push(await evaluate(model, tasks, settings, options, system));
+          await manifest.phaseEnd(`evaluate ${model.name}`);
+        } finally {
+          model.model.dispose();
+        }
       }
-      mkdirSync(outDir, { recursive: true });
-      writeFileSync(path.join(outDir, "a.json"), `${JSON.stringify(results[0], null, 2)}\n`);
-      writeFileSync(path.join(outDir, "b.json"), `${JSON.stringify(results[1], null, 2)}\n`);
-      const comparison = compareResults(results[0]!, results[1]!, settings);
+      await writeJson(claim, "a.json", results[0]);
+      await writeJson(claim, "b.json", results[1]);
+      const comparison = compareResults(results[0]!, results[1]!, comparisonSettings);
       return reportComparison(
         {
           title: `forge eval ab — ${results[0]!.model.name} vs ${results[1]!.model.name}`,
@@ -317,7 +565,7 @@ async function abCommand(a: string, b: string, options: CommonOptions): Promise<
         undefined,
         gates,
         options,
-        outDir,
+        claim,
         manifest,
       );
     },
@@ -331,7 +579,7 @@ async function forgettingCommand(
   const bakedList = asList(options.baked);
   if (bakedList.length === 0)
     throw new UsageError("--baked <model> is required (repeatable, in bake order)");
-  const tasks = await loadTasks(asList(options.tasks));
+  const settings = runSettings(options);
   const gates = parseGates(options.failOn);
   const margin = number(
     options.margin,
@@ -340,39 +588,40 @@ async function forgettingCommand(
     (n) => n >= 0 && n < 1,
     "in [0, 1) (score units; 0.034 = 3.4 points)",
   );
+  const alpha = comparisonOptions(options).alpha;
+  const tasks = await loadTasks(asList(options.tasks), taskOptions(options));
   const outDir = options.out ?? "eval-forgetting";
-  return withManifest(
-    path.join(outDir, "manifest.json"),
+  const inputs = [options.base, ...bakedList, ...tasks.flatMap(taskInputs)];
+  checkFileOutputs(reportOutputs(options), inputs, outDir);
+  return withOutputDir(
+    outDir,
     "eval-forgetting",
+    inputs,
+    options,
     { base: options.base, baked: bakedList, tasks: tasks.map((t) => t.name), margin },
-    async (manifest) => {
+    async (claim, manifest) => {
       manifest.setBackend((await initBackend()).name);
       const results: EvalResults[] = [];
       for (const location of [options.base!, ...bakedList]) {
         const model = await loadEvalModel(location);
-        await manifest.phaseStart(`evaluate ${model.name}`);
-        results.push(await evaluate(model, tasks, options, Boolean(options.json)));
-        await manifest.phaseEnd(`evaluate ${model.name}`);
-        model.model.dispose();
+        try {
+          await manifest.phaseStart(`evaluate ${model.name}`);
+          results.push(await evaluate(model, tasks, settings, options));
+          await manifest.phaseEnd(`evaluate ${model.name}`);
+        } finally {
+          model.model.dispose();
+        }
       }
-      const forgetting = forgettingFromResults(results[0]!, results.slice(1), {
-        margin,
-        alpha: comparisonOptions(options).alpha,
-      });
-      mkdirSync(outDir, { recursive: true });
-      for (const [i, r] of results.entries()) {
-        writeFileSync(
-          path.join(outDir, `${i === 0 ? "base" : `baked-${i}`}.json`),
-          `${JSON.stringify(r, null, 2)}\n`,
-        );
-      }
+      const forgetting = forgettingFromResults(results[0]!, results.slice(1), { margin, alpha });
+      for (const [i, r] of results.entries())
+        await writeJson(claim, `${i === 0 ? "base" : `baked-${i}`}.json`, r);
       return reportComparison(
         { title: `forge eval forgetting — ${results[0]!.model.name}`, results, forgetting },
         undefined,
         forgetting,
         gates,
         options,
-        outDir,
+        claim,
         manifest,
       );
     },
@@ -389,25 +638,29 @@ async function compareCommand(
     throw new UsageError(
       "compare checks regression and no-improvement; use forge eval forgetting for the forgetting gate",
     );
+  const settings = comparisonOptions(options);
   const outDir = options.out ?? "eval-compare";
-  return withManifest(
-    path.join(outDir, "manifest.json"),
+  const inputs = [fileA, fileB];
+  checkFileOutputs(reportOutputs(options), inputs, outDir);
+  const a = await readResults(fileA);
+  const b = await readResults(fileB);
+  const comparison = compareResults(a, b, settings);
+  return withOutputDir(
+    outDir,
     "eval-compare",
+    inputs,
+    options,
     { a: fileA, b: fileB, ...options },
-    async (manifest) => {
-      const a = await readResults(fileA);
-      const b = await readResults(fileB);
-      const comparison = compareResults(a, b, comparisonOptions(options));
-      return reportComparison(
+    (claim, manifest) =>
+      reportComparison(
         { title: `forge eval compare — ${a.model.name} vs ${b.model.name}`, comparison },
         comparison,
         undefined,
         gates,
         options,
-        outDir,
+        claim,
         manifest,
-      );
-    },
+      ),
   );
 }
 
@@ -427,7 +680,15 @@ function runFlags<T extends ReturnType<CAC["command"]>>(command: T): T {
     .option("--tasks <file|glob>", "Task files (repeatable or comma-separated)")
     .option("--rounds <R>", "Rounds per item (sampling seeds); default each task's own")
     .option("--seed <n>", "Base seed (round r uses seed + r; default 0)")
-    .option("--cache-dir <dir>", "Results cache (default .forge-cache/eval)") as T;
+    .option("--cache-dir <dir>", "Results cache (default .forge-cache/eval)")
+    .option(
+      "--allow-outside",
+      "Let a task's data: and scorer module be files outside the task file's directory",
+    )
+    .option(
+      "--allow-code",
+      "Let js scorers run: a task's scorer module is JavaScript run with your rights",
+    ) as T;
 }
 
 function gateFlags<T extends ReturnType<CAC["command"]>>(command: T): T {
@@ -443,6 +704,12 @@ function gateFlags<T extends ReturnType<CAC["command"]>>(command: T): T {
     ) as T;
 }
 
+const forceFlag = <T extends ReturnType<CAC["command"]>>(command: T): T =>
+  command.option(
+    "--force",
+    "Replace --out when it holds a previous output of this command (nothing else is replaced)",
+  ) as T;
+
 export function register(cli: CAC): void {
   reportFlags(
     runFlags(
@@ -453,10 +720,12 @@ export function register(cli: CAC): void {
     .option("--out <file>", "Results JSON (default eval-results.json)")
     .example("forge eval run models/forge-tiny --tasks 'models/forge-tiny/tasks/*.yaml'")
     .action((model: string, options: CommonOptions) => runCommand(model, options));
-  reportFlags(
-    gateFlags(
-      runFlags(
-        cli.command("ab <modelA> <modelB>", "Paired A/B test of two models on the same items"),
+  forceFlag(
+    reportFlags(
+      gateFlags(
+        runFlags(
+          cli.command("ab <modelA> <modelB>", "Paired A/B test of two models on the same items"),
+        ),
       ),
     ),
   )
@@ -467,12 +736,14 @@ export function register(cli: CAC): void {
       "forge eval ab models/forge-tiny bakes/pirate --system-a 'You are a pirate.' --tasks 'models/forge-tiny/tasks/*.yaml' --fail-on regression",
     )
     .action((a: string, b: string, options: CommonOptions) => abCommand(a, b, options));
-  reportFlags(
-    gateFlags(
-      runFlags(
-        cli.command(
-          "forgetting",
-          "Base vs baked models on every task: matrix, deltas, non-inferiority, BWT",
+  forceFlag(
+    reportFlags(
+      gateFlags(
+        runFlags(
+          cli.command(
+            "forgetting",
+            "Base vs baked models on every task: matrix, deltas, non-inferiority, BWT",
+          ),
         ),
       ),
     ),
@@ -487,11 +758,13 @@ export function register(cli: CAC): void {
     .action((options: CommonOptions & { base?: string; baked?: string | string[] }) =>
       forgettingCommand(options),
     );
-  reportFlags(
-    gateFlags(
-      cli.command(
-        "compare <resultsA> <resultsB>",
-        "Compare two results files offline (no model needed)",
+  forceFlag(
+    reportFlags(
+      gateFlags(
+        cli.command(
+          "compare <resultsA> <resultsB>",
+          "Compare two results files offline (no model needed)",
+        ),
       ),
     ),
   )
