@@ -25,7 +25,26 @@ import { forge, type Run } from "../run-cli.js";
 
 const TINY = fileURLToPath(new URL("../../../../models/forge-tiny", import.meta.url));
 const dir = mkdtempSync(path.join(os.tmpdir(), "forge-eval-safety-"));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+// A full disk: a small tmpfs inside `dir` (root only; that test is skipped where mount is not
+// allowed). It is unmounted before `dir` is removed.
+const mountPoint = path.join(dir, "small-disk");
+let mounted = false;
+beforeAll(() => {
+  if (process.platform !== "linux" || process.getuid?.() !== 0) return;
+  mkdirSync(mountPoint, { recursive: true });
+  try {
+    execFileSync("mount", ["-t", "tmpfs", "-o", "size=256k", "tmpfs", mountPoint], {
+      stdio: "ignore",
+    });
+    mounted = true;
+  } catch {
+    mounted = false;
+  }
+});
+afterAll(() => {
+  if (mounted) execFileSync("umount", [mountPoint], { stdio: "ignore" });
+  rmSync(dir, { recursive: true, force: true });
+});
 const at = (...parts: string[]) => path.join(dir, ...parts);
 const json = (file: string) => JSON.parse(readFileSync(file, "utf8"));
 
@@ -163,7 +182,7 @@ describe("task files stay inside their directory (--allow-outside)", () => {
       ]),
     );
     expect(json(out).tasks[0].n).toBe(2);
-  });
+  }, 180_000);
 });
 
 describe("js scorers run only with --allow-code", () => {
@@ -195,7 +214,7 @@ describe("js scorers run only with --allow-code", () => {
     expectOk(await forge(["eval", "run", TINY, "--tasks", task, "--out", out, "--allow-code"]));
     expect(existsSync(ran)).toBe(true);
     expect(json(out).tasks[0].scorer).toBe("js");
-  });
+  }, 180_000);
 
   it("the module stays inside the task file's directory unless --allow-outside", async () => {
     const ran = jsModule(elsewhere, "far");
@@ -223,7 +242,7 @@ describe("js scorers run only with --allow-code", () => {
       ]),
     );
     expect(existsSync(ran)).toBe(true);
-  });
+  }, 180_000);
 });
 
 describe("output directories forge owns (ab, forgetting, compare)", () => {
@@ -256,7 +275,7 @@ describe("output directories forge owns (ab, forgetting, compare)", () => {
     expect(leftovers(dir)).toEqual([]);
   });
 
-  it("a failed gate (exit 1) still leaves its reports in place; a run that fails leaves nothing", async () => {
+  it("a failed gate (exit 1) still leaves its reports in place; bad input leaves nothing", async () => {
     const gated = at("gated");
     const run = await forge(["eval", "compare", B, A, "--out", gated, "--fail-on", "regression"]);
     expect(run.code, run.stderr).toBe(1);
@@ -388,44 +407,27 @@ describe("single-file outputs (eval run --out, --junit, --markdown, --html)", ()
     expect(readFileSync(at("run", "junit.xml"), "utf8")).toMatch(/<testsuite/);
     expect(leftovers(at("run"))).toEqual([]);
     expect(readdirSync(at("run")).filter((n) => n.startsWith("."))).toEqual([]);
-  });
-});
-
-// A full disk: a small tmpfs (root only; skipped where mount is not allowed).
-const mountPoint = at("small-disk");
-let mounted = false;
-beforeAll(() => {
-  if (process.platform !== "linux" || process.getuid?.() !== 0) return;
-  mkdirSync(mountPoint, { recursive: true });
-  try {
-    execFileSync("mount", ["-t", "tmpfs", "-o", "size=256k", "tmpfs", mountPoint], {
-      stdio: "ignore",
-    });
-    mounted = true;
-  } catch {
-    mounted = false;
-  }
-});
-afterAll(() => {
-  if (mounted) execFileSync("umount", [mountPoint], { stdio: "ignore" });
+  }, 180_000);
 });
 
 describe("a full disk", () => {
-  it("ends in one line naming the path (exit 2) and leaves the previous output as it was", async (context) => {
+  it("wherever a write fails (lock, marker, manifest, results, reports): one line naming the path, exit 2, the previous output as it was, nothing left behind", async (context) => {
     if (!mounted) context.skip();
     const out = path.join(mountPoint, "cmp");
     expectOk(await forge(["eval", "compare", A, B, "--out", out, "--json"]));
     const before = snapshot(out);
-    // Fill the disk, leaving room for the lock and the work directory's first files only.
-    const { bavail, bsize } = statfsSync(mountPoint);
-    writeFileSync(
-      path.join(mountPoint, "filler"),
-      Buffer.alloc(Math.max(0, bavail * bsize - 12_288)),
-    );
-    const run = await forge(["eval", "compare", A, B, "--out", out, "--force"]);
-    expectRefused(run, /no space left on the device \(ENOSPC\)/);
-    expect(run.stderr.trim().split("\n")).toHaveLength(1);
-    expect(snapshot(out)).toEqual(before);
-    expect(leftovers(mountPoint)).toEqual([]);
-  });
+    const filler = path.join(mountPoint, "filler");
+    // Free space left, in pages: none (the lock fails), one (the work directory's marker), two
+    // (the manifest), then the results and reports in turn.
+    for (const pages of [0, 1, 2, 3, 4, 5]) {
+      rmSync(filler, { force: true });
+      const { bavail, bsize } = statfsSync(mountPoint);
+      writeFileSync(filler, Buffer.alloc(Math.max(0, bavail * bsize - pages * 4096)));
+      const run = await forge(["eval", "compare", A, B, "--out", out, "--force"]);
+      expectRefused(run, mountPoint, /no space left on (the )?device/);
+      expect(run.stderr.trim().split("\n"), `${pages} pages free`).toHaveLength(1);
+      expect(snapshot(out), `${pages} pages free`).toEqual(before);
+      expect(leftovers(mountPoint), `${pages} pages free`).toEqual([]);
+    }
+  }, 180_000);
 });
