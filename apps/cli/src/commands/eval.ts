@@ -337,17 +337,12 @@ async function withManifest<T>(
   return value;
 }
 
-/**
- * The manifest records artifacts where they were read (the work directory); once the work is
- * renamed into place they live under `target`.
- */
-function relocateArtifacts(manifest: ManifestWriter, work: string, target: string): void {
-  // ManifestWriter.addArtifact records the path it hashed; until it can be told the path to
-  // record, the work paths are rewritten here before the last write.
-  for (const artifact of manifest.current.outputs.artifacts) {
-    const file = path.resolve(artifact.path);
-    if (isInside(work, file)) artifact.path = path.join(target, path.relative(work, file));
-  }
+/** Where a file written in the claim's work directory will stay once the work is in place. */
+function finalPath(file: string, claim: OutputClaim): string {
+  const resolved = path.resolve(file);
+  return isInside(claim.work, resolved)
+    ? path.join(claim.target, path.relative(claim.work, resolved))
+    : file;
 }
 
 /**
@@ -426,7 +421,6 @@ async function withOutputDir(
       `${path.basename(claim.target)}-${new Date().toISOString()}`,
     );
     finish = await fn(claim, manifest);
-    relocateArtifacts(manifest, claim.work, claim.target);
     await manifest.succeed();
     committing = true;
     await claim.commit();
@@ -525,7 +519,7 @@ async function reportComparison(
   if (comparison) await writeJson(claim, "comparison.json", comparison);
   if (forgetting) await writeJson(claim, "forgetting.json", forgetting);
   for (const file of await writeReports(full, options, claim))
-    await manifest.addArtifact(file, "report");
+    await manifest.addArtifact(file, "report", finalPath(file, claim));
   manifest.setMetric(
     "gates",
     gateResults.map((g) => ({ gate: g.gate, task: g.task, passed: g.passed })),
