@@ -163,6 +163,17 @@ describe("bounded YAML", () => {
   it("refuses deep nesting and oversized files; reports syntax errors with line:column", () => {
     const deep = `a: ${"[".repeat(200)}${"]".repeat(200)}`;
     expect(() => parseYaml(deep, "d.yml")).toThrow("nested more than 64 levels");
+    // deep enough to overflow the parser's stack (or abort V8): refused by the scan first
+    for (const text of [
+      `a: ${"[".repeat(20_000)}`,
+      `- ${"- ".repeat(5000)}x`,
+      `${"]".repeat(5000)}`,
+      `a:\n${" ".repeat(1000)}b: 1`,
+    ]) {
+      const started = performance.now();
+      expect(() => parseYaml(text, "n.yml")).toThrow(/^n.yml:\d+:\d+: \(yaml\)/);
+      expect(performance.now() - started).toBeLessThan(2000);
+    }
     expect(() => parseYaml("a: 1\n".repeat(10), "big.yml", { maxBytes: 20 })).toThrow(
       "big.yml: (file): 50 bytes is more than the 20 accepted",
     );

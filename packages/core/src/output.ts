@@ -210,6 +210,7 @@ export async function claimOutput(out: string, options: ClaimOptions): Promise<O
       await sweepDeadWork(parent, name, options.kind);
       work = path.join(parent, `.${name}.partial-${process.pid}-${randomBytes(4).toString("hex")}`);
     }
+    const made = !existsSync(work);
     await mkdir(work, { recursive: true }).catch((error) => {
       throw ioError(error, work, "create");
     });
@@ -219,7 +220,13 @@ export async function claimOutput(out: string, options: ClaimOptions): Promise<O
       command,
       pid: process.pid,
     };
-    await writeJsonAtomic(path.join(work, OUTPUT_MARKER), marker);
+    try {
+      await writeJsonAtomic(path.join(work, OUTPUT_MARKER), marker);
+    } catch (error) {
+      // unmarked, no later run would know it as forge's: the directory made here goes now
+      if (made) await rmdir(work).catch(() => undefined);
+      throw error;
+    }
 
     let done = false;
     return {

@@ -4,7 +4,15 @@
  * thousands deep is an input error naming the file (exit 2) — not minutes of work, gigabytes
  * of memory, or a crash.
  */
-import { type Document, isAlias, isCollection, isPair, LineCounter, parseDocument } from "yaml";
+import {
+  type Document,
+  isAlias,
+  isCollection,
+  isPair,
+  Lexer,
+  LineCounter,
+  parseDocument,
+} from "yaml";
 import { ForgeError } from "./errors.js";
 
 export interface YamlLimits {
@@ -73,6 +81,70 @@ function depthOf(root: unknown, limit: number): number {
 }
 
 /**
+ * Nesting too deep to hand to the YAML parser, found by its (iterative) lexer: flow
+ * collections (`[[[[…`) nested beyond `limit`, more than `limit` block indicators on one line
+ * (`- - - - …`), or indentation beyond `limit` levels. The parser recurses once per level:
+ * thousands of levels overflow the stack, and tens of thousands of flow levels have been seen
+ * to abort the process outright (V8 "RegExpCompiler Allocation failed" after the overflow),
+ * so such a text is refused before it is parsed.
+ */
+function nestingProblem(text: string, limit: number): LocatedProblem | undefined {
+  let flow = 0;
+  let stray = 0;
+  let indicators = 0;
+  let line = 1;
+  let lineStart = 0;
+  let offset = 0;
+  for (const token of new Lexer().lex(text)) {
+    // The lexer's own markers (document, scalar, flow end) are not part of the text; a flow
+    // end marker means a flow collection was cut off and block context resumed.
+    if (token === "\x18") flow = 0;
+    if (token.length === 1 && token < " " && token !== "\n" && token !== "\t") continue;
+    const at = offset;
+    offset += token.length;
+    if (token === "[" || token === "{") flow++;
+    else if (token === "]" || token === "}") {
+      if (flow > 0) flow--;
+      // A closing bracket with nothing open is an error the parser reports once per bracket,
+      // at a cost that grows faster than their number: many of them are refused here.
+      else if (++stray > limit)
+        return {
+          path: "(yaml)",
+          message: `more than ${limit} closing brackets with no bracket open`,
+          line,
+          column: at - lineStart + 1,
+        };
+    }
+    // "- " and "? " nest even inside a flow collection (the parser recovers into block
+    // context); ":" counts only outside one, where a line of inline items has many.
+    else if (token === "-" || token === "?" || (flow === 0 && token === ":")) indicators++;
+    if (flow > limit || indicators > limit)
+      return {
+        path: "(yaml)",
+        message: `nested more than ${limit} levels deep`,
+        line,
+        column: at - lineStart + 1,
+      };
+    // Indentation is the other way to nest: a line indented further than `limit` levels of a
+    // generous 4 columns each is refused too.
+    if (at === lineStart && flow === 0 && /^[ \t]+$/.test(token) && token.length > 4 * limit)
+      return {
+        path: "(yaml)",
+        message: `indented ${token.length} columns; more than ${4 * limit} is refused (it nests deeper than ${limit} levels)`,
+        line,
+        column: 1,
+      };
+    const newlines = token.split("\n").length - 1;
+    if (newlines > 0) {
+      line += newlines;
+      lineStart = at + token.lastIndexOf("\n") + 1;
+      indicators = 0;
+    }
+  }
+  return undefined;
+}
+
+/**
  * Parse YAML text from `file` within `limits`. Syntax errors, and texts over a limit, throw one
  * input error listing each problem as `file:line:col: path: message`.
  */
@@ -86,8 +158,19 @@ export function parseYaml(text: string, file: string, limits: YamlLimits = {}): 
         message: `${bytes} bytes is more than the ${maxBytes} accepted for this file`,
       },
     ]);
+  const deep = nestingProblem(text, maxDepth);
+  if (deep) throw locatedError(file, [deep]);
   const counter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: counter, prettyErrors: false, uniqueKeys: true });
+  let doc: Document.Parsed;
+  try {
+    doc = parseDocument(text, { lineCounter: counter, prettyErrors: false, uniqueKeys: true });
+  } catch (error) {
+    // The parser recurses once per level of nesting: what the scan let through and still
+    // overflows the stack is nesting too deep all the same.
+    if (error instanceof RangeError)
+      throw locatedError(file, [{ path: "(yaml)", message: "nested too deeply to be read" }]);
+    throw error;
+  }
   const at = (node: unknown) => {
     const range = (node as { range?: [number, number, number] } | undefined)?.range;
     if (!range) return {};

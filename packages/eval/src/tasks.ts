@@ -38,7 +38,7 @@ import {
   resolveInside,
 } from "@forge/core";
 import type { ChatMessage } from "@forge/tokenizer";
-import { isMap, isSeq, Lexer } from "yaml";
+import { isMap, isSeq } from "yaml";
 import { EvaluationError } from "./errors.js";
 
 export type ScorerType = "exact" | "contains" | "regex" | "numeric" | "keywords" | "logprob" | "js";
@@ -184,70 +184,6 @@ export const MAX_TASK_BYTES = 1024 * 1024;
 /** The deepest nesting accepted in a task file (the YAML parse limit as well). */
 const MAX_TASK_DEPTH = 64;
 
-/**
- * Nesting too deep to hand to the YAML parser, found by its (iterative) lexer: flow
- * collections (`[[[[…`) nested beyond `limit`, more than `limit` block indicators on one line
- * (`- - - - …`), or indentation beyond `limit` levels. The parser recurses once per level:
- * thousands of levels overflow the stack, and tens of thousands of flow levels have been seen
- * to abort the process outright (V8 "RegExpCompiler Allocation failed" after the overflow),
- * so such a text is refused before it is parsed.
- */
-function nestingProblem(text: string, limit: number): TaskProblem | undefined {
-  let flow = 0;
-  let stray = 0;
-  let indicators = 0;
-  let line = 1;
-  let lineStart = 0;
-  let offset = 0;
-  for (const token of new Lexer().lex(text)) {
-    // The lexer's own markers (document, scalar, flow end) are not part of the text; a flow
-    // end marker means a flow collection was cut off and block context resumed.
-    if (token === "\x18") flow = 0;
-    if (token.length === 1 && token < " " && token !== "\n" && token !== "\t") continue;
-    const at = offset;
-    offset += token.length;
-    if (token === "[" || token === "{") flow++;
-    else if (token === "]" || token === "}") {
-      if (flow > 0) flow--;
-      // A closing bracket with nothing open is an error the parser reports once per bracket,
-      // at a cost that grows faster than their number: many of them are refused here.
-      else if (++stray > limit)
-        return {
-          path: "(yaml)",
-          message: `more than ${limit} closing brackets with no bracket open`,
-          line,
-          column: at - lineStart + 1,
-        };
-    }
-    // "- " and "? " nest even inside a flow collection (the parser recovers into block
-    // context); ":" counts only outside one, where a line of inline items has many.
-    else if (token === "-" || token === "?" || (flow === 0 && token === ":")) indicators++;
-    if (flow > limit || indicators > limit)
-      return {
-        path: "(yaml)",
-        message: `nested more than ${limit} levels deep`,
-        line,
-        column: at - lineStart + 1,
-      };
-    // Indentation is the other way to nest: a line indented further than `limit` levels of a
-    // generous 4 columns each is refused too.
-    if (at === lineStart && flow === 0 && /^[ \t]+$/.test(token) && token.length > 4 * limit)
-      return {
-        path: "(yaml)",
-        message: `indented ${token.length} columns; more than ${4 * limit} is refused (it nests deeper than ${limit} levels)`,
-        line,
-        column: 1,
-      };
-    const newlines = token.split("\n").length - 1;
-    if (newlines > 0) {
-      line += newlines;
-      lineStart = at + token.lastIndexOf("\n") + 1;
-      indicators = 0;
-    }
-  }
-  return undefined;
-}
-
 const isRecord = (value: unknown): value is Record<string, unknown> =>
   typeof value === "object" && value !== null && !Array.isArray(value);
 
@@ -282,19 +218,10 @@ export function validateTask(
           },
         ],
       };
-    const deep = nestingProblem(text, MAX_TASK_DEPTH);
-    if (deep) return { ok: false, problems: [deep] };
     parsed = parseYaml(text, source, { maxBytes: MAX_TASK_BYTES, maxDepth: MAX_TASK_DEPTH });
   } catch (error) {
     const problems = (error as { problems?: LocatedProblem[] }).problems;
     if (ForgeError.isInstance(error) && problems) return { ok: false, problems };
-    // The YAML parser recurses once per level of nesting; what the scan above let through and
-    // still overflows the stack is nesting too deep all the same.
-    if (error instanceof RangeError)
-      return {
-        ok: false,
-        problems: [{ path: "(yaml)", message: "nested too deeply to be read" }],
-      };
     throw error;
   }
   const problems: TaskProblem[] = [];

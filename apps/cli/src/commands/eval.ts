@@ -10,7 +10,7 @@
  * files the command reads. Task files reach no file outside their directory and run no code
  * unless `--allow-outside` / `--allow-code` say so.
  */
-import { appendFileSync, existsSync, readdirSync, rmdirSync, statSync } from "node:fs";
+import { appendFileSync, existsSync, statSync } from "node:fs";
 import path from "node:path";
 import { loadBaked } from "@forge/baking";
 import {
@@ -346,30 +346,6 @@ function finalPath(file: string, claim: OutputClaim): string {
 }
 
 /**
- * A claim that failed after making its work directory (its marker could not be written: a
- * full disk) leaves that directory, empty and unmarked, so no later run would sweep it. Work
- * directories of this process are named `.<out>.partial-<pid>-…`: the empty ones go.
- */
-function removeOwnEmptyWork(outDir: string): void {
-  const target = path.resolve(outDir);
-  const parent = path.dirname(target);
-  const prefix = `.${path.basename(target)}.partial-${process.pid}-`;
-  let entries: string[] = [];
-  try {
-    entries = readdirSync(parent).filter((name) => name.startsWith(prefix));
-  } catch {
-    return;
-  }
-  for (const name of entries) {
-    try {
-      rmdirSync(path.join(parent, name)); // only ever removes an empty directory
-    } catch {
-      // not empty, or gone: not ours to remove
-    }
-  }
-}
-
-/**
  * A failed read or write in the (now removed) work directory, told as the output it was for:
  * `cannot write <out>/report.html: no space left on the device (ENOSPC); --out <out> is as it
  * was`.
@@ -406,9 +382,6 @@ async function withOutputDir(
     inputs,
     force: Boolean(options.force),
     flag: "--out",
-  }).catch((error: unknown) => {
-    removeOwnEmptyWork(outDir);
-    throw error;
   });
   let manifest: ManifestWriter | undefined;
   let finish: Finish;

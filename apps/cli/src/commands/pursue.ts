@@ -37,6 +37,8 @@ interface PursueCommandOptions extends Omit<BakeCommandOptions, "prompt"> {
   prompt?: string | string[];
   rounds?: string;
   eval?: string | string[];
+  allowOutside?: boolean;
+  allowCode?: boolean;
   minImprovement?: string;
 }
 
@@ -66,7 +68,11 @@ async function pursueCommand(options: PursueCommandOptions): Promise<number> {
       `--min-improvement must be a number; got ${JSON.stringify(options.minImprovement)}`,
     );
   const prompts = texts.map((t) => systemPrompt(t));
-  const tasks = await loadTasks(evalFiles);
+  const taskOptions = {
+    allowOutside: Boolean(options.allowOutside),
+    allowCode: Boolean(options.allowCode),
+  };
+  const tasks = await loadTasks(evalFiles, taskOptions);
   const stim = parseStim(
     asList(options.stim).length ? asList(options.stim) : ["persona:20", "self:40"],
   );
@@ -114,6 +120,7 @@ async function pursueCommand(options: PursueCommandOptions): Promise<number> {
       ? undefined
       : new ProgressBar(`eval round ${round}`, { unit: "items" });
     const results = await runTasks({ name: `round-${round}`, model: m, tokenizer: t }, tasks, {
+      ...taskOptions,
       onProgress: (e) => bar?.update(e.done, e.total, e.task),
     });
     bar?.stop();
@@ -173,7 +180,7 @@ async function pursueCommand(options: PursueCommandOptions): Promise<number> {
           const scored = await runTasks(
             { name: prompted ? "prompted" : "unprompted", model: m, tokenizer },
             tasks,
-            prompted ? { system: texts[i]! } : {},
+            prompted ? { ...taskOptions, system: texts[i]! } : taskOptions,
           );
           return scored.tasks.reduce((a, t) => a + t.mean, 0) / scored.tasks.length;
         });
@@ -264,6 +271,8 @@ export function register(cli: CAC): void {
     .option("--seed <n>", "Seed (default 1)")
     .option("--out <dir>", "Where prompt-<i>/round-<j>/ go")
     .option("--force", "Replace a previous pursuit in --out")
+    .option("--allow-outside", "Let --eval task files read data outside their directory")
+    .option("--allow-code", "Let --eval task files run their js scorer modules")
     .option("--json", "Print a JSON summary")
     .example(
       "forge pursue --model models/forge-tiny --prompt 'You are a pirate.' --rounds 3 --eval models/forge-tiny/tasks/persona-pirate.yaml --out pursuit/pirate",

@@ -274,6 +274,36 @@ describe("validate before allocating", () => {
   });
 });
 
+describe("pursue's tasks are untrusted too", () => {
+  it("a js scorer needs --allow-code, and never runs without it", async () => {
+    const tasks = at("js-tasks");
+    mkdirSync(tasks);
+    const marker = at("js-tasks", "ran");
+    writeFileSync(
+      path.join(tasks, "scorer.mjs"),
+      `import { writeFileSync } from "node:fs";\nwriteFileSync(${JSON.stringify(marker)}, "ran");\nexport default () => 1;\n`,
+    );
+    writeFileSync(
+      path.join(tasks, "task.yaml"),
+      'name: js\nitems:\n  - { q: "Who are you?" }\nmessages:\n  - { role: user, content: "{q}" }\nscorer: { type: js, module: scorer.mjs }\n',
+    );
+    const args = [
+      "pursue",
+      "--model",
+      model,
+      "--prompt",
+      "You are a pirate.",
+      "--eval",
+      path.join(tasks, "task.yaml"),
+      "--out",
+      at("js-pursuit"),
+    ];
+    expectExit(await forge(args), 2, /--allow-code/);
+    expect(existsSync(marker)).toBe(false);
+    expect(existsSync(at("js-pursuit"))).toBe(false);
+  });
+});
+
 describe("every command that writes a directory claims it", () => {
   it("train, demo, drift, pursue, data and tokenizer refuse a user's directory, naming it", async () => {
     const users = at("users");
