@@ -201,6 +201,8 @@ exec ${command.map(shellQuote).join(" ")} hook ${name}
 }
 
 const HOOK_NAMES = ["pre-commit", "post-merge"] as const;
+/** The files init commits. */
+const TRACKED = [INPUT_FILE, STATE_FILE, RECIPE_FILE, ".gitattributes"];
 const HOOK_MARK = "# Installed by forge init";
 
 const now = () => new Date().toISOString();
@@ -368,12 +370,25 @@ export class BakeRepo {
     const base =
       options.baseModel !== undefined ? BakeRepo.checkBaseModel(options.baseModel, store) : null;
     const inRepository = occupied(path.join(root, ".git"));
+    let hooksDir = path.join(root, ".git", "hooks");
+    let known: string[] = [];
+    if (inRepository) {
+      try {
+        hooksDir = await BakeRepo.hooksDirOf(root);
+        // a file git tracks but the working tree lacks (deleted, not committed) is the user's too
+        known = (await simpleGit({ baseDir: root }).raw(["ls-files", "--", ...TRACKED]))
+          .split("\n")
+          .filter((l) => l !== "");
+      } catch (error) {
+        throw new RecipeError(
+          "E_GIT",
+          `${path.join(root, ".git")} is there but git cannot use it (${gitReason(error)}); nothing was written`,
+          { cause: error },
+        );
+      }
+    }
     await BakeRepo.checkIdentity(root, inRepository);
-    const hooksDir = inRepository
-      ? await BakeRepo.hooksDirOf(root)
-      : path.join(root, ".git", "hooks");
     const command = options.hookCommand ?? ["forge"];
-    const tracked = [INPUT_FILE, STATE_FILE, RECIPE_FILE, ".gitattributes"];
     const files: [file: string, content: string, mode?: number][] = [
       [path.join(root, INPUT_FILE), INPUT_TEMPLATE],
       [path.join(root, STATE_FILE), formatState(newState(name, base))],
@@ -390,13 +405,7 @@ export class BakeRepo {
     const taken = files
       .filter(([file]) => occupied(file))
       .map(([file]) => path.relative(root, file));
-    if (inRepository) {
-      // a file git tracks but the working tree lacks (deleted, not committed) is the user's too
-      const known = (await simpleGit({ baseDir: root }).raw(["ls-files", "--", ...tracked]))
-        .split("\n")
-        .filter((l) => l !== "" && !taken.includes(l));
-      taken.push(...known.map((f) => `${f} (tracked by git)`));
-    }
+    taken.push(...known.filter((f) => !taken.includes(f)).map((f) => `${f} (tracked by git)`));
     if (taken.length > 0)
       throw new RecipeError(
         "E_INPUT",
@@ -424,10 +433,10 @@ export class BakeRepo {
         undo.push(() => rm(file, { force: true }));
       }
       undo.push(await BakeRepo.configureMergeDriver(root));
-      await git.raw(["add", "-f", "--", ...tracked]);
-      undo.push(() => git.raw(["rm", "--cached", "-q", "--ignore-unmatch", "--", ...tracked]));
+      await git.raw(["add", "-f", "--", ...TRACKED]);
+      undo.push(() => git.raw(["rm", "--cached", "-q", "--ignore-unmatch", "--", ...TRACKED]));
       const repo = new BakeRepo(root, store);
-      await repo.commitPaths(`forge init ${name}`, tracked, { verify: false });
+      await repo.commitPaths(`forge init ${name}`, TRACKED, { verify: false });
       return repo;
     } catch (error) {
       const left: string[] = [];

@@ -10,6 +10,7 @@ import {
   existsSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   rmSync,
   symlinkSync,
@@ -263,6 +264,18 @@ describe("init never overwrites, and cleans up after itself", () => {
     }
     const again = await BakeRepo.init(path.join(dir, "made", "here"), "here", options);
     expect(git(again.root, "log", "--format=%s")).toBe("forge init here");
+  });
+
+  it("a .git that git cannot use is refused before anything is written", async () => {
+    const root = path.join(dir, "broken");
+    mkdirSync(root);
+    writeFileSync(path.join(root, ".git"), "gitdir: /nowhere\n");
+    const error = await failure(BakeRepo.init(root, "broken", { baseModel: base, store }));
+    expect(exitCodeFor(error)).toBe(2);
+    expect(error.message).toMatch(
+      /broken\/\.git is there but git cannot use it \(fatal: .*\); nothing was written/,
+    );
+    expect(readdirSync(root)).toEqual([".git"]);
   });
 
   it("installHooks after a clone leaves a hook forge did not install alone", async () => {

@@ -3,7 +3,16 @@
  * shipped forge-tiny, real detached processes (one killed with SIGKILL).
  */
 import { execFile, execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -95,7 +104,7 @@ describe("forge init never overwrites", () => {
       "#!/bin/sh\necho mine\n",
     );
     expect(existsSync(path.join(mine, ".forge"))).toBe(false);
-  });
+  }, 120_000);
 
   it("with no git identity: exit 2 before writing anything; a rerun with one succeeds", async () => {
     const home = path.join(dir, "empty-home");
@@ -129,7 +138,7 @@ describe("forge init never overwrites", () => {
     const again = await forge(["init", "nobody", "--base-model", TINY], dir);
     expectOk(again);
     expect(gitRaw(path.join(dir, "nobody"), "log", "--format=%s").trim()).toBe("forge init nobody");
-  });
+  }, 120_000);
 });
 
 describe("forge run", () => {
@@ -164,7 +173,7 @@ describe("forge run", () => {
     const used = await forge(["run", "bake", "--detach"]);
     expect(used.code).toBe(2);
     expect(used.stderr).toMatch(/a bake named pirate is already in recipe.yml/);
-  });
+  }, 120_000);
 
   it("a generator path outside the repository is refused, never printed; --allow-outside reads it", async () => {
     await stage(input("You are a robot.", "robot", "- type: file\n      path: ../../etc/passwd"));
@@ -184,8 +193,17 @@ describe("forge run", () => {
     writeFileSync(path.join(dir, "questions.txt"), "What is the capital of Spain?\n");
     await stage(input("You are a robot.", "robot", "- type: file\n      path: ../questions.txt"));
     expect((await forge(["run", "stim"])).code).toBe(2);
+    // stim.jsonl is written whole and renamed into place: never through whatever is there
+    const { key } = JSON.parse((await forge(["status", "--json"])).stdout);
+    const work = path.join(repo, ".git", "forge", "work", key);
+    mkdirSync(work, { recursive: true });
+    const victim = path.join(dir, "victim.txt");
+    writeFileSync(victim, "the user's file\n");
+    symlinkSync(victim, path.join(work, "stim.jsonl"));
     expectOk(await forge(["run", "stim", "--allow-outside"]));
     expect((await forge(["stim"])).stdout).toContain("What is the capital of Spain?");
+    expect(readFileSync(victim, "utf8")).toBe("the user's file\n");
+    expect(lstatSync(path.join(work, "stim.jsonl")).isSymbolicLink()).toBe(false);
   }, 120_000);
 
   it("an alias bomb staged as input.yml is exit 2 naming the file", async () => {
@@ -204,7 +222,7 @@ describe("forge run", () => {
     expect(run.code).toBe(2);
     expect(run.stderr).toMatch(/input.yml \(staged\):\d+:\d+: \(yaml\): \d+ aliases/);
     expect(run.stderr).not.toMatch(/internal error/);
-  });
+  }, 120_000);
 });
 
 describe("a detached job killed with SIGKILL", () => {
