@@ -9,12 +9,12 @@ export {
   type InputSpec,
   type Message,
   NAME_PATTERN,
+  type ParseInputOptions,
   parseInput,
   type RolloutSpec,
   sectionHashes,
   stableJson,
 } from "./input.js";
-export { acquireLock, type Lock, type LockInfo, readLock } from "./lock.js";
 export {
   type BakeRecord,
   formatRecipe,
@@ -43,7 +43,6 @@ export {
   type OperationStatus,
   type PhaseJob,
   type Progress,
-  processAlive,
   type Runner,
   summariseLosses,
 } from "./repo.js";

@@ -7,7 +7,15 @@
  * and column in the file.
  */
 import { createHash } from "node:crypto";
-import { isMap, LineCounter, parseDocument } from "yaml";
+import {
+  ForgeError,
+  type LocatedProblem,
+  locatedError,
+  type ParsedYaml,
+  parseYaml,
+  resolveInside,
+} from "@forge/core";
+import { isMap } from "yaml";
 import { RecipeError } from "./errors.js";
 
 export interface Message {
@@ -47,11 +55,18 @@ export interface InputSpec {
   bake?: BakeSpec;
 }
 
-export interface InputProblem {
-  path: string;
-  message: string;
-  line?: number;
-  column?: number;
+export type InputProblem = LocatedProblem;
+
+export interface ParseInputOptions {
+  /** Generator types the runner accepts. */
+  generators?: readonly string[];
+  /**
+   * The repository root: when given, every generator `path` must resolve inside it (symbolic
+   * links followed), unless `allowOutside`.
+   */
+  root?: string;
+  /** Accept generator paths outside `root` (`forge run --allow-outside`). */
+  allowOutside?: boolean;
 }
 
 /** A fresh input.yml: every field documented, with a worked example to edit. */
@@ -128,22 +143,17 @@ const ROLLOUT_KEYS: Record<keyof RolloutSpec, "int" | "number"> = {
 export function parseInput(
   text: string,
   file = "input.yml",
-  options: { generators?: readonly string[] } = {},
+  options: ParseInputOptions = {},
 ): InputSpec {
-  const counter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: counter, prettyErrors: false });
-  const problems: InputProblem[] = [];
-  const at = (node: unknown) => {
-    const range = (node as { range?: [number, number, number] } | undefined)?.range;
-    if (!range) return {};
-    const { line, col } = counter.linePos(range[0]);
-    return { line, column: col };
-  };
-  for (const error of doc.errors) {
-    const { line, col } = counter.linePos(error.pos[0]);
-    problems.push({ path: "(yaml)", message: error.message.split("\n")[0]!, line, column: col });
+  let parsed: ParsedYaml;
+  try {
+    // bounded: size, alias and depth limits, so a hostile file is an input error, not a hang
+    parsed = parseYaml(text, file);
+  } catch (error) {
+    throw asRecipeError(error);
   }
-  if (problems.length) throw located(file, problems);
+  const { doc, at } = parsed;
+  const problems: InputProblem[] = [];
   const root = doc.contents;
   if (root !== null && !isMap(root)) {
     throw located(file, [
@@ -156,7 +166,7 @@ export function parseInput(
   }
   const add = (path: string, message: string, node?: unknown) =>
     problems.push({ path, message, ...at(node) });
-  const value = (doc.toJS() ?? {}) as Record<string, unknown>;
+  const value = (parsed.value ?? {}) as Record<string, unknown>;
   const nodeAt = (...path: (string | number)[]) => doc.getIn(path, true);
   /** The key node of `key` in the mapping at `path` (where an unknown key is reported). */
   const keyAt = (path: string[], key: string) => {
@@ -287,6 +297,35 @@ export function parseInput(
           );
           continue;
         }
+        const where = (g as Generator).path;
+        if (options.root !== undefined && where !== undefined) {
+          const field = `TARGET.generators[${i}].path`;
+          const pathNode = nodeAt("TARGET", "generators", i, "path") ?? node;
+          if (typeof where !== "string" || where === "") {
+            add(
+              field,
+              `${field} must be a non-empty string (a file inside the repository)`,
+              pathNode,
+            );
+            continue;
+          }
+          try {
+            resolveInside(options.root, where, {
+              source: file,
+              what: field,
+              ...(options.allowOutside ? { allowOutside: true } : {}),
+            });
+          } catch (error) {
+            if (!ForgeError.isInstance(error)) throw error;
+            // the path only: never what the file holds
+            add(
+              field,
+              `${JSON.stringify(where)} resolves outside the repository ${options.root}; forge reads only files inside it (forge run --allow-outside allows it)`,
+              pathNode,
+            );
+            continue;
+          }
+        }
         generators.push(g as Generator);
       }
     const rollout = (target.rollout ?? {}) as Record<string, unknown>;
@@ -351,12 +390,19 @@ export function parseInput(
   }
 }
 
+/** Every problem as `file:line:col: path: message`, one per line (exit 2). */
 function located(file: string, problems: InputProblem[]): RecipeError {
-  const lines = problems.map(
-    (p) =>
-      `${file}${p.line !== undefined ? `:${p.line}:${p.column}` : ""}: ${p.path}: ${p.message}`,
-  );
-  return new RecipeError("E_INPUT", lines.join("\n"), { problems });
+  return asRecipeError(locatedError(file, problems)) as RecipeError;
+}
+
+/** A located error from @forge/core as this package's error, problems kept. */
+function asRecipeError(error: unknown): unknown {
+  if (!ForgeError.isInstance(error) || RecipeError.isInstance(error)) return error;
+  const problems = (error as { problems?: InputProblem[] }).problems;
+  return new RecipeError("E_INPUT", error.message, {
+    cause: error,
+    ...(problems ? { problems } : {}),
+  });
 }
 
 /** Stable short hashes of each section (what the state file records). */

@@ -8,9 +8,9 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { acquireLock } from "@forge/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { clearedInput } from "./input.js";
-import { acquireLock } from "./lock.js";
 import { parseRecipe, parseState } from "./recipe.js";
 import { BakeRepo, type Runner } from "./repo.js";
 import { ModelStore } from "./store.js";
@@ -335,7 +335,9 @@ describe("bad input", () => {
     });
     try {
       await expect(repo.run(["stim"], fileRunner())).rejects.toThrow(
-        new RegExp(`another forge run holds this repository: pid ${holder.pid} \\(forge run bake`),
+        new RegExp(
+          `this repository \\(.*\\) is held by another forge process: pid ${holder.pid} \\(forge run bake`,
+        ),
       );
     } finally {
       holder.kill();

@@ -5,15 +5,17 @@
  *   <root>/objects/<sha256>/...     a model directory, named by the hash of its files
  *   <root>/refs/<repo>/<bake>/<step>.json   { digest, createdAt }
  *
- * The root is `$FORGE_STORE`, else `~/.forge/store`. Writes go to a temporary directory that
- * is renamed into place, so a killed copy leaves nothing half-written; identical models are
- * stored once.
+ * The root is `$FORGE_STORE`, else `~/.forge/store`. Writes go to a temporary directory (or a
+ * uniquely named temporary file, @forge/core's `writeFileAtomic`) that is renamed into place,
+ * so a killed copy leaves nothing half-written and two writers never share a temporary name;
+ * identical models are stored once.
  */
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { cp, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { cp, mkdir, readdir, readFile, rename, rm, stat } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import { readJsonFile, writeFileAtomic, writeJsonAtomic } from "@forge/core";
 import { RecipeError } from "./errors.js";
 import { NAME_PATTERN } from "./input.js";
 
@@ -97,10 +99,7 @@ export class ModelStore {
       }
     }
     const createdAt = new Date().toISOString();
-    await mkdir(path.dirname(ref), { recursive: true });
-    const temporaryRef = `${ref}.${process.pid}.tmp`;
-    await writeFile(temporaryRef, `${JSON.stringify({ digest, createdAt }, null, 2)}\n`);
-    await rename(temporaryRef, ref);
+    await writeJsonAtomic(ref, { digest, createdAt });
     return { id, digest, dir, createdAt };
   }
 
@@ -109,8 +108,7 @@ export class ModelStore {
     const ref = this.refFile(id);
     if (!existsSync(ref)) throw this.missing(id);
     const file = path.join(path.dirname(ref), `${path.basename(ref, ".json")}.${name}`);
-    await writeFile(`${file}.tmp`, content);
-    await rename(`${file}.tmp`, file);
+    await writeFileAtomic(file, content);
     return file;
   }
 
@@ -121,10 +119,14 @@ export class ModelStore {
   async get(id: string): Promise<StoredModel> {
     const ref = this.refFile(id);
     if (!existsSync(ref)) throw this.missing(id);
-    const { digest, createdAt } = JSON.parse(await readFile(ref, "utf8")) as {
-      digest: string;
-      createdAt: string;
-    };
+    const value = (await readJsonFile(ref)) as { digest?: unknown; createdAt?: unknown } | null;
+    const digest = value?.digest;
+    const createdAt = typeof value?.createdAt === "string" ? value.createdAt : "";
+    if (typeof digest !== "string" || !/^[0-9a-f]{64}$/.test(digest))
+      throw new RecipeError(
+        "E_STORE",
+        `${ref} is not a model reference (no sha256 digest): the store at ${this.root} is damaged`,
+      );
     const dir = path.join(this.root, "objects", digest);
     if (!existsSync(dir))
       throw new RecipeError(

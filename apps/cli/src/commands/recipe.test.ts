@@ -133,7 +133,7 @@ describe("forge init, add, commit, run", () => {
     const locked = await forge(["run", "stim"]);
     expect(locked.code).toBe(2);
     expect(locked.stderr).toMatch(
-      new RegExp(`another forge run holds this repository: pid ${pid}`),
+      new RegExp(`this repository \\(.*\\) is held by another forge process: pid ${pid}`),
     );
     git("checkout", "-q", "-b", "elsewhere");
     for (let i = 0; i < 240; i++) {

@@ -5,13 +5,13 @@
  */
 import { spawn } from "node:child_process";
 import {
+  closeSync,
   createWriteStream,
   existsSync,
   mkdirSync,
   openSync,
   renameSync,
   rmSync,
-  writeFileSync,
 } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -27,6 +27,7 @@ import {
   type StimSpec,
   toJsonl,
 } from "@forge/baking";
+import { resolveInside, temporarySibling, writeFileAtomic } from "@forge/core";
 import {
   BakeRepo,
   buildTree,
@@ -57,7 +58,11 @@ const FORGE_JS = fileURLToPath(new URL("./forge.js", import.meta.url));
 /** How git hooks and detached jobs call this forge. */
 const selfCommand = () => [process.execPath, FORGE_JS];
 
-/** A runner on @forge/baking; the parent model is loaded once per process. */
+/**
+ * A runner on @forge/baking; the parent model is loaded once per process. Paths in input.yml
+ * resolve inside the repository (unless the job allows more); outputs are written atomically;
+ * every manifest write is awaited.
+ */
 export function bakingRunner(options: { quiet?: boolean } = {}): Runner {
   let loaded: { dir: string; model: GPT; tokenizer: Tokenizer } | undefined;
   const load = async (dir: string) => {
@@ -78,9 +83,17 @@ export function bakingRunner(options: { quiet?: boolean } = {}): Runner {
     generators: STIM_TYPES,
     async stim(job, progress) {
       const teacher = await teacherOf(job);
-      const specs = job.target.generators.map((g) =>
+      const specs = job.target.generators.map((g, i) =>
         g.type === "file" && typeof g.path === "string"
-          ? { ...g, path: path.resolve(job.root, g.path) }
+          ? {
+              ...g,
+              path: resolveInside(job.root, g.path, {
+                source: "input.yml (staged)",
+                what: `TARGET.generators[${i}].path`,
+                allowHint: "forge run --allow-outside",
+                ...(job.allowOutside ? { allowOutside: true } : {}),
+              }),
+            }
           : g,
       ) as StimSpec[];
       const stimuli = await generateStimuli(specs, {
@@ -88,7 +101,7 @@ export function bakingRunner(options: { quiet?: boolean } = {}): Runner {
         teacher,
         onProgress: (done, total) => progress(done, total),
       });
-      writeFileSync(job.stimFile, toJsonl(stimuli));
+      await writeFileAtomic(job.stimFile, toJsonl(stimuli));
       return stimuli.length;
     },
     async rollout(job, progress) {
@@ -97,7 +110,7 @@ export function bakingRunner(options: { quiet?: boolean } = {}): Runner {
       const trajectories = rollout(teacher, stimuli, resolveRollout(job.target.rollout), (d, t) =>
         progress(d, t),
       );
-      writeFileSync(job.rolloutFile, toJsonl(trajectories));
+      await writeFileAtomic(job.rolloutFile, toJsonl(trajectories));
       return trajectories.length;
     },
     async bake(job, progress) {
@@ -136,6 +149,20 @@ export function bakingRunner(options: { quiet?: boolean } = {}): Runner {
         repository: job.git,
       });
       const losses: number[] = [];
+      // Phase records are written in the order the events came, each awaited before the
+      // manifest is finished: a failed write fails the bake (exit 2 naming the file) instead of
+      // surfacing later as an unhandled rejection.
+      let writes: Promise<void> = Promise.resolve();
+      let writeError: unknown;
+      const record = (write: () => Promise<void>) => {
+        writes = writes.then(write).catch((error: unknown) => {
+          writeError ??= error;
+        });
+      };
+      const recorded = async () => {
+        await writes;
+        if (writeError !== undefined) throw writeError;
+      };
       try {
         const result = await bakePrompt(model, tokenizer, {
           prompt: job.prompt,
@@ -149,8 +176,8 @@ export function bakingRunner(options: { quiet?: boolean } = {}): Runner {
           baseModel: job.parentDir,
           merged: true,
           onEvent: (event) => {
-            if (event.type === "phase-start") void manifest.phaseStart(event.phase);
-            else if (event.type === "phase-end") void manifest.phaseEnd(event.phase);
+            if (event.type === "phase-start") record(() => manifest.phaseStart(event.phase));
+            else if (event.type === "phase-end") record(() => manifest.phaseEnd(event.phase));
             else if (event.type === "train" && event.event.type === "step-end") {
               const e = event.event;
               losses.push(e.loss);
@@ -166,6 +193,7 @@ export function bakingRunner(options: { quiet?: boolean } = {}): Runner {
             }
           },
         });
+        await recorded();
         const metrics = result.record.metrics as Record<string, unknown>;
         manifest.setMetric("klBefore", metrics.klBefore);
         manifest.setMetric("klAfter", metrics.klAfter);
@@ -179,7 +207,8 @@ export function bakingRunner(options: { quiet?: boolean } = {}): Runner {
           manifest: manifestFile,
         };
       } catch (error) {
-        await manifest.fail(error);
+        await writes;
+        await manifest.fail(error).catch(() => undefined); // the bake's own error is the one to report
         throw error;
       } finally {
         model.dispose();
@@ -262,6 +291,7 @@ interface RunOptions {
   detach?: boolean;
   job?: string;
   json?: boolean;
+  allowOutside?: boolean;
 }
 
 export function registerRun(cli: CAC): void {
@@ -272,6 +302,7 @@ export function registerRun(cli: CAC): void {
       "Bake in a background process that survives the terminal (forge fetch brings it in)",
     )
     .option("--job <id>", "(internal) run a detached job")
+    .option("--allow-outside", "Let input.yml's generator paths name files outside the repository")
     .option("--json", "Print JSON")
     .example("forge run stim rollout bake")
     .example("forge run bake --detach")
@@ -289,18 +320,23 @@ export function registerRun(cli: CAC): void {
           );
       const result = await repo.run(operations as Operation[], bakingRunner({ quiet }), {
         detach: Boolean(options.detach),
+        allowOutside: Boolean(options.allowOutside),
         spawnDetached: (id) => {
-          const log = path.join(repo.forgeDir, "jobs", `${id}.log`);
+          const log = repo.jobLogFile(id);
           mkdirSync(path.dirname(log), { recursive: true });
           const fd = openSync(log, "a");
-          const child = spawn(selfCommand()[0]!, [selfCommand()[1]!, "run", "--job", id], {
-            cwd: repo.root,
-            detached: true,
-            stdio: ["ignore", fd, fd],
-            env: { ...process.env, FORGE_PROGRESS: "0" },
-          });
-          child.unref();
-          return child.pid!;
+          try {
+            const child = spawn(selfCommand()[0]!, [selfCommand()[1]!, "run", "--job", id], {
+              cwd: repo.root,
+              detached: true,
+              stdio: ["ignore", fd, fd],
+              env: { ...process.env, FORGE_PROGRESS: "0" },
+            });
+            child.unref();
+            return child.pid!;
+          } finally {
+            closeSync(fd);
+          }
         },
         onPhase: phaseBars(quiet),
         command: `forge run ${operations.join(" ")}${options.detach ? " --detach" : ""}`,
@@ -311,14 +347,15 @@ export function registerRun(cli: CAC): void {
       }
       if (result.job) {
         process.stdout.write(
-          `bake detached: job ${result.job.id} (pid ${result.job.pid}) on ${result.job.branch}; forge status shows its progress, forge fetch brings it in\n`,
+          `bake detached: job ${result.job.id} (pid ${result.job.pid}) on ${result.job.branch}; forge status shows its progress, forge fetch brings it in (its log: ${result.job.log})\n`,
         );
         return 0;
       }
       for (const op of result.ran) process.stdout.write(`${pc.green("✓")} ${op}\n`);
       if (result.bake) {
+        const b = result.bake;
         process.stdout.write(
-          `${pc.bold(`baked ${result.bake.name}`)} from ${result.bake.parent}\nmodel: ${result.bake.models.map((m) => pc.green(m)).join(", ")}\n${lossLine(result.bake.losses)}\ncommit ${result.bake.commit?.slice(0, 12)}: Update recipe.yml after bake completion: ${result.bake.name}\n`,
+          `${pc.bold(`baked ${b.name}`)} from ${b.parent}\nmodel: ${b.models.map((m) => pc.green(m)).join(", ")}\n${lossLine(b.losses)}\n${b.inputCommit ? `commit ${b.inputCommit.slice(0, 12)}: Bake input: ${b.name}\n` : ""}commit ${b.commit?.slice(0, 12)}: Update recipe.yml after bake completion: ${b.name}\n`,
         );
       }
       return 0;
@@ -329,7 +366,11 @@ function jobLine(job: JobRecord): string {
   const pct = `${Math.round(100 * job.progress)}%`;
   const icon =
     job.status === "running" ? "⏳" : job.status === "failed" ? pc.red("✗") : pc.green("✓");
-  return `${icon} job ${job.id} on ${job.branch}: ${job.status} (${pct})${job.result ? ` → ${job.result.models.join(", ")}` : ""}${job.error ? ` — ${job.error}` : ""}`;
+  const log =
+    job.status === "failed" && job.log && existsSync(job.log) && !job.error?.includes(job.log)
+      ? ` (log: ${job.log})`
+      : "";
+  return `${icon} job ${job.id} on ${job.branch}: ${job.status} (${pct})${job.result ? ` → ${job.result.models.join(", ")}` : ""}${job.error ? ` — ${job.error}` : ""}${log}`;
 }
 
 export function registerStatus(cli: CAC): void {
@@ -354,7 +395,10 @@ export function registerStatus(cli: CAC): void {
           );
         }
       }
-      for (const job of status.jobs.filter((j) => j.status !== "fetched")) lines.push(jobLine(job));
+      const jobs = status.jobs.filter((j) => j.status !== "fetched");
+      for (const job of jobs) lines.push(jobLine(job));
+      if (jobs.some((j) => j.status === "failed"))
+        lines.push("forge fetch --clear-failed removes failed jobs and their logs");
       process.stdout.write(`${lines.join("\n")}\n`);
       return 0;
     });
@@ -447,22 +491,49 @@ export function registerTree(cli: CAC): void {
 
 export function registerFetch(cli: CAC): void {
   cli
-    .command("", "Bring finished detached bakes into the repository (one commit each)")
+    .command(
+      "",
+      "Bring finished detached bakes into the repository (their commits on their branch)",
+    )
+    .option("--clear-failed", "Remove failed detached jobs, their logs and their scratch output")
     .option("--json", "Print JSON")
-    .action(async (options: { json?: boolean }) => {
-      const result = await (await openRepo()).fetch();
-      if (options.json) {
-        process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+    .action(async (options: { json?: boolean; clearFailed?: boolean }) => {
+      const repo = await openRepo();
+      if (options.clearFailed) {
+        const cleared = await repo.clearFailed();
+        if (options.json) process.stdout.write(`${JSON.stringify({ cleared }, null, 2)}\n`);
+        else if (cleared.length === 0) process.stdout.write("no failed detached jobs to clear\n");
+        else
+          for (const job of cleared)
+            process.stdout.write(
+              `cleared job ${job.id} on ${job.branch} (failed${job.error ? `: ${job.error}` : ""}): its record, its log and its scratch output\n`,
+            );
         return 0;
       }
-      for (const job of result.fetched)
+      const result = await repo.fetch();
+      if (options.json) {
+        process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+        return result.failed.length ? 1 : 0;
+      }
+      for (const job of result.fetched) {
+        const r = job.result!;
         process.stdout.write(
-          `${pc.green("✓")} ${job.result!.name} → ${job.result!.models.join(", ")} committed on ${job.branch} (${job.fetchedCommit?.slice(0, 12)})\n${lossLine(job.result!.losses)}\n`,
+          `${pc.green("✓")} ${r.name} → ${r.models.join(", ")} committed on ${job.branch} (${r.inputCommit ? `${r.inputCommit.slice(0, 12)} Bake input, ` : ""}${job.fetchedCommit?.slice(0, 12)})\n${lossLine(r.losses)}\n`,
         );
+      }
       for (const job of [...result.running, ...result.failed])
         process.stdout.write(`${jobLine(job)}\n`);
       if (!result.fetched.length && !result.running.length && !result.failed.length)
         process.stdout.write("no detached bakes to fetch\n");
+      if (result.failed.length || result.reported.length) {
+        const earlier = result.reported.length
+          ? `${result.reported.length} failed job${result.reported.length === 1 ? "" : "s"} reported earlier; `
+          : "";
+        process.stdout.write(
+          `${earlier}forge status shows failed jobs until forge fetch --clear-failed removes them\n`,
+        );
+      }
+      // a failure fails the fetch that first reports it, not every fetch after it
       return result.failed.length ? 1 : 0;
     });
 }
@@ -517,7 +588,7 @@ export function registerScrape(cli: CAC): void {
         writers = { train: make("train"), val: make("val") };
       }
       mkdirSync(path.dirname(path.resolve(out)), { recursive: true });
-      const temporary = `${out}.${process.pid}.tmp`;
+      const temporary = temporarySibling(path.resolve(out));
       const stream = createWriteStream(temporary);
       const bar = options.json ? undefined : new ProgressBar("scrape", { unit: "commits" });
       let count = 0;
