@@ -28,14 +28,27 @@ export interface Lock {
   release(): void;
 }
 
-/** Whether a process with this pid exists (EPERM: it exists, owned by someone else). */
-export function processAlive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
+/**
+ * Whether a process with this pid is running (EPERM: it exists, owned by someone else). A
+ * zombie — killed, not yet reaped by its parent — is not running, though its pid still answers.
+ */
+export function processAlive(pid: number | undefined): boolean {
+  if (pid === undefined || !Number.isInteger(pid) || pid <= 0) return false;
   try {
     process.kill(pid, 0);
-    return true;
   } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
+    if ((error as NodeJS.ErrnoException).code !== "EPERM") return false;
+  }
+  return !zombie(pid);
+}
+
+/** A zombie process (Linux: state Z in /proc/<pid>/stat); false where /proc is not there. */
+function zombie(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z");
+  } catch {
+    return false;
   }
 }
 

@@ -12,7 +12,7 @@
  * when it fails) and never commits (bake commits name their paths).
  */
 import { createHash, randomBytes } from "node:crypto";
-import { existsSync, lstatSync, readFileSync, statSync } from "node:fs";
+import { existsSync, lstatSync, statSync } from "node:fs";
 import { chmod, link, mkdir, readdir, readFile, rm, unlink, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -295,21 +295,6 @@ async function createFile(file: string, content: string, mode?: number): Promise
   } finally {
     await unlink(temporary).catch(() => undefined);
   }
-}
-
-/** Whether a process is a zombie (dead, not yet reaped): Linux only; elsewhere false. */
-function zombie(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z");
-  } catch {
-    return false;
-  }
-}
-
-/** A process that exists and is not a zombie. */
-function running(pid: number | undefined): boolean {
-  return pid !== undefined && processAlive(pid) && !zombie(pid);
 }
 
 export function checkName(name: string, what: string): string {
@@ -796,7 +781,7 @@ export class BakeRepo {
     const file = this.statusFile(key, operation);
     if (!existsSync(file)) return undefined;
     const status = (await readJsonFile(file)) as OperationStatus;
-    if (status?.status === "running" && status.pid !== process.pid && !running(status.pid))
+    if (status?.status === "running" && status.pid !== process.pid && !processAlive(status.pid))
       return {
         ...status,
         status: "failed",
@@ -1450,8 +1435,8 @@ export class BakeRepo {
    */
   private jobAlive(job: JobRecord): boolean {
     const holder = this.lockHolder();
-    if (holder?.command === jobLockCommand(job.id) && running(holder.pid)) return true;
-    return running(job.pid);
+    if (holder?.command === jobLockCommand(job.id) && processAlive(holder.pid)) return true;
+    return processAlive(job.pid);
   }
 
   /** A running job whose process is gone, as the failure it is. */
