@@ -40,6 +40,7 @@ export {
   writeOutputDirectory,
 } from "./output.js";
 export { type InsideOptions, isInside, realPath, resolveInside } from "./paths.js";
+export { mulberry32 } from "./random.js";
 export { type Interrupt, interruptOnSignals } from "./signals.js";
 export {
   DEFAULT_YAML_LIMITS,
