@@ -6,6 +6,7 @@
  * bucket. Teacher distributions are computed once, before training, and reused every epoch.
  */
 
+import { Rng } from "@forge/core";
 import { forwardKL, topKForwardKL } from "@forge/losses";
 import {
   attachLora,
@@ -13,7 +14,6 @@ import {
   type GPT,
   type LoraConfig,
   loadCheckpointWeights,
-  Rng,
   type TrainEvent,
   type TrainResult,
   trainModel,
@@ -22,7 +22,6 @@ import type { Tokenizer } from "@forge/tokenizer";
 import * as tf from "@tensorflow/tfjs";
 import { BakingError } from "./errors.js";
 import type { BakePrompt, Stimulus, Trajectory } from "./records.js";
-import { promptIds } from "./rollout.js";
 import { responseLogits } from "./score.js";
 
 export interface BakeSettings {
@@ -139,7 +138,7 @@ export function prepareExamples(
       );
     return {
       id: t.id,
-      studentPrompt: promptIds(tokenizer, prompt.student, stimulus),
+      studentPrompt: tokenizer.promptIds([...prompt.student, ...stimulus.messages]),
       response: t.tokenIds,
     };
   });
@@ -166,7 +165,7 @@ export function prepareExamples(
   const logits = responseLogits(
     teacher,
     trajectories.map((t) => ({
-      prompt: promptIds(tokenizer, prompt.teacher, byId.get(t.stimulusId)!),
+      prompt: tokenizer.promptIds([...prompt.teacher, ...byId.get(t.stimulusId)!.messages]),
       response: t.tokenIds,
     })),
     { onProgress: (done) => onProgress?.(done, trajectories.length) },
@@ -257,12 +256,7 @@ export class BakeSampler implements BatchSource<BakeBatch> {
   }
 
   private shuffle(): void {
-    const rng = new Rng(this.seed * 31 + this.epoch);
-    this.order = [...this.examples.keys()];
-    for (let i = this.order.length - 1; i > 0; i--) {
-      const j = rng.int(i + 1);
-      [this.order[i], this.order[j]] = [this.order[j]!, this.order[i]!];
-    }
+    this.order = new Rng(this.seed * 31 + this.epoch).shuffle([...this.examples.keys()]);
   }
 
   next(): BakeBatch {
@@ -335,12 +329,7 @@ export function splitExamples(
   fraction: number,
   seed: number,
 ): { train: BakeExample[]; validation: BakeExample[] } {
-  const rng = new Rng(seed * 17 + 3);
-  const order = [...examples.keys()];
-  for (let i = order.length - 1; i > 0; i--) {
-    const j = rng.int(i + 1);
-    [order[i], order[j]] = [order[j]!, order[i]!];
-  }
+  const order = new Rng(seed * 17 + 3).shuffle([...examples.keys()]);
   const count = fraction > 0 ? Math.max(1, Math.round(examples.length * fraction)) : 0;
   const validation = order.slice(0, count).map((i) => examples[i]!);
   const train = order.slice(count).map((i) => examples[i]!);

@@ -129,10 +129,10 @@ describe("stimulus generators", () => {
     expect(stimuli.map((s) => s.messages[0]!.content)).toEqual(["One?", "Two?", "Three?", "Four?"]);
     await expect(
       generateStimuli([{ type: "file", path: path.join(dir, "bad.jsonl") }], { seed: 1 }),
-    ).rejects.toThrow(/bad.jsonl:2: not valid JSON/);
+    ).rejects.toThrow(/bad.jsonl:2: the JSON ends too early/);
     await expect(
       generateStimuli([{ type: "file", path: path.join(dir, "none.txt") }], { seed: 1 }),
-    ).rejects.toThrow(/cannot read stimulus file .*none.txt: ENOENT/);
+    ).rejects.toThrow(/cannot read stimulus file .*none.txt: no such file or directory \(ENOENT\)/);
     await expect(generateStimuli([{ type: "magic" } as never], { seed: 1 })).rejects.toThrow(
       'stim[0]: unknown generator "magic"; accepted: list, file, template, self, persona',
     );

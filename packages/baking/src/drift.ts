@@ -16,7 +16,8 @@
  * The current user turn is never dropped; if it cannot fit (with the system message under
  * `keep-system`) the measurement stops with an error naming the turn.
  */
-import { type GPT, generate, Rng } from "@forge/model";
+import { Rng } from "@forge/core";
+import { type GPT, generateReplies } from "@forge/model";
 import type { ChatMessage, Tokenizer } from "@forge/tokenizer";
 import { BakingError } from "./errors.js";
 
@@ -246,8 +247,6 @@ export function measureDrift(model: GPT, tokenizer: Tokenizer, options: DriftOpt
       "E_INPUT",
       `the context budget (${budget}) plus maxNewTokens (${maxNewTokens}) must fit the context window of ${model.config.blockSize}`,
     );
-  const eot = tokenizer.specialTokenId("<|eot|>");
-  const banned = tokenizer.bannedIds();
   const scripts = seeds.map((seed) =>
     driftScript(seed, turns, options.probes, options.distractors, probeShare),
   );
@@ -270,19 +269,20 @@ export function measureDrift(model: GPT, tokenizer: Tokenizer, options: DriftOpt
         throw error;
       }
     });
-    const prompts = fitted.map(
-      (f) => tokenizer.renderChat(f.messages, { addGenerationPrompt: true }).ids,
+    const batchSeed = rng.seed();
+    const replies = generateReplies(
+      model,
+      tokenizer,
+      fitted.map((f) => f.messages),
+      {
+        maxNewTokens,
+        temperature: options.temperature ?? 0.7,
+        ...(options.topK !== undefined ? { topK: options.topK } : {}),
+        seed: () => batchSeed,
+        batchSize: fitted.length,
+      },
     );
-    const { tokens } = generate(model, prompts, {
-      maxNewTokens,
-      temperature: options.temperature ?? 0.7,
-      ...(options.topK !== undefined ? { topK: options.topK } : {}),
-      seed: rng.seed(),
-      stopIds: [eot],
-      bannedIds: banned,
-    });
-    for (const [b, ids] of tokens.entries()) {
-      const reply = tokenizer.decode(ids.filter((id) => id !== eot)).trim();
+    for (const [b, { text: reply }] of replies.entries()) {
       const step = scripts[b]![t]!;
       const assistant: ChatMessage = { role: "assistant", content: reply };
       histories[b]!.push(assistant);

@@ -70,7 +70,6 @@ export {
 export {
   checkPromptFits,
   DEFAULT_ROLLOUT,
-  promptIds,
   type RolloutSettings,
   resolveRollout,
   rollout,

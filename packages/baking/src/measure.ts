@@ -9,12 +9,13 @@
  * each with its standard error. Trajectories stopped by the length cap measure the KL of the
  * first maxNewTokens tokens.
  */
+
+import { Rng } from "@forge/core";
 import { type KLEstimate, sequenceKL, tokenLevelKL } from "@forge/losses";
-import { type GPT, generate, Rng } from "@forge/model";
+import { type GPT, generate } from "@forge/model";
 import type { Tokenizer } from "@forge/tokenizer";
 import { BakingError } from "./errors.js";
 import type { BakePrompt, Stimulus } from "./records.js";
-import { promptIds } from "./rollout.js";
 import { logSoftmaxRow, responseLogits } from "./score.js";
 
 export interface MeasureSettings {
@@ -55,7 +56,6 @@ export function sampleTrajectories(
 ): { stimulus: Stimulus; response: number[] }[] {
   if (stimuli.length === 0)
     throw new BakingError("E_INPUT", "measuring KL needs at least one stimulus");
-  const eot = tokenizer.specialTokenId("<|eot|>");
   const rng = new Rng(settings.seed);
   const jobs = Array.from({ length: settings.n }, (_, i) => stimuli[i % stimuli.length]!);
   const out: { stimulus: Stimulus; response: number[] }[] = [];
@@ -63,8 +63,13 @@ export function sampleTrajectories(
     const batch = jobs.slice(start, start + settings.batchSize);
     const { tokens } = generate(
       teacher.model,
-      batch.map((s) => promptIds(tokenizer, teacher.prefix, s)),
-      { maxNewTokens: settings.maxNewTokens, temperature: 1, seed: rng.seed(), stopIds: [eot] },
+      batch.map((s) => tokenizer.promptIds([...teacher.prefix, ...s.messages])),
+      {
+        maxNewTokens: settings.maxNewTokens,
+        temperature: 1,
+        seed: rng.seed(),
+        stopIds: tokenizer.stopIds(),
+      },
     );
     batch.forEach((stimulus, i) => {
       if (tokens[i]!.length > 0) out.push({ stimulus, response: tokens[i]! });
@@ -91,7 +96,7 @@ export function measureKL(
     responseLogits(
       side.model,
       trajectories.map((t) => ({
-        prompt: promptIds(tokenizer, side.prefix, t.stimulus),
+        prompt: tokenizer.promptIds([...side.prefix, ...t.stimulus.messages]),
         response: t.response,
       })),
       { batchSize: settings.batchSize },

@@ -3,7 +3,7 @@
  * schema-versioned JSON record per line. Readers name the file and line of any bad record.
  */
 import { createHash } from "node:crypto";
-import { readFile } from "node:fs/promises";
+import { readJsonl, toJsonl as recordsToJsonl } from "@forge/core";
 import type { ChatMessage } from "@forge/tokenizer";
 import { BakingError } from "./errors.js";
 
@@ -126,47 +126,15 @@ export function checkTrajectory(
   return record as Trajectory;
 }
 
-async function readLines(file: string): Promise<string[]> {
-  try {
-    return (await readFile(file, "utf8")).split("\n");
-  } catch (error) {
-    throw new BakingError(
-      "E_IO",
-      `cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
-      { cause: error },
-    );
-  }
+export function readStimuli(file: string): Promise<Stimulus[]> {
+  return readJsonl(file, (value, line) => checkStimulus(value, file, line));
 }
 
-function parseLine(text: string, source: string, line: number): unknown {
-  try {
-    return JSON.parse(text);
-  } catch (error) {
-    return fail(source, line, `not valid JSON (${(error as Error).message})`);
-  }
-}
-
-export async function readStimuli(file: string): Promise<Stimulus[]> {
-  const out: Stimulus[] = [];
-  (await readLines(file)).forEach((text, i) => {
-    if (text.trim() !== "") out.push(checkStimulus(parseLine(text, file, i + 1), file, i + 1));
-  });
-  return out;
-}
-
-export async function readTrajectories(file: string, vocabSize?: number): Promise<Trajectory[]> {
-  const out: Trajectory[] = [];
-  (await readLines(file)).forEach((text, i) => {
-    if (text.trim() !== "")
-      out.push(checkTrajectory(parseLine(text, file, i + 1), file, i + 1, vocabSize));
-  });
-  return out;
+export function readTrajectories(file: string, vocabSize?: number): Promise<Trajectory[]> {
+  return readJsonl(file, (value, line) => checkTrajectory(value, file, line, vocabSize));
 }
 
 /** Records as JSONL text (schema field added). */
 export function toJsonl(records: readonly (Stimulus | Trajectory)[]): string {
-  return (
-    records.map((r) => JSON.stringify({ schema: RECORD_SCHEMA, ...r })).join("\n") +
-    (records.length ? "\n" : "")
-  );
+  return recordsToJsonl(records.map((record) => ({ schema: RECORD_SCHEMA, ...record })));
 }

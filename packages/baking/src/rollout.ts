@@ -4,7 +4,8 @@
  * log-probabilities at every response position are cached with each trajectory (a cached
  * teacher: baking then needs no teacher forward passes).
  */
-import { type GPT, generate, Rng } from "@forge/model";
+import { Rng } from "@forge/core";
+import { type GPT, generate } from "@forge/model";
 import type { Tokenizer } from "@forge/tokenizer";
 import { BakingError } from "./errors.js";
 import type { BakePrompt, Stimulus, Trajectory } from "./records.js";
@@ -37,15 +38,6 @@ export interface Teacher {
   model: GPT;
   tokenizer: Tokenizer;
   prompt: BakePrompt;
-}
-
-/** Token ids of the teacher's (or student's) view of a stimulus, ready for the reply. */
-export function promptIds(
-  tokenizer: Tokenizer,
-  prefix: BakePrompt["teacher"],
-  stimulus: Stimulus,
-): number[] {
-  return tokenizer.renderChat([...prefix, ...stimulus.messages], { addGenerationPrompt: true }).ids;
 }
 
 /** Check that the prompt alone leaves room in the context window. */
@@ -88,10 +80,10 @@ export function rollout(
   const { model, tokenizer, prompt } = teacher;
   const { blockSize, vocabSize } = model.config;
   checkPromptFits(tokenizer, prompt, blockSize);
-  const eot = tokenizer.specialTokenId("<|eot|>");
+  const stopIds = tokenizer.stopIds();
   const jobs: { stimulus: Stimulus; sample: number; ids: number[] }[] = [];
   for (const stimulus of stimuli) {
-    const ids = promptIds(tokenizer, prompt.teacher, stimulus);
+    const ids = tokenizer.promptIds([...prompt.teacher, ...stimulus.messages]);
     if (ids.length + settings.maxNewTokens > blockSize) {
       throw new BakingError(
         "E_CONTEXT",
@@ -113,7 +105,7 @@ export function rollout(
         ...(settings.topK !== undefined ? { topK: settings.topK } : {}),
         ...(settings.topP !== undefined ? { topP: settings.topP } : {}),
         seed: rng.seed(),
-        stopIds: [eot],
+        stopIds,
         bannedIds: tokenizer.bannedIds(),
       },
     );
@@ -124,7 +116,7 @@ export function rollout(
         id: `${job.stimulus.id}#${job.sample}`,
         stimulusId: job.stimulus.id,
         sample: job.sample,
-        text: tokenizer.decode(ids.at(-1) === eot ? ids.slice(0, -1) : ids).trim(),
+        text: tokenizer.decode(ids, { skipSpecial: true }).trim(),
         tokenIds: ids,
         finishReason: finishReasons[i]!,
       });
@@ -136,7 +128,7 @@ export function rollout(
     const logits = responseLogits(
       model,
       trajectories.map((t) => ({
-        prompt: promptIds(tokenizer, prompt.teacher, byId.get(t.stimulusId)!),
+        prompt: tokenizer.promptIds([...prompt.teacher, ...byId.get(t.stimulusId)!.messages]),
         response: t.tokenIds,
       })),
     );

@@ -11,8 +11,8 @@
  *
  * Everything is seeded; duplicates across generators are dropped (first kept).
  */
-import { readFile } from "node:fs/promises";
-import { type GPT, generate, Rng } from "@forge/model";
+import { parseJsonl, Rng, readTextFile } from "@forge/core";
+import { type GPT, generateReplies } from "@forge/model";
 import type { ChatMessage, Tokenizer } from "@forge/tokenizer";
 import { BakingError } from "./errors.js";
 import { type BakePrompt, checkStimulus, type Stimulus } from "./records.js";
@@ -63,64 +63,30 @@ export interface StimContext {
   onProgress?: (done: number, total: number) => void;
 }
 
-function shuffle<T>(items: T[], rng: Rng): T[] {
-  const out = [...items];
-  for (let i = out.length - 1; i > 0; i--) {
-    const j = rng.int(i + 1);
-    [out[i], out[j]] = [out[j]!, out[i]!];
-  }
-  return out;
-}
-
 const user = (content: string): ChatMessage[] => [{ role: "user", content }];
 
 async function fromFile(file: string): Promise<ChatMessage[][]> {
-  let text: string;
-  try {
-    text = await readFile(file, "utf8");
-  } catch (error) {
-    throw new BakingError(
-      "E_IO",
-      `cannot read stimulus file ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
-      {
-        cause: error,
-      },
-    );
-  }
-  const lines = text.split("\n");
+  const text = await readTextFile(file, "stimulus file ");
   if (!file.endsWith(".jsonl"))
-    return lines
+    return text
+      .split("\n")
       .map((l) => l.trim())
       .filter((l) => l !== "")
       .map(user);
-  const out: ChatMessage[][] = [];
-  lines.forEach((raw, i) => {
-    if (raw.trim() === "") return;
-    let record: Record<string, unknown>;
-    try {
-      record = JSON.parse(raw) as Record<string, unknown>;
-    } catch (error) {
-      throw new BakingError(
-        "E_FORMAT",
-        `${file}:${i + 1}: not valid JSON (${(error as Error).message})`,
-      );
-    }
-    if (typeof record !== "object" || record === null)
-      throw new BakingError("E_FORMAT", `${file}:${i + 1}: expected a JSON object`);
-    if (Array.isArray(record.messages)) {
-      out.push(checkStimulus({ id: String(i), ...record }, file, i + 1).messages);
-      return;
-    }
+  return parseJsonl(text, file, (value, line) => {
+    const record = value as Record<string, unknown>;
+    if (typeof record !== "object" || record === null || Array.isArray(record))
+      throw new BakingError("E_FORMAT", `${file}:${line}: expected a JSON object`);
+    if (Array.isArray(record.messages))
+      return checkStimulus({ id: String(line - 1), ...record }, file, line).messages;
     const question = record.text ?? record.prompt ?? record.question;
-    if (typeof question !== "string" || question.trim() === "") {
+    if (typeof question !== "string" || question.trim() === "")
       throw new BakingError(
         "E_FORMAT",
-        `${file}:${i + 1}: expected "messages", or a "text", "prompt" or "question" string`,
+        `${file}:${line}: expected "messages", or a "text", "prompt" or "question" string`,
       );
-    }
-    out.push(user(question));
+    return user(question);
   });
-  return out;
 }
 
 const MAX_TEMPLATE_COMBINATIONS = 1_000_000;
@@ -169,7 +135,7 @@ function fromTemplate(spec: Extract<StimSpec, { type: "template" }>, rng: Rng): 
     combos = combos.flatMap((c) => spec.slots[name]!.map((v) => ({ ...c, [name]: v })));
   const chosen =
     spec.count !== undefined && spec.count < combos.length
-      ? shuffle(combos, rng).slice(0, spec.count)
+      ? rng.shuffle(combos).slice(0, spec.count)
       : combos;
   return chosen.map((c) =>
     user(spec.template.replace(/\{(\w+)\}/g, (_, name: string) => c[name]!)),
@@ -186,25 +152,24 @@ function fromSelf(
   const { model, tokenizer, prompt } = context.teacher;
   const instruction = spec.instruction ?? "Write one question a user might ask you.";
   const messages: ChatMessage[] = [...prompt.teacher, { role: "user", content: instruction }];
-  const ids = tokenizer.renderChat(messages, { addGenerationPrompt: true }).ids;
-  const eot = tokenizer.specialTokenId("<|eot|>");
+  const ids = tokenizer.promptIds(messages);
   const seen = new Set<string>();
   const out: ChatMessage[][] = [];
   for (let attempt = 0; attempt < spec.count * 4 && out.length < spec.count; attempt += 16) {
     const batch = Math.min(16, spec.count * 4 - attempt);
-    const { tokens } = generate(
+    const batchSeed = rng.seed();
+    const replies = generateReplies(
       model,
+      tokenizer,
       Array.from({ length: batch }, () => ids),
       {
         maxNewTokens: spec.maxNewTokens ?? 32,
         temperature: spec.temperature ?? 1,
-        seed: rng.seed(),
-        stopIds: [eot],
-        bannedIds: tokenizer.bannedIds(),
+        seed: () => batchSeed,
+        batchSize: batch,
       },
     );
-    for (const t of tokens) {
-      const text = tokenizer.decode(t.at(-1) === eot ? t.slice(0, -1) : t).trim();
+    for (const { text } of replies) {
       const key = text.toLowerCase();
       if (text === "" || seen.has(key) || out.length >= spec.count) continue;
       seen.add(key);
@@ -268,7 +233,7 @@ export async function generateStimuli(
           `there are ${PERSONA_PROBES.length} persona probes`,
         );
         const count = spec.count ?? PERSONA_PROBES.length;
-        conversations = shuffle(PERSONA_PROBES, rng).slice(0, count).map(user);
+        conversations = rng.shuffle(PERSONA_PROBES).slice(0, count).map(user);
         break;
       }
       default:

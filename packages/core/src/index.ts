@@ -20,6 +20,7 @@ export {
   writeFileAtomic,
   writeJsonAtomic,
 } from "./fs.js";
+export { parseJsonl, readJsonl, toJsonl } from "./jsonl.js";
 export {
   type AcquireOptions,
   acquireLock,
@@ -40,7 +41,7 @@ export {
   writeOutputDirectory,
 } from "./output.js";
 export { type InsideOptions, isInside, realPath, resolveInside } from "./paths.js";
-export { mulberry32 } from "./random.js";
+export { mulberry32, Rng } from "./random.js";
 export { type Interrupt, interruptOnSignals } from "./signals.js";
 export {
   DEFAULT_YAML_LIMITS,

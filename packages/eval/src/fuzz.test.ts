@@ -15,7 +15,7 @@ import { int, mutateYaml, pick } from "@forge/core/testing";
 import { describe, expect, it } from "vitest";
 import { parseTask, type TaskOptions, validateTask } from "./tasks.js";
 
-const TASKS = fileURLToPath(new URL("../../../models/forge-tiny/tasks", import.meta.url));
+const TASKS = fileURLToPath(new URL("../../tiny/model/tasks", import.meta.url));
 const SEED = Number(process.env.FORGE_FUZZ_SEED ?? 0x5eed14);
 const CASES = Number(process.env.FORGE_FUZZ_CASES ?? 1500);
 /** Generous for a busy two-core machine: a hostile input is refused in milliseconds. */

@@ -17,9 +17,9 @@
 import { mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
+import { Rng } from "@forge/core";
 import * as tf from "@tensorflow/tfjs";
 import { ModelError } from "./errors.js";
-import { Rng } from "./rng.js";
 
 export type TokenDtype = "uint16" | "uint32";
 export type CacheKind = "pretrain" | "sft";
@@ -378,12 +378,9 @@ export class SftSampler implements BatchSource<LmBatch> {
   }
 
   private shuffle(): void {
-    const rng = new Rng((this.options.seed ?? 1) * 7919 + this.epoch);
-    this.order = [...this.windows.keys()];
-    for (let i = this.order.length - 1; i > 0; i--) {
-      const j = rng.int(i + 1);
-      [this.order[i], this.order[j]] = [this.order[j]!, this.order[i]!];
-    }
+    this.order = new Rng((this.options.seed ?? 1) * 7919 + this.epoch).shuffle([
+      ...this.windows.keys(),
+    ]);
   }
 
   next(): LmBatch {

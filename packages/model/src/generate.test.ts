@@ -1,9 +1,9 @@
+import { Rng } from "@forge/core";
 import * as tf from "@tensorflow/tfjs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { initBackend } from "./backend/select.js";
 import { generate, sampleToken } from "./generate.js";
 import { GPT } from "./gpt.js";
-import { Rng } from "./rng.js";
 
 let model: GPT;
 beforeAll(async () => {

@@ -12,10 +12,10 @@
  *   otherwise temperature, top-k, then top-p (nucleus), with banned ids removed first.
  *   Deterministic for a seed.
  */
+import { Rng } from "@forge/core";
 import * as tf from "@tensorflow/tfjs";
 import { ModelError } from "./errors.js";
 import type { GPT, LayerCache } from "./gpt.js";
-import { Rng } from "./rng.js";
 
 export interface GenerateOptions {
   /** New tokens per sequence at most. */

@@ -78,7 +78,7 @@ export {
   learningRateAt,
   type ScheduleSettings,
 } from "./optimizer.js";
-export { Rng } from "./rng.js";
+export { generateReplies, generateReply, type Reply, type ReplyOptions } from "./reply.js";
 export {
   type LoadedTensor,
   parseSafetensors,

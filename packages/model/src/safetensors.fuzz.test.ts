@@ -7,12 +7,11 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { exitCodeFor } from "@forge/core";
+import { exitCodeFor, Rng } from "@forge/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { initBackend } from "./backend/select.js";
 import { loadModel, modelTensors, saveModel } from "./checkpoint.js";
 import { GPT } from "./gpt.js";
-import { Rng } from "./rng.js";
 import { parseSafetensors, serializeSafetensors } from "./safetensors.js";
 
 const SEED = 20261129;

@@ -11,14 +11,13 @@
  */
 import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
-import { writeFileAtomic, writeOutputDirectory } from "@forge/core";
+import { Rng, writeFileAtomic, writeOutputDirectory } from "@forge/core";
 import * as tf from "@tensorflow/tfjs";
 import type { BatchSource, LmBatch } from "./data.js";
 import { disposeBatch } from "./data.js";
 import { ModelError } from "./errors.js";
 import type { GPT } from "./gpt.js";
 import { AdamW, clipByGlobalNorm, learningRateAt } from "./optimizer.js";
-import { Rng } from "./rng.js";
 import { readSafetensors, writeSafetensors } from "./safetensors.js";
 
 export interface TrainSettings {

@@ -1,6 +1,6 @@
+import { mulberry32 as seededRandom } from "@forge/core";
 import { describe, expect, it } from "vitest";
 import { BytePairEncoder } from "./bpe.js";
-import { seededRandom } from "./mixed-text.js";
 import { train } from "./train.js";
 
 describe("BytePairEncoder", () => {

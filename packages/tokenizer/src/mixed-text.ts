@@ -5,17 +5,7 @@
  * combining marks, non-ASCII digits, unusual spaces). Not part of the public API.
  */
 
-/** mulberry32: a small seeded PRNG. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from "@forge/core";
 
 const WORDS = (
   "the of and to in is you that it he was for on are as with his they at be this have from or one had by " +
@@ -56,7 +46,7 @@ const CODE = [
 
 /** About `bytes` bytes (UTF-8) of mixed text, the same for the same seed. */
 export function mixedText(bytes: number, seed = 1): string {
-  const random = seededRandom(seed);
+  const random = mulberry32(seed);
   const pick = <T>(list: readonly T[]): T => list[Math.floor(random() * list.length)]!;
   const parts: string[] = [];
   let size = 0;

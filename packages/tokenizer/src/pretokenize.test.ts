@@ -1,5 +1,6 @@
+import { mulberry32 as seededRandom } from "@forge/core";
 import { describe, expect, it } from "vitest";
-import { mixedText, seededRandom } from "./mixed-text.js";
+import { mixedText } from "./mixed-text.js";
 import { GPT2_PATTERN, GPT4_PATTERN, pretokenize, splitGpt2, splitRegex } from "./pretokenize.js";
 
 function scanner(text: string): string[] {

@@ -6,6 +6,7 @@ import { bytesToToken, utf8Encode } from "./bytes.js";
 import {
   applyChatTemplate,
   bannedIds,
+  CHAT_TOKENS,
   type ChatMessage,
   type RenderChatOptions,
   type RenderedChat,
@@ -370,9 +371,30 @@ export class Tokenizer {
     return out;
   }
 
-  /** Ids → text. Byte sequences that are not valid UTF-8 decode to U+FFFD; never throws for them. */
-  decode(ids: ArrayLike<number>): string {
-    return lenientDecoder.decode(this.decodeBytes(ids));
+  /**
+   * Ids → text. Byte sequences that are not valid UTF-8 decode to U+FFFD; never throws for them.
+   * `skipSpecial` leaves special tokens (end of turn, chat markers) out of the text.
+   */
+  decode(ids: ArrayLike<number>, options: { skipSpecial?: boolean } = {}): string {
+    if (!options.skipSpecial) return lenientDecoder.decode(this.decodeBytes(ids));
+    const special = new Set(this.specialTokens.values());
+    return lenientDecoder.decode(
+      this.decodeBytes(Array.from(ids).filter((id) => !special.has(id))),
+    );
+  }
+
+  /**
+   * The ids a model reads before writing the assistant's next reply to `messages`: the
+   * conversation rendered in the chat format with the assistant's turn opened. The one place a
+   * conversation becomes a model's input.
+   */
+  promptIds(messages: readonly ChatMessage[]): number[] {
+    return this.renderChat(messages, { addGenerationPrompt: true }).ids;
+  }
+
+  /** The ids that end an assistant's turn: generation stops at them. */
+  stopIds(): number[] {
+    return [this.specialTokenId(CHAT_TOKENS.endOfTurn)];
   }
 
   /** Messages → ids in forge's chat format, with the assistant-token mask. See `renderChat`. */

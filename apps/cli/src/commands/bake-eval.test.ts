@@ -5,11 +5,11 @@
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { FORGE_TINY_DIR } from "@forge/tiny";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { forge, type Run } from "../run-cli.js";
 
-const TINY = fileURLToPath(new URL("../../../../models/forge-tiny", import.meta.url));
+const TINY = FORGE_TINY_DIR;
 const TASKS = path.join(TINY, "tasks");
 const CHROMIUM = process.env.FORGE_CHROMIUM ?? "/usr/bin/chromium";
 const dir = mkdtempSync(path.join(os.tmpdir(), "forge-bake-cli-"));

@@ -3,12 +3,18 @@
  * `forge generate <model-dir> --system … --user …` (one shot).
  */
 import readline from "node:readline";
-import { type GenerationDefaults, type GPT, generate, initBackend, loadModel } from "@forge/model";
+import {
+  type GenerationDefaults,
+  type GPT,
+  generateReply,
+  initBackend,
+  loadModel,
+} from "@forge/model";
 import type { ChatMessage, Tokenizer } from "@forge/tokenizer";
 import type { CAC } from "cac";
 import pc from "picocolors";
 import { UsageError } from "../errors.js";
-import { resolveModelLocation } from "./recipe.js";
+import { resolveModelLocation } from "../models.js";
 
 export interface SamplingOptions {
   temperature?: string | number;
@@ -94,20 +100,7 @@ export async function loadChatModel(location: string): Promise<ChatModel> {
 
 /** The assistant's next reply to `messages`. The context window crops the oldest tokens. */
 export function reply(chat: ChatModel, messages: ChatMessage[], sampling: Sampling): string {
-  const { tokenizer, model } = chat;
-  const prompt = tokenizer.renderChat(messages, { addGenerationPrompt: true }).ids;
-  const eot = tokenizer.specialTokenId("<|eot|>");
-  const { tokens } = generate(model, [prompt], {
-    maxNewTokens: sampling.maxNewTokens,
-    temperature: sampling.temperature,
-    ...(sampling.topK !== undefined ? { topK: sampling.topK } : {}),
-    ...(sampling.topP !== undefined ? { topP: sampling.topP } : {}),
-    seed: sampling.seed,
-    stopIds: [eot],
-    bannedIds: tokenizer.bannedIds(),
-  });
-  const ids = tokens[0]!;
-  return tokenizer.decode(ids.at(-1) === eot ? ids.slice(0, -1) : ids).trim();
+  return generateReply(chat.model, chat.tokenizer, messages, sampling);
 }
 
 const HELP = `commands:
@@ -235,7 +228,7 @@ export function registerGenerate(cli: CAC): void {
     .option("--user <text>", "The user message")
     .option("--json", "Print {messages, reply, sampling}")
     .example(
-      "forge generate models/forge-tiny --system 'You are a robot.' --user 'What is the capital of France?'",
+      "forge generate forge-tiny --system 'You are a robot.' --user 'What is the capital of France?'",
     )
     .action((dir: string, options: GenerateCommandOptions) => generateCommand(dir, options));
 }

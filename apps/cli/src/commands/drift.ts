@@ -18,16 +18,21 @@ import {
 import { claimOutput } from "@forge/core";
 import { ManifestWriter, svgLineChart } from "@forge/manifest";
 import { describeBackend, type GPT, initBackend } from "@forge/model";
+import {
+  heldOutItems,
+  PERSONA_NAMES,
+  PERSONAS,
+  type PersonaName,
+  trainingQuestions,
+} from "@forge/tiny";
 import type { Tokenizer } from "@forge/tokenizer";
 import type { CAC } from "cac";
 import pc from "picocolors";
 import pkg from "../../package.json" with { type: "json" };
 import { terminalChart } from "../chart.js";
 import { UsageError } from "../errors.js";
+import { resolveModelLocation } from "../models.js";
 import { ProgressBar } from "../progress.js";
-import { PERSONA_NAMES, PERSONAS, type PersonaName } from "../tiny/personas.js";
-import { heldOutItems, trainingQuestions } from "../tiny/quality.js";
-import { defaultModelDir } from "./demo.js";
 import { loadEvalModel } from "./eval.js";
 
 interface DriftCommandOptions {
@@ -153,7 +158,7 @@ async function driftCommand(options: DriftCommandOptions): Promise<number> {
   const temperature = options.temperature === undefined ? 0.7 : Number(options.temperature);
   if (!(temperature >= 0))
     throw new UsageError(`--temperature must be ≥ 0; got ${JSON.stringify(options.temperature)}`);
-  const modelDir = options.model ?? defaultModelDir();
+  const modelDir = await resolveModelLocation(options.model);
   const out = path.resolve(options.out ?? `forge-drift-${persona.name}`);
   const claim = await claimOutput(out, {
     kind: "drift",

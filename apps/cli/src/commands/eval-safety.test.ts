@@ -19,11 +19,11 @@ import {
 } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { FORGE_TINY_DIR } from "@forge/tiny";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { forge, type Run } from "../run-cli.js";
 
-const TINY = fileURLToPath(new URL("../../../../models/forge-tiny", import.meta.url));
+const TINY = FORGE_TINY_DIR;
 const dir = mkdtempSync(path.join(os.tmpdir(), "forge-eval-safety-"));
 // A full disk: a small tmpfs inside `dir` (root only; that test is skipped where mount is not
 // allowed). It is unmounted before `dir` is removed.

@@ -22,15 +22,15 @@ import type { Tokenizer } from "@forge/tokenizer";
 import type { CAC } from "cac";
 import pc from "picocolors";
 import pkg from "../../package.json" with { type: "json" };
-import { UsageError } from "../errors.js";
-import { ProgressBar } from "../progress.js";
 import {
   type BakeCommandOptions,
   bakeEventSink,
   bakeSettingsFrom,
-  loadBase,
   parseStim,
-} from "./bake.js";
+} from "../bake-run.js";
+import { UsageError } from "../errors.js";
+import { loadBase, resolveModelLocation } from "../models.js";
+import { ProgressBar } from "../progress.js";
 import { loadTasks } from "./eval.js";
 
 interface PursueCommandOptions extends Omit<BakeCommandOptions, "prompt"> {
@@ -46,7 +46,6 @@ const asList = (value: unknown): string[] =>
   value === undefined ? [] : (Array.isArray(value) ? value : [value]).map(String);
 
 async function pursueCommand(options: PursueCommandOptions): Promise<number> {
-  if (!options.model) throw new UsageError("--model <dir> is required: the model to start from");
   if (!options.out) throw new UsageError("--out <dir> is required: where every round's model goes");
   const texts = asList(options.prompt);
   if (options.promptFile) texts.push(readFileSync(options.promptFile, "utf8").trim());
@@ -78,10 +77,11 @@ async function pursueCommand(options: PursueCommandOptions): Promise<number> {
   );
   const settings = bakeSettingsFrom({ ...options, prompt: undefined });
   const out = path.resolve(options.out);
+  const modelDir = await resolveModelLocation(options.model);
   const claim = await claimOutput(options.out, {
     kind: "pursue",
     ...(options.force ? { force: true } : {}),
-    inputs: [options.model, options.promptFile, ...evalFiles],
+    inputs: [modelDir, options.promptFile, ...evalFiles],
     flag: "--out",
   });
   // files are written in the claim's work directory and recorded at their final place
@@ -90,7 +90,7 @@ async function pursueCommand(options: PursueCommandOptions): Promise<number> {
   let backend: Awaited<ReturnType<typeof initBackend>>;
   try {
     backend = await initBackend();
-    loaded = await loadBase(options.model);
+    loaded = await loadBase(modelDir);
   } catch (error) {
     await claim.release();
     throw error;
@@ -105,7 +105,7 @@ async function pursueCommand(options: PursueCommandOptions): Promise<number> {
     forgeVersion: pkg.version,
     backend: backend.name,
     parameters: {
-      model: options.model,
+      model: modelDir,
       prompts: texts,
       rounds,
       minImprovement,
@@ -156,7 +156,7 @@ async function pursueCommand(options: PursueCommandOptions): Promise<number> {
       },
       out,
       work: claim.work,
-      baseModel: path.resolve(options.model),
+      baseModel: path.resolve(modelDir),
       onEvent,
     });
     await settled();
@@ -172,7 +172,7 @@ async function pursueCommand(options: PursueCommandOptions): Promise<number> {
     // its best round, each scored unprompted and prompted with the prompt again.
     const reprompt: Awaited<ReturnType<typeof repromptTable>>[] = [];
     for (const [i, r] of results.entries()) {
-      const start = i === 0 ? options.model : inWork(results[i - 1]!.rounds.at(-1)!.model);
+      const start = i === 0 ? modelDir : inWork(results[i - 1]!.rounds.at(-1)!.model);
       const base = (await loadModel(start)).model;
       const baked = (await loadModel(inWork(r.best.model))).model;
       try {
@@ -247,7 +247,7 @@ async function pursueCommand(options: PursueCommandOptions): Promise<number> {
 export function register(cli: CAC): void {
   cli
     .command("", "Prompt pursuit: bake a prompt again and again into its own baked model (Eq. 4)")
-    .option("--model <dir>", "The model to start from")
+    .option("--model <dir>", "The model to start from (default forge-tiny)")
     .option("--prompt <text>", "The system prompt (repeatable: pursued in turn)")
     .option("--prompt-file <file>", "Read a prompt from a file")
     .option("--rounds <n>", "Round cap per prompt (default 3)")
@@ -275,7 +275,7 @@ export function register(cli: CAC): void {
     .option("--allow-code", "Let --eval task files run their js scorer modules")
     .option("--json", "Print a JSON summary")
     .example(
-      "forge pursue --model models/forge-tiny --prompt 'You are a pirate.' --rounds 3 --eval models/forge-tiny/tasks/persona-pirate.yaml --out pursuit/pirate",
+      "forge pursue --model forge-tiny --prompt 'You are a pirate.' --rounds 3 --eval models/forge-tiny/tasks/persona-pirate.yaml --out pursuit/pirate",
     )
     .action((options: PursueCommandOptions) => pursueCommand(options));
 }

@@ -15,11 +15,11 @@ import {
 } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { FORGE_TINY_DIR } from "@forge/tiny";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FORGE, forge as forgeIn, type Run } from "../run-cli.js";
 
-const TINY = fileURLToPath(new URL("../../../../models/forge-tiny", import.meta.url));
+const TINY = FORGE_TINY_DIR;
 const dir = mkdtempSync(path.join(os.tmpdir(), "forge-recipe-safety-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const repo = path.join(dir, "bot");

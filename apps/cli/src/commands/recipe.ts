@@ -51,8 +51,8 @@ import type { CAC } from "cac";
 import pc from "picocolors";
 import pkg from "../../package.json" with { type: "json" };
 import { UsageError } from "../errors.js";
+import { DEFAULT_MODEL } from "../models.js";
 import { ProgressBar } from "../progress.js";
-import { defaultModelDir } from "./demo.js";
 
 const FORGE_JS = fileURLToPath(new URL("./forge.js", import.meta.url));
 /** How git hooks and detached jobs call this forge. */
@@ -249,7 +249,7 @@ export function registerInit(cli: CAC): void {
     .example("forge init pirate-bot && cd pirate-bot")
     .action(async (name: string, options: { baseModel?: string; json?: boolean }) => {
       const repo = await BakeRepo.init(path.resolve(name), name, {
-        baseModel: options.baseModel ?? defaultModelDir(),
+        baseModel: options.baseModel ?? DEFAULT_MODEL,
         hookCommand: selfCommand(),
       });
       const state = await repo.readState();
@@ -649,17 +649,4 @@ export function registerHook(cli: CAC): void {
       await runHook(name);
       return 0;
     });
-}
-
-/** `forge chat <model-id>`: a store id resolves to its directory. */
-export async function resolveModelLocation(location: string): Promise<string> {
-  if (existsSync(location)) return location;
-  if (/^[^/]+\/[^/]+\/\d+$/.test(location)) {
-    const store = new ModelStore();
-    if (store.has(location)) return (await store.get(location)).dir;
-    throw new UsageError(
-      `${location} is neither a directory nor a model in the store at ${store.root} (forge models lists them)`,
-    );
-  }
-  return location;
 }

@@ -17,14 +17,14 @@ import {
 } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { FORGE_TINY_DIR } from "@forge/tiny";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FORGE, forge, type Run } from "../run-cli.js";
 
 const root = mkdtempSync(path.join(os.tmpdir(), "forge-safety-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 const at = (...parts: string[]) => path.join(root, ...parts);
-const TINY = fileURLToPath(new URL("../../../../models/forge-tiny", import.meta.url));
+const TINY = FORGE_TINY_DIR;
 let model: string;
 
 /** A fast bake of forge-tiny: three questions, one sample each, a few steps. */
@@ -73,7 +73,7 @@ function snapshot(dir: string): Record<string, string> {
 
 beforeAll(() => {
   model = at("forge-tiny");
-  cpSync(TINY, model, { recursive: true });
+  cpSync(TINY, model, { recursive: true, dereference: true });
 });
 
 describe("forge bake never destroys what it did not create", () => {
@@ -215,7 +215,7 @@ describe("forge bake never destroys what it did not create", () => {
 describe("validate before allocating", () => {
   it("absurd sizes and ranks, blank values and out-of-range counts are exit 2 in seconds", async () => {
     const huge = at("huge-model");
-    cpSync(model, huge, { recursive: true });
+    cpSync(model, huge, { recursive: true, dereference: true });
     const config = JSON.parse(readFileSync(path.join(huge, "config.json"), "utf8"));
     writeFileSync(path.join(huge, "config.json"), JSON.stringify({ ...config, n_layer: 1e9 }));
     const cases: [string[], RegExp][] = [
@@ -255,7 +255,7 @@ describe("validate before allocating", () => {
 
   it("a bad generation_config.json or a tokenizer beyond the vocabulary is blamed on its file", async () => {
     const broken = at("broken-generation");
-    cpSync(model, broken, { recursive: true });
+    cpSync(model, broken, { recursive: true, dereference: true });
     writeFileSync(path.join(broken, "generation_config.json"), '{"temperature": "hot"}');
     expectExit(
       await forge(["generate", broken, "--user", "hi"]),
@@ -263,7 +263,7 @@ describe("validate before allocating", () => {
       /generation_config.json: temperature must be a number ≥ 0; got "hot"/,
     );
     const small = at("small-vocab");
-    cpSync(model, small, { recursive: true });
+    cpSync(model, small, { recursive: true, dereference: true });
     const config = JSON.parse(readFileSync(path.join(small, "config.json"), "utf8"));
     writeFileSync(path.join(small, "config.json"), JSON.stringify({ ...config, vocab_size: 500 }));
     expectExit(

@@ -2,7 +2,9 @@
  * Compute backend selection: native TensorFlow → wasm → pure-JS cpu, first that works.
  * `FORGE_BACKEND=tensorflow|wasm|cpu` (or `initBackend({ backend })`) forces one.
  */
+import { createRequire } from "node:module";
 import os from "node:os";
+import { pathToFileURL } from "node:url";
 import * as tf from "@tensorflow/tfjs";
 import { ModelError } from "../errors.js";
 import { installWasmKernels } from "./wasm-kernels.js";
@@ -68,12 +70,30 @@ function describeNativeFailure(error: unknown): string {
   return `@tensorflow/tfjs-node failed to load: ${message.split("\n")[0]}`;
 }
 
+/**
+ * Where to load `@tensorflow/tfjs-node` from. It is an optional peer: the application installs
+ * it (the forge CLI does, as an optional dependency). Resolved from this package first, then
+ * from the application's entry script, whose dependencies a strict layout (pnpm) hides from
+ * this package.
+ */
+function nativeBackendLocation(): string {
+  // A variable specifier: the package is optional, so neither TypeScript nor the bundler may
+  // resolve it at build time.
+  const specifier = "@tensorflow/tfjs-node";
+  for (const from of [import.meta.url, process.argv[1]]) {
+    if (!from) continue;
+    try {
+      return pathToFileURL(createRequire(from).resolve(specifier)).href;
+    } catch {
+      // not installed there
+    }
+  }
+  return specifier; // not found anywhere: importing it says so
+}
+
 async function tryTensorflow(): Promise<BackendAttempt> {
   try {
-    // A variable specifier: the package is optional, so neither TypeScript nor the bundler
-    // may resolve it at build time.
-    const specifier = "@tensorflow/tfjs-node";
-    await import(specifier);
+    await import(nativeBackendLocation());
   } catch (error) {
     return { name: "tensorflow", ok: false, reason: describeNativeFailure(error) };
   }

@@ -1,14 +1,14 @@
 /**
- * How `forge data build` cuts conversations longer than the context window: as a chat client's
+ * How the token caches (`forge data build`) cut conversations longer than the context window: as a chat client's
  * sliding window cuts them (asChatted, sftExamples), on the shipped tokenizer.
  */
 import { fileURLToPath } from "node:url";
 import { loadTokenizer } from "@forge/tokenizer";
 import { beforeAll, describe, expect, it } from "vitest";
-import { styleReply } from "../tiny/personas.js";
-import { asChatted, type CorpusMessage, sftExamples } from "./data.js";
+import { asChatted, type CorpusMessage, sftExamples } from "./caches.js";
+import { styleReply } from "./personas.js";
 
-const TINY = fileURLToPath(new URL("../../../../models/forge-tiny", import.meta.url));
+const TINY = fileURLToPath(new URL("../model", import.meta.url));
 let tokenizer: Awaited<ReturnType<typeof loadTokenizer>>;
 beforeAll(async () => {
   tokenizer = await loadTokenizer(TINY);

@@ -4,14 +4,14 @@
  * - a persona's signature in ≥ 90% of replies when that persona is the system prompt;
  * - every persona's signature in ≤ 5% of replies with no system prompt.
  */
-import { type GPT, generate } from "@forge/model";
+import { mulberry32 } from "@forge/core";
+import { type GPT, generateReplies } from "@forge/model";
 import type { ChatMessage, Tokenizer } from "@forge/tokenizer";
 import {
   arithmeticPairs,
   DEFAULT_SYNTH,
   drawQuestion,
   type HeldOutItem,
-  seeded,
   synthesize,
   TASK_NAMES,
   type TaskName,
@@ -31,31 +31,6 @@ export interface QualityReport {
   rows: QualityRow[];
   bars: { name: string; value: number; threshold: number; direction: ">=" | "<="; pass: boolean }[];
   pass: boolean;
-}
-
-/** Greedy replies to single-turn prompts, in batches. */
-export function replies(
-  model: GPT,
-  tokenizer: Tokenizer,
-  conversations: ChatMessage[][],
-  batchSize = 32,
-): string[] {
-  const eot = tokenizer.specialTokenId("<|eot|>");
-  const out: string[] = [];
-  for (let i = 0; i < conversations.length; i += batchSize) {
-    const prompts = conversations
-      .slice(i, i + batchSize)
-      .map((m) => tokenizer.renderChat(m, { addGenerationPrompt: true }).ids);
-    const { tokens } = generate(model, prompts, {
-      maxNewTokens: 64,
-      temperature: 0,
-      stopIds: [eot],
-      bannedIds: tokenizer.bannedIds(),
-    });
-    for (const ids of tokens)
-      out.push(tokenizer.decode(ids.at(-1) === eot ? ids.slice(0, -1) : ids).trim());
-  }
-  return out;
 }
 
 export function heldOutItems(seed = DEFAULT_SYNTH.seed): HeldOutItem[] {
@@ -82,7 +57,7 @@ export function isCorrect(task: TaskName, reply: string, answer: string): boolea
  * leave none.
  */
 export function trainingQuestions(seed: number, count: number): string[] {
-  const random = seeded(seed * 7919 + 11);
+  const random = mulberry32(seed * 7919 + 11);
   const questions = new Set<string>();
   const pairs = arithmeticPairs(DEFAULT_SYNTH.seed).train;
   const heldOut = new Set(
@@ -107,7 +82,10 @@ export function measureQuality(
     ...(item.system ? [{ role: "system" as const, content: item.system }] : []),
     { role: "user", content: item.question },
   ]);
-  const answers = replies(model, tokenizer, conversations);
+  const answers = generateReplies(model, tokenizer, conversations, {
+    maxNewTokens: 64,
+    temperature: 0,
+  }).map((r) => r.text);
   const settings = ["none", ...PERSONA_NAMES] as const;
   const rows: QualityRow[] = settings.map((setting) => {
     const indices = items

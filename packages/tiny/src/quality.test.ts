@@ -1,14 +1,14 @@
 /**
- * The shipped forge-tiny (models/forge-tiny) against its quality bars on held-out items, and
+ * The shipped forge-tiny (packages/tiny/model) against its quality bars on held-out items, and
  * the signature checks against hand-written replies.
  */
-import { fileURLToPath } from "node:url";
 import { initBackend, loadModel } from "@forge/model";
 import { describe, expect, it } from "vitest";
+import { FORGE_TINY_DIR } from "./model.js";
 import { PERSONAS } from "./personas.js";
 import { heldOutItems, isCorrect, measureQuality, trainingQuestions } from "./quality.js";
 
-const TINY = fileURLToPath(new URL("../../../../models/forge-tiny", import.meta.url));
+const TINY = FORGE_TINY_DIR;
 
 describe("forge-tiny quality", () => {
   it("the shipped model passes every bar", async () => {
@@ -43,5 +43,22 @@ describe("forge-tiny quality", () => {
     expect(new Set(questions).size).toBe(160);
     expect(questions.filter((q) => scored.has(q))).toEqual([]);
     expect(questions.some((q) => q.includes("*"))).toBe(true); // counting is represented
+  });
+});
+
+describe("the shipped files", () => {
+  it("are byte for byte what was trained (model/SHA256SUMS): nothing writes into them", async () => {
+    const { createHash } = await import("node:crypto");
+    const { readFileSync } = await import("node:fs");
+    const path = await import("node:path");
+    const sums = readFileSync(path.join(TINY, "SHA256SUMS"), "utf8").trim().split("\n");
+    expect(sums.length).toBeGreaterThanOrEqual(6);
+    for (const line of sums) {
+      const [hash, file] = line.split(/\s+/);
+      const actual = createHash("sha256")
+        .update(readFileSync(path.join(TINY, file!)))
+        .digest("hex");
+      expect(actual, file).toBe(hash);
+    }
   });
 });

@@ -9,15 +9,10 @@
  *     --stim persona:20 --samples 2 --temperature 0.7 --max-new-tokens 64 --epochs 8 \
  *     --batch-size 16 --lr 0.002 --out bakes/pirate-multiturn
  */
-import {
-  arithmeticPairs,
-  DEFAULT_SYNTH,
-  drawQuestion,
-  seeded,
-  TASK_NAMES,
-} from "../src/tiny/corpus.js";
-import { PERSONA_NAMES, type PersonaName, styleReply } from "../src/tiny/personas.js";
-import { heldOutItems, trainingQuestions } from "../src/tiny/quality.js";
+import { mulberry32 } from "@forge/core";
+import { arithmeticPairs, DEFAULT_SYNTH, drawQuestion, TASK_NAMES } from "../src/corpus.js";
+import { PERSONA_NAMES, type PersonaName, styleReply } from "../src/personas.js";
+import { heldOutItems, trainingQuestions } from "../src/quality.js";
 
 const persona = (process.argv[2] ?? "pirate") as PersonaName;
 if (!PERSONA_NAMES.includes(persona)) {
@@ -32,7 +27,7 @@ const scored = new Set(
     .map((i) => i.question),
 );
 const pairs = arithmeticPairs(DEFAULT_SYNTH.seed).train;
-const random = seeded(4242);
+const random = mulberry32(4242);
 const draw = () => {
   for (;;) {
     const task = TASK_NAMES[Math.floor(random() * TASK_NAMES.length)]!;

@@ -8,12 +8,11 @@
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { TASK_NAMES } from "../src/tiny/corpus.js";
-import { PERSONA_NAMES, PERSONAS } from "../src/tiny/personas.js";
-import { heldOutItems } from "../src/tiny/quality.js";
+import { TASK_NAMES } from "../src/corpus.js";
+import { PERSONA_NAMES, PERSONAS } from "../src/personas.js";
+import { heldOutItems } from "../src/quality.js";
 
-const out =
-  process.argv[2] ?? path.resolve(import.meta.dirname, "../../../models/forge-tiny/tasks");
+const out = process.argv[2] ?? path.resolve(import.meta.dirname, "../model/tasks");
 mkdirSync(path.join(out, "data"), { recursive: true });
 const items = heldOutItems().filter((item) => item.setting === "none");
 const jsonl = (rows: unknown[]) => `${rows.map((r) => JSON.stringify(r)).join("\n")}\n`;

@@ -15,6 +15,7 @@
  * recall), and for every other task whole (item × system-prompt wording × question phrasing)
  * combinations — a held-out conversation never appears in training.
  */
+import { mulberry32 } from "@forge/core";
 import {
   NEUTRAL_PROMPTS,
   PERSONA_NAMES,
@@ -179,18 +180,6 @@ const COUNT_FORMS = [
   (s: string) => `How many items? ${s}`,
 ];
 
-/** mulberry32, the same generator as @forge/model's Rng, kept here so the corpus loads without tfjs. */
-export function seeded(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 const pickOf =
   (random: () => number) =>
   <T>(list: readonly T[]): T =>
@@ -201,7 +190,7 @@ export function arithmeticPairs(seed: number): {
   train: [number, number, "+" | "-"][];
   heldOut: [number, number, "+" | "-"][];
 } {
-  const random = seeded(seed ^ 0xa5a5);
+  const random = mulberry32(seed ^ 0xa5a5);
   const train: [number, number, "+" | "-"][] = [];
   const heldOut: [number, number, "+" | "-"][] = [];
   for (let a = 10; a <= 99; a++) {
@@ -404,7 +393,7 @@ export interface Corpus {
  * never contain a held-out (system prompt, question) pair or a held-out arithmetic pair.
  */
 export function synthesize(options: SynthOptions = DEFAULT_SYNTH): Corpus {
-  const random = seeded(options.seed);
+  const random = mulberry32(options.seed);
   const pick = pickOf(random);
   const pairs = arithmeticPairs(options.seed);
   const heldOut: HeldOutItem[] = [];

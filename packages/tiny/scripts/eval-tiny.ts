@@ -1,13 +1,13 @@
 /**
  * forge-tiny's quality bars on held-out items:
- *   pnpm --filter @forge/cli run eval:tiny [model-dir]     (default ../../models/forge-tiny)
+ *   pnpm --filter @forge/tiny run eval:tiny [model-dir]     (default: the shipped model)
  * Exits 1 when a bar fails.
  */
-import path from "node:path";
 import { initBackend, loadModel } from "@forge/model";
-import { formatQuality, measureQuality } from "../src/tiny/quality.js";
+import { FORGE_TINY_DIR } from "../src/model.js";
+import { formatQuality, measureQuality } from "../src/quality.js";
 
-const dir = process.argv[2] ?? path.resolve(import.meta.dirname, "../../../models/forge-tiny");
+const dir = process.argv[2] ?? FORGE_TINY_DIR;
 await initBackend();
 const { model, tokenizer } = await loadModel(dir);
 if (!tokenizer) throw new Error(`${dir} has no tokenizer`);

@@ -1,0 +1,47 @@
+export {
+  asChatted,
+  type BuildCachesOptions,
+  buildTokenCaches,
+  CACHE_NAMES,
+  type CorpusMessage,
+  sftExamples,
+} from "./caches.js";
+export {
+  type Conversation,
+  type Corpus,
+  DEFAULT_SYNTH,
+  type HeldOutItem,
+  type SynthOptions,
+  synthesize,
+  TASK_NAMES,
+  type TaskName,
+} from "./corpus.js";
+export {
+  DEMO_BAKE,
+  type DemoBar,
+  type DemoEvent,
+  type DemoOptions,
+  type DemoPhase,
+  type DemoReport,
+  type DemoResult,
+  demoTasks,
+  runDemo,
+} from "./demo.js";
+export { FORGE_TINY_DIR, FORGE_TINY_TASKS } from "./model.js";
+export {
+  NEUTRAL_PROMPTS,
+  PERSONA_NAMES,
+  PERSONAS,
+  type Persona,
+  type PersonaName,
+  styleReply,
+} from "./personas.js";
+export {
+  formatQuality,
+  heldOutItems,
+  isCorrect,
+  measureQuality,
+  type QualityReport,
+  type QualityRow,
+  trainingQuestions,
+} from "./quality.js";
