@@ -16,7 +16,7 @@ import { claimOutput } from "@forge/core";
 import { type EvalResults, loadTask, runTasks, type Task } from "@forge/eval";
 import { compareResults, forgettingFromResults, toHtml, toMarkdown } from "@forge/eval/stats";
 import { ManifestWriter, svgLineChart } from "@forge/manifest";
-import { describeBackend, type GPT, initBackend } from "@forge/model";
+import { describeBackend, evalModel, type GPT, initBackend } from "@forge/model";
 import type { Tokenizer } from "@forge/tokenizer";
 import type { CAC } from "cac";
 import pc from "picocolors";
@@ -75,7 +75,7 @@ async function evaluate(
   tasks: Task[],
   system: string | undefined,
 ): Promise<Evaluation> {
-  const results = await runTasks({ name, model, tokenizer }, tasks, {
+  const results = await runTasks(evalModel(model, tokenizer, { name }), tasks, {
     ...(system !== undefined ? { system } : {}),
   });
   const taskResults = results.tasks.filter((t) => !t.name.startsWith("persona-"));
@@ -200,7 +200,7 @@ async function demoCommand(options: DemoOptions): Promise<number> {
     const personaTask = tasks.filter((t) => t.name.startsWith("persona-"));
     const curve = await time("strength curve", () =>
       strengthCurve(model, alphas, async (m) => {
-        const r = await runTasks({ name: "alpha", model: m, tokenizer }, personaTask);
+        const r = await runTasks(evalModel(m, tokenizer, { name: "alpha" }), personaTask);
         return r.tasks[0]!.mean;
       }),
     );
