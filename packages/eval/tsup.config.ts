@@ -1,8 +1,9 @@
 import { defineConfig } from "tsup";
 
 export default defineConfig({
-  // stats is its own entry: `@forge/eval/stats` imports no tfjs, so CI can compare result
-  // files without a model.
+  // `@forge/eval/stats` re-exports the main entry (CI pipelines import it by that name). Its
+  // declarations then re-export index.d.ts's, so every name either entry declares exists at
+  // runtime (dist.test.ts checks it).
   entry: ["src/index.ts", "src/stats.ts"],
   format: ["esm"],
   dts: true,

@@ -16,7 +16,12 @@ export type EvaluationErrorCode =
   /** an output that would replace an input, a directory, or something forge does not own */
   | "E_OUTPUT"
   /** a file that cannot be read or written */
-  | "E_IO";
+  | "E_IO"
+  /**
+   * a model that refused a request (its own error's category is kept: a context window
+   * exceeded is bad input) or answered with something other than what EvalModel promises
+   */
+  | "E_MODEL";
 
 /**
  * The one error type @forge/eval throws. `code` is stable and machine-readable; the category

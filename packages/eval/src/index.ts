@@ -1,12 +1,62 @@
+/**
+ * @forge/eval: task files, the runner, paired statistics, forgetting, comparison, gates and
+ * reports. No TensorFlow: a model is anything implementing `EvalModel`.
+ */
+
 export {
-  type EvalModel,
+  alignTasks,
+  type Comparison,
+  compareResults,
+  evaluateGates,
+  forgettingFromResults,
+  GATE_KINDS,
+  type GateKind,
+  type GateResult,
+  readResults,
+  type TaskComparison,
+} from "./compare.js";
+export { EvaluationError, type EvaluationErrorCode } from "./errors.js";
+export type { ChatMessage, EvalModel, GenerateOptions, LogprobRequest } from "./model.js";
+export {
+  deltaSvg,
+  heatmapSvg,
+  heatmapTerminal,
+  type ReportInput,
+  toHtml,
+  toJUnit,
+  toMarkdown,
+} from "./report.js";
+export {
+  type EvalResults,
+  type ItemRecord,
   makeScorer,
-  modelHash,
   RESULTS_SCHEMA,
   type RunOptions,
   runTasks,
+  type TaskResult,
 } from "./runner.js";
-export * from "./stats.js";
+export {
+  backwardTransfer,
+  type ForgettingCell,
+  type ForgettingResult,
+  forgettingAnalysis,
+  nonInferiority,
+  type TaskScores,
+} from "./stats/forgetting.js";
+export {
+  binomialTwoSided,
+  bootstrapMeanCI,
+  holmBonferroni,
+  mcnemar,
+  minimumDetectableEffect,
+  type PairedInput,
+  type PairedOptions,
+  type PairedResult,
+  pairedComparison,
+  pairedT,
+  tTestP,
+} from "./stats/paired.js";
+export { mulberry32 } from "./stats/random.js";
 export {
   type GenerationSpec,
   type Item,

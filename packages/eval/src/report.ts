@@ -7,11 +7,35 @@ import type { Comparison, GateResult } from "./compare.js";
 import type { EvalResults } from "./runner.js";
 import type { ForgettingResult } from "./stats/forgetting.js";
 
+/**
+ * Characters XML 1.0 forbids even as character references: C0 controls other than tab, line
+ * feed and carriage return, lone surrogates, U+FFFE and U+FFFF.
+ */
+const NOT_XML =
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: these are the characters XML cannot hold
+  /[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+
+const XML_ESCAPES: Record<string, string> = {
+  "<": "&lt;",
+  ">": "&gt;",
+  "&": "&amp;",
+  '"': "&quot;",
+  "'": "&apos;",
+  // kept as references: in an attribute, a literal tab or newline would be read as a space
+  "\t": "&#9;",
+  "\n": "&#10;",
+  "\r": "&#13;",
+};
+
+/**
+ * Text for an XML attribute or element (JUnit, SVG). A character XML cannot hold at all
+ * (`\u0001`, an ANSI escape's `\u001b`) is written as its code, `\u001b`, so two names that
+ * differ only there stay different and the document stays well-formed.
+ */
 const escapeXml = (text: string) =>
-  text.replace(
-    /[<>&"']/g,
-    (c) => ({ "<": "&lt;", ">": "&gt;", "&": "&amp;", '"': "&quot;", "'": "&apos;" })[c]!,
-  );
+  text
+    .replace(NOT_XML, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`)
+    .replace(/[<>&"'\t\n\r]/g, (c) => XML_ESCAPES[c]!);
 const pct = (x: number) => `${(100 * x).toFixed(1)}`;
 
 export interface ReportInput {

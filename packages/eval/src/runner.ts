@@ -1,17 +1,17 @@
 /**
  * The runner: a model × tasks → per-item records (id, input, output, score, round, seed) in a
- * schema-versioned results object. Results are cached by model hash + task hash + seed +
+ * schema-versioned results object. The model is anything implementing `EvalModel` (./model.ts):
+ * the runner renders each item's conversation, asks the model for replies in batches (or for
+ * log-probabilities), and scores them. Results are cached by model id + task hash + seed +
  * settings, so a re-run with nothing changed reads them back instead of generating.
  */
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
-import { writeFileAtomic } from "@forge/core";
-import { type GPT, generate, modelTensors } from "@forge/model";
-import type { ChatMessage, Tokenizer } from "@forge/tokenizer";
-import * as tf from "@tensorflow/tfjs";
+import { ForgeError, writeFileAtomic } from "@forge/core";
 import { EvaluationError } from "./errors.js";
+import type { ChatMessage, EvalModel, GenerateOptions, LogprobRequest } from "./model.js";
 import {
   codeRefusal,
   type Item,
@@ -49,31 +49,11 @@ export interface TaskResult {
 export interface EvalResults {
   schemaVersion: 1;
   kind: "forge-eval-results";
+  /** `hash` is the model's `id` (the field keeps its name: result files predate `EvalModel`). */
   model: { name: string; hash: string };
   createdAt: string;
   settings: { rounds?: number; seed: number; system?: string };
   tasks: TaskResult[];
-}
-
-export interface EvalModel {
-  name: string;
-  model: GPT;
-  tokenizer: Tokenizer;
-  /** Defaults to a hash of the effective weights (adapter merged at its strength). */
-  hash?: string;
-}
-
-/** sha256 of the effective weights. */
-export function modelHash(model: GPT): string {
-  const hash = createHash("sha256");
-  hash.update(JSON.stringify(model.config));
-  for (const [name, t] of [...modelTensors(model, { mergeAdapter: true })].sort(([a], [b]) =>
-    a.localeCompare(b),
-  )) {
-    hash.update(name);
-    hash.update(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
-  }
-  return hash.digest("hex");
 }
 
 type ScoreFn = (output: string, item: Item) => number;
@@ -161,33 +141,10 @@ export async function makeScorer(task: Task, options: TaskOptions = {}): Promise
   }
 }
 
-/** log P(target | prompt) for each pair, summed or averaged over the target's tokens. */
-function logprobScores(
-  model: GPT,
-  pairs: { prompt: number[]; target: number[] }[],
-  normalize: "mean" | "sum",
-): number[] {
-  const vocab = model.config.vocabSize;
-  return pairs.map(({ prompt, target }) => {
-    const ids = [...prompt, ...target.slice(0, -1)];
-    if (ids.length > model.config.blockSize)
-      throw new EvaluationError(
-        "E_INPUT",
-        `a logprob prompt + target of ${ids.length} tokens exceeds the context window`,
-      );
-    const logits = tf.tidy(() =>
-      tf.logSoftmax(model.run(tf.tensor2d([ids], undefined, "int32")).logits),
-    );
-    const values = logits.dataSync();
-    logits.dispose();
-    let sum = 0;
-    target.forEach((token, i) => {
-      sum += values[(prompt.length - 1 + i) * vocab + token]!;
-    });
-    return normalize === "sum" ? sum : sum / target.length;
-  });
-}
-
+/**
+ * The results-cache key. `modelHash` is the model's `id` (the name is kept so that caches
+ * written before `EvalModel` existed are still hits).
+ */
 function cacheKey(
   modelHash: string,
   task: Task,
@@ -209,7 +166,7 @@ function cacheKey(
     .digest("hex");
 }
 
-/** Greedy outputs already generated in this run, by prompt and length (greedy is deterministic). */
+/** Greedy replies already generated in this run, by conversation and length (greedy is deterministic). */
 type GreedyMemo = Map<string, string>;
 
 export interface RunOptions extends TaskOptions {
@@ -218,6 +175,7 @@ export interface RunOptions extends TaskOptions {
   seed?: number;
   /** Where cached task results live (default: no cache). */
   cacheDir?: string;
+  /** Conversations per `generate` / `logprobs` call (default 32). */
   batchSize?: number;
   /**
    * A system prompt for every task that has no system message of its own: evaluates the
@@ -227,16 +185,68 @@ export interface RunOptions extends TaskOptions {
   onProgress?: (event: { task: string; done: number; total: number; cached?: boolean }) => void;
 }
 
+/**
+ * Call one of the model's methods. A forge error it throws (bad input, a context window
+ * exceeded, a refused request) keeps its category and gains the task's name; anything else
+ * is the model's own failure and passes through untouched.
+ */
+async function ask<T>(model: EvalModel, task: Task, call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (error) {
+    if (!ForgeError.isInstance(error) || EvaluationError.isInstance(error)) throw error;
+    throw new EvaluationError(
+      "E_MODEL",
+      `${task.file ?? task.name}: model ${JSON.stringify(model.name)}: ${error.message}`,
+      { cause: error, category: error.category },
+    );
+  }
+}
+
+/** What a model returned, checked: one reply (a string) per conversation. */
+function checkReplies(model: EvalModel, replies: unknown, expected: number): string[] {
+  if (
+    !Array.isArray(replies) ||
+    replies.length !== expected ||
+    replies.some((r) => typeof r !== "string")
+  )
+    throw new EvaluationError(
+      "E_MODEL",
+      `model ${JSON.stringify(model.name)}: generate must return one string per conversation; asked for ${expected}, got ${Array.isArray(replies) ? `${replies.length} value(s)` : typeof replies}`,
+    );
+  return replies;
+}
+
+/** What a model returned, checked: per request, a non-empty list of finite log-probabilities. */
+function checkLogprobs(model: EvalModel, values: unknown, expected: number): number[][] {
+  const ok =
+    Array.isArray(values) &&
+    values.length === expected &&
+    values.every(
+      (v) =>
+        Array.isArray(v) &&
+        v.length > 0 &&
+        v.every((x) => typeof x === "number" && Number.isFinite(x)),
+    );
+  if (!ok)
+    throw new EvaluationError(
+      "E_MODEL",
+      `model ${JSON.stringify(model.name)}: logprobs must return, per request, a non-empty list of finite log-probabilities; asked for ${expected} request(s)`,
+    );
+  return values as number[][];
+}
+
 async function runTask(
   model: EvalModel,
   task: Task,
-  hash: string,
+  id: string,
   options: RunOptions,
   memo: GreedyMemo,
 ): Promise<TaskResult> {
   const seed = options.seed ?? 0;
   const rounds = options.rounds ?? task.rounds;
-  const key = cacheKey(hash, task, seed, rounds, options.system);
+  const batchSize = options.batchSize ?? 32;
+  const key = cacheKey(id, task, seed, rounds, options.system);
   const cacheFile = options.cacheDir ? path.join(options.cacheDir, `${key}.json`) : undefined;
   if (cacheFile) {
     // The cache is forge's own, but a file that does not look like a result is just a miss.
@@ -253,31 +263,36 @@ async function runTask(
       return cached;
     }
   }
-  const { tokenizer } = model;
   const inputs = task.items.map((item) => {
     const messages = renderMessages(task, item);
     return options.system !== undefined && messages[0]?.role !== "system"
       ? [{ role: "system" as const, content: options.system }, ...messages]
       : messages;
   });
-  const prompts = inputs.map(
-    (messages) => tokenizer.renderChat(messages, { addGenerationPrompt: true }).ids,
-  );
   const records: ItemRecord[] = [];
   const total = task.items.length * rounds;
   if (task.scorer.type === "logprob") {
-    const targets = task.items.map((item) => [
-      ...tokenizer.encode(
-        renderTemplate(task.scorer.target!, item, `${task.name}: scorer.target`),
-        { disallowedSpecial: "none" },
-      ),
-      tokenizer.specialTokenId("<|eot|>"),
-    ]);
-    const scores = logprobScores(
-      model.model,
-      prompts.map((p, i) => ({ prompt: p, target: targets[i]! })),
-      task.scorer.normalize ?? "mean",
-    );
+    // Deterministic: computed once, recorded for every round.
+    const normalize = task.scorer.normalize ?? "mean";
+    const requests: LogprobRequest[] = task.items.map((item, i) => ({
+      messages: inputs[i]!,
+      target: renderTemplate(task.scorer.target!, item, `${task.name}: scorer.target`),
+    }));
+    const scores: number[] = [];
+    for (let start = 0; start < requests.length; start += batchSize) {
+      const batch = requests.slice(start, start + batchSize);
+      const values = checkLogprobs(
+        model,
+        await ask(model, task, () => model.logprobs!(batch)),
+        batch.length,
+      );
+      for (const tokens of values) {
+        let sum = 0;
+        for (const value of tokens) sum += value;
+        scores.push(normalize === "sum" ? sum : sum / tokens.length);
+      }
+      options.onProgress?.({ task: task.name, done: scores.length * rounds, total });
+    }
     for (let round = 0; round < rounds; round++) {
       for (const [i, item] of task.items.entries()) {
         records.push({
@@ -290,33 +305,31 @@ async function runTask(
         });
       }
     }
-    options.onProgress?.({ task: task.name, done: total, total });
   } else {
     const score = await makeScorer(task, options);
-    const eot = tokenizer.specialTokenId("<|eot|>");
-    const batchSize = options.batchSize ?? 32;
+    const greedy = task.generation.temperature === 0;
     for (let round = 0; round < rounds; round++) {
-      for (let start = 0; start < prompts.length; start += batchSize) {
-        const batch = prompts.slice(start, start + batchSize);
-        const greedy = task.generation.temperature === 0;
-        const memoKeys = batch.map((ids) => `${task.generation.maxNewTokens}|${ids.join(",")}`);
+      for (let start = 0; start < inputs.length; start += batchSize) {
+        const batch = inputs.slice(start, start + batchSize);
+        const memoKeys = batch.map(
+          (messages) => `${task.generation.maxNewTokens}|${JSON.stringify(messages)}`,
+        );
         const outputs = memoKeys.map((k) => (greedy ? memo.get(k) : undefined));
         const missing = batch.filter((_, j) => outputs[j] === undefined);
         if (missing.length > 0) {
-          const { tokens } = generate(model.model, missing, {
-            maxNewTokens: task.generation.maxNewTokens,
-            temperature: task.generation.temperature,
-            ...(task.generation.topK !== undefined ? { topK: task.generation.topK } : {}),
-            ...(task.generation.topP !== undefined ? { topP: task.generation.topP } : {}),
+          const generation: GenerateOptions = {
+            ...task.generation,
             seed: seed + round * 1_000_003 + start,
-            stopIds: [eot],
-            bannedIds: tokenizer.bannedIds(),
-          });
+          };
+          const replies = checkReplies(
+            model,
+            await ask(model, task, () => model.generate(missing, generation)),
+            missing.length,
+          );
           let next = 0;
           for (const [j, k] of memoKeys.entries()) {
             if (outputs[j] !== undefined) continue;
-            const ids = tokens[next++]!;
-            outputs[j] = tokenizer.decode(ids.at(-1) === eot ? ids.slice(0, -1) : ids).trim();
+            outputs[j] = replies[next++]!.trim();
             if (greedy) memo.set(k, outputs[j]!);
           }
         }
@@ -349,12 +362,23 @@ async function runTask(
   return result;
 }
 
-/** Run every task on the model. */
-export async function runTasks(
-  model: EvalModel,
-  tasks: readonly Task[],
-  options: RunOptions = {},
-): Promise<EvalResults> {
+const isText = (value: unknown): value is string => typeof value === "string" && value !== "";
+
+/** Check the model and the options before anything runs. */
+function checkRun(model: EvalModel, tasks: readonly Task[], options: RunOptions): string {
+  if (typeof model !== "object" || model === null || typeof model.generate !== "function")
+    throw new EvaluationError(
+      "E_INPUT",
+      "the model must be an EvalModel: { name, id, generate(conversations, options), logprobs? }",
+    );
+  if (!isText(model.name))
+    throw new EvaluationError("E_INPUT", "the model's name must be a non-empty string");
+  const id: unknown = model.id;
+  if (!isText(id))
+    throw new EvaluationError(
+      "E_INPUT",
+      `model ${JSON.stringify(model.name)}: id must be a non-empty string (a weights hash, an endpoint and model revision)`,
+    );
   if (tasks.length === 0) throw new EvaluationError("E_INPUT", "no tasks to run");
   if (
     options.rounds !== undefined &&
@@ -364,6 +388,14 @@ export async function runTasks(
       "E_INPUT",
       `rounds must be an integer from 1 to ${MAX_ROUNDS}; got ${options.rounds}`,
     );
+  if (
+    options.batchSize !== undefined &&
+    (!Number.isInteger(options.batchSize) || options.batchSize < 1)
+  )
+    throw new EvaluationError(
+      "E_INPUT",
+      `batchSize must be a positive integer; got ${options.batchSize}`,
+    );
   const names = tasks.map((t) => t.name);
   const duplicate = names.find((n, i) => names.indexOf(n) !== i);
   if (duplicate)
@@ -371,14 +403,29 @@ export async function runTasks(
       "E_INPUT",
       `two tasks are named ${JSON.stringify(duplicate)}; task names must be unique`,
     );
-  const hash = model.hash ?? modelHash(model.model);
+  const scoredByLogprob = tasks.find((t) => t.scorer.type === "logprob");
+  if (scoredByLogprob && typeof model.logprobs !== "function")
+    throw new EvaluationError(
+      "E_INPUT",
+      `${scoredByLogprob.file ?? scoredByLogprob.name}: scorer.type logprob needs the model's log-probabilities, and model ${JSON.stringify(model.name)} gives none (it has no logprobs method); score the task from its text (exact, contains, regex, …) or use a model that gives them`,
+    );
+  return id;
+}
+
+/** Run every task on the model. */
+export async function runTasks(
+  model: EvalModel,
+  tasks: readonly Task[],
+  options: RunOptions = {},
+): Promise<EvalResults> {
+  const id = checkRun(model, tasks, options);
   const results: TaskResult[] = [];
   const memo: GreedyMemo = new Map();
-  for (const task of tasks) results.push(await runTask(model, task, hash, options, memo));
+  for (const task of tasks) results.push(await runTask(model, task, id, options, memo));
   return {
     schemaVersion: RESULTS_SCHEMA,
     kind: "forge-eval-results",
-    model: { name: model.name, hash },
+    model: { name: model.name, hash: id },
     createdAt: new Date().toISOString(),
     settings: {
       ...(options.rounds !== undefined ? { rounds: options.rounds } : {}),

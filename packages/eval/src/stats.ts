@@ -1,50 +1,6 @@
 /**
- * `@forge/eval/stats`: the statistics, importable with no tfjs installed (CI compares result
- * files with it, no model needed).
+ * `@forge/eval/stats`, kept for the CI pipelines that import it: the whole package, as
+ * `@forge/eval` is. It was once the part without TensorFlow; now no part of @forge/eval
+ * imports TensorFlow.
  */
-
-export {
-  alignTasks,
-  type Comparison,
-  compareResults,
-  evaluateGates,
-  forgettingFromResults,
-  GATE_KINDS,
-  type GateKind,
-  type GateResult,
-  readResults,
-  type TaskComparison,
-} from "./compare.js";
-export { EvaluationError, type EvaluationErrorCode } from "./errors.js";
-export {
-  deltaSvg,
-  heatmapSvg,
-  heatmapTerminal,
-  type ReportInput,
-  toHtml,
-  toJUnit,
-  toMarkdown,
-} from "./report.js";
-export type { EvalResults, ItemRecord, TaskResult } from "./runner.js";
-export {
-  backwardTransfer,
-  type ForgettingCell,
-  type ForgettingResult,
-  forgettingAnalysis,
-  nonInferiority,
-  type TaskScores,
-} from "./stats/forgetting.js";
-export {
-  binomialTwoSided,
-  bootstrapMeanCI,
-  holmBonferroni,
-  mcnemar,
-  minimumDetectableEffect,
-  type PairedInput,
-  type PairedOptions,
-  type PairedResult,
-  pairedComparison,
-  pairedT,
-  tTestP,
-} from "./stats/paired.js";
-export { mulberry32 } from "./stats/random.js";
+export * from "./index.js";

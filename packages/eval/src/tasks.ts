@@ -37,9 +37,9 @@ import {
   readTextFile,
   resolveInside,
 } from "@forge/core";
-import type { ChatMessage } from "@forge/tokenizer";
 import { isMap, isSeq } from "yaml";
 import { EvaluationError } from "./errors.js";
+import type { ChatMessage } from "./model.js";
 
 export type ScorerType = "exact" | "contains" | "regex" | "numeric" | "keywords" | "logprob" | "js";
 export const SCORER_TYPES: ScorerType[] = [

@@ -52,6 +52,12 @@ export {
 } from "./data.js";
 export { ModelError, type ModelErrorCode } from "./errors.js";
 export {
+  type EvalGenerateOptions,
+  evalModel,
+  type LocalEvalModel,
+  modelHash,
+} from "./eval-model.js";
+export {
   type FinishReason,
   type GenerateOptions,
   type Generation,

@@ -29,7 +29,7 @@ import {
   toMarkdown,
 } from "@forge/eval/stats";
 import { svgLineChart } from "@forge/manifest";
-import type { GPT } from "@forge/model";
+import { evalModel, type GPT } from "@forge/model";
 import type { Tokenizer } from "@forge/tokenizer";
 import { TASK_NAMES } from "./corpus.js";
 import { PERSONA_NAMES, PERSONAS, type PersonaName } from "./personas.js";
@@ -168,7 +168,7 @@ async function evaluate(
   tasks: Task[],
   system: string | undefined,
 ): Promise<DemoEvaluation> {
-  const results = await runTasks({ name, model, tokenizer }, tasks, {
+  const results = await runTasks(evalModel(model, tokenizer, { name }), tasks, {
     ...(system !== undefined ? { system } : {}),
   });
   const taskResults = results.tasks.filter((t) => !t.name.startsWith("persona-"));
@@ -266,7 +266,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   const curve = await phase("strength-curve", () =>
     time("strength curve", () =>
       strengthCurve(model, [0, 0.25, 0.5, 0.75, 1, 1.5], async (m) => {
-        const r = await runTasks({ name: "alpha", model: m, tokenizer }, personaTask);
+        const r = await runTasks(evalModel(m, tokenizer, { name: "alpha" }), personaTask);
         return r.tasks[0]!.mean;
       }),
     ),

@@ -49,7 +49,7 @@ import {
   toMarkdown,
 } from "@forge/eval/stats";
 import { ManifestWriter } from "@forge/manifest";
-import { initBackend, loadModel } from "@forge/model";
+import { evalModel, initBackend, type LocalEvalModel, loadModel } from "@forge/model";
 import type { CAC } from "cac";
 import pc from "picocolors";
 import pkg from "../../package.json" with { type: "json" };
@@ -90,7 +90,7 @@ function number(
 }
 
 /** A model directory, or a bake output (its base with the adapter attached). */
-export async function loadEvalModel(location: string): Promise<EvalModel> {
+export async function loadEvalModel(location: string): Promise<LocalEvalModel> {
   if (!existsSync(location) || !statSync(location).isDirectory())
     throw new UsageError(`${location} is not a directory: give a model directory or a bake output`);
   const baked =
@@ -98,11 +98,7 @@ export async function loadEvalModel(location: string): Promise<EvalModel> {
     existsSync(path.join(location, "adapter_config.json"));
   const loaded = baked ? await loadBaked(location) : await loadModel(location);
   if (!loaded.tokenizer) throw new UsageError(`${location} has no tokenizer.json`);
-  return {
-    name: path.basename(path.resolve(location)),
-    model: loaded.model,
-    tokenizer: loaded.tokenizer,
-  };
+  return evalModel(loaded.model, loaded.tokenizer, { name: path.basename(path.resolve(location)) });
 }
 
 /**

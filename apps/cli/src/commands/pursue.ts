@@ -17,7 +17,7 @@ import {
 import { claimOutput } from "@forge/core";
 import { runTasks } from "@forge/eval";
 import { ManifestWriter } from "@forge/manifest";
-import { describeBackend, type GPT, initBackend, loadModel } from "@forge/model";
+import { describeBackend, evalModel, type GPT, initBackend, loadModel } from "@forge/model";
 import type { Tokenizer } from "@forge/tokenizer";
 import type { CAC } from "cac";
 import pc from "picocolors";
@@ -119,7 +119,7 @@ async function pursueCommand(options: PursueCommandOptions): Promise<number> {
     const bar = options.json
       ? undefined
       : new ProgressBar(`eval round ${round}`, { unit: "items" });
-    const results = await runTasks({ name: `round-${round}`, model: m, tokenizer: t }, tasks, {
+    const results = await runTasks(evalModel(m, t, { name: `round-${round}` }), tasks, {
       ...taskOptions,
       onProgress: (e) => bar?.update(e.done, e.total, e.task),
     });
@@ -178,7 +178,7 @@ async function pursueCommand(options: PursueCommandOptions): Promise<number> {
       try {
         const table = await repromptTable({ base, baked }, async (m, prompted) => {
           const scored = await runTasks(
-            { name: prompted ? "prompted" : "unprompted", model: m, tokenizer },
+            evalModel(m, tokenizer, { name: prompted ? "prompted" : "unprompted" }),
             tasks,
             prompted ? { ...taskOptions, system: texts[i]! } : taskOptions,
           );

@@ -86,20 +86,37 @@ export function pairedT(differences: readonly number[]): { t: number; df: number
   return { t, df: n - 1, p: tTestP(t, n - 1) };
 }
 
-/** Exact two-sided binomial test of b successes in b + c trials at p = 1/2. */
+/**
+ * Exact two-sided binomial test of b successes in b + c trials at p = 1/2:
+ * 2 · Σ_{i ≤ min(b, c)} C(n, i) / 2^n, capped at 1.
+ *
+ * Computed in log space (C(n, i) and 2^n overflow a double from n ≈ 1,030): each term relative
+ * to the largest, the one at i = min(b, c), so the sum is ≥ 1 and never underflows to nothing.
+ * A p-value below ~1e-308 underflows to 0, as it does in scipy.
+ */
 export function binomialTwoSided(b: number, c: number): number {
+  if (!Number.isInteger(b) || !Number.isInteger(c) || b < 0 || c < 0)
+    throw new EvaluationError(
+      "E_STATS",
+      `binomialTwoSided needs two counts (integers ≥ 0); got ${b} and ${c}`,
+    );
   const n = b + c;
-  if (n === 0) return 1;
   const k = Math.min(b, c);
-  // Σ_{i ≤ k} C(n, i) / 2^n, accumulating C(n, i) by its recurrence (exact for the small n
-  // McNemar uses this for).
-  let term = 1;
+  if (2 * k === n) return 1;
+  // log C(n, i) - log C(n, k) for i = k, k - 1, …, 0 by the recurrence
+  // C(n, i - 1) = C(n, i) · i / (n - i + 1); the terms fall geometrically (ratio ≤ k / (n - k + 1)),
+  // so stop once they no longer change the sum.
+  let logRatio = 0;
   let sum = 1;
-  for (let i = 1; i <= k; i++) {
-    term = (term * (n - i + 1)) / i;
+  for (let i = k; i > 0; i--) {
+    logRatio += Math.log(i) - Math.log(n - i + 1);
+    const term = Math.exp(logRatio);
     sum += term;
+    if (term < sum * 1e-17) break;
   }
-  return Math.min(1, (2 * sum) / 2 ** n);
+  let logChoose = 0; // log C(n, k)
+  for (let i = 1; i <= k; i++) logChoose += Math.log(n - k + i) - Math.log(i);
+  return Math.min(1, Math.exp(Math.LN2 + logChoose + Math.log(sum) - n * Math.LN2));
 }
 
 /** McNemar's test from discordant counts: b (A right, B wrong) and c (A wrong, B right). */

@@ -34,6 +34,53 @@ describe("paired statistics against reference values", () => {
     expect(chi.p).toBeCloseTo(0.03364802587476163, 9);
   });
 
+  it("binomialTwoSided stays exact for large counts (it returned NaN from n ≈ 1,030)", () => {
+    /** 2 · Σ_{i ≤ min(b, c)} C(n, i) / 2^n in exact integer arithmetic, as a double. */
+    const exact = (b: number, c: number): number => {
+      const n = b + c;
+      let term = 1n;
+      let sum = 1n;
+      for (let i = 1; i <= Math.min(b, c); i++) {
+        term = (term * BigInt(n - i + 1)) / BigInt(i); // C(n, i), exactly
+        sum += term;
+      }
+      // p = 2 · sum · 2^-n: the top 64 bits of 2 · sum, scaled by a power of two in two exact steps
+      const numerator = 2n * sum;
+      const bits = numerator.toString(2).length;
+      if (bits > n) return 1;
+      const dropped = Math.max(0, bits - 64);
+      const exponent = dropped - n;
+      const half = Math.trunc(exponent / 2);
+      return Number(numerator >> BigInt(dropped)) * 2 ** half * 2 ** (exponent - half);
+    };
+    for (const [b, c] of [
+      [2, 9],
+      [10, 14],
+      [520, 540],
+      [900, 1100],
+      [980, 1020],
+      [5, 1030],
+      [3000, 3100],
+      [40_000, 40_600],
+    ] as const) {
+      const p = binomialTwoSided(b, c);
+      const reference = exact(b, c);
+      expect(Number.isFinite(p), `${b}, ${c}`).toBe(true);
+      expect(Math.abs(p - reference) / reference, `${b}, ${c}: ${p} vs ${reference}`).toBeLessThan(
+        1e-9,
+      );
+      expect(binomialTwoSided(c, b)).toBe(p);
+    }
+    // scipy.stats.binomtest(900, 2000).pvalue and binomtest(3000, 6100).pvalue
+    expect(binomialTwoSided(900, 1100)).toBeCloseTo(8.45708953550381e-6, 15);
+    expect(binomialTwoSided(3000, 3100)).toBeCloseTo(0.2049495446515585, 12);
+    expect(binomialTwoSided(1000, 1000)).toBe(1);
+    expect(binomialTwoSided(0, 0)).toBe(1);
+    expect(binomialTwoSided(0, 2000)).toBe(0); // 2^-1999 underflows a double, as in scipy
+    expect(() => binomialTwoSided(1.5, 3)).toThrow("binomialTwoSided needs two counts");
+    expect(() => binomialTwoSided(-1, 3)).toThrow("binomialTwoSided needs two counts");
+  });
+
   it("minimum detectable effect at 80% power", () => {
     expect(minimumDetectableEffect(1, 20, 0.05, 0.8)).toBeCloseTo(0.660528801986601, 6);
   });
