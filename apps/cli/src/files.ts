@@ -1,5 +1,7 @@
 import { existsSync } from "node:fs";
 import path from "node:path";
+import { loadTask, type Task, type TaskOptions } from "@forge/eval";
+import { FORGE_TINY_TASKS } from "@forge/tiny";
 import { glob } from "tinyglobby";
 import { UsageError } from "./errors.js";
 
@@ -17,4 +19,18 @@ export async function expandInputs(patterns: string[], flag = "--input"): Promis
     files.push(...matches.sort());
   }
   return [...new Set(files)];
+}
+
+/**
+ * Load task files (globs or paths; `forge-tiny` names the shipped model's task files). Their
+ * `data:` and js scorer modules stay inside each task file's directory and js scorers are
+ * refused, unless `options` allow them (--allow-outside, --allow-code).
+ */
+export async function loadTasks(patterns: string[], options: TaskOptions = {}): Promise<Task[]> {
+  const expanded = patterns.map((p) =>
+    p === "forge-tiny" ? path.join(FORGE_TINY_TASKS, "*.yaml") : p,
+  );
+  return Promise.all(
+    (await expandInputs(expanded, "--tasks")).map((file) => loadTask(file, options)),
+  );
 }

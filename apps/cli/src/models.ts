@@ -3,9 +3,11 @@
  * (`<repository>/<bake>/<step>`), or `forge-tiny` — the shipped model, found through the
  * @forge/tiny package wherever forge is installed (also the default).
  */
-import { existsSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
+import path from "node:path";
+import { loadBaked } from "@forge/baking";
 import { ModelStore } from "@forge/git-recipe";
-import { type GPT, loadModel } from "@forge/model";
+import { evalModel, type GPT, type LocalEvalModel, loadModel } from "@forge/model";
 import { FORGE_TINY_DIR } from "@forge/tiny";
 import type { Tokenizer } from "@forge/tokenizer";
 import { UsageError } from "./errors.js";
@@ -35,4 +37,20 @@ export async function loadBase(dir: string): Promise<{ model: GPT; tokenizer: To
     throw new UsageError(`${dir} has no tokenizer.json; forge needs the model's tokenizer`);
   }
   return { model: loaded.model, tokenizer: loaded.tokenizer };
+}
+
+/** A model for evaluation: a model directory, or a bake output (its base with the adapter). */
+export async function loadEvalModel(location: string): Promise<LocalEvalModel> {
+  const dir = await resolveModelLocation(location);
+  if (!existsSync(dir) || !statSync(dir).isDirectory())
+    throw new UsageError(`${location} is not a directory: give a model directory or a bake output`);
+  const baked =
+    existsSync(path.join(dir, "forge.json")) && existsSync(path.join(dir, "adapter_config.json"));
+  const loaded = baked ? await loadBaked(dir) : await loadModel(dir);
+  if (!loaded.tokenizer) {
+    loaded.model.dispose();
+    throw new UsageError(`${location} has no tokenizer.json`);
+  }
+  const name = location === "forge-tiny" ? location : path.basename(path.resolve(dir));
+  return evalModel(loaded.model, loaded.tokenizer, { name });
 }

@@ -3,6 +3,7 @@
  * reports. No TensorFlow: a model is anything implementing `EvalModel`.
  */
 
+export { mulberry32 } from "@forge/core";
 export {
   alignTasks,
   type Comparison,
@@ -56,7 +57,6 @@ export {
   pairedT,
   tTestP,
 } from "./stats/paired.js";
-export { mulberry32 } from "./stats/random.js";
 export {
   type GenerationSpec,
   type Item,

@@ -18,7 +18,9 @@ export type ModelErrorCode =
   /** a file or directory that cannot be read or written */
   | "E_IO"
   /** training stopped: non-finite loss, or an inconsistent resume */
-  | "E_TRAINING";
+  | "E_TRAINING"
+  /** the training loss became NaN or infinite: the run did not converge (exit 1, like a failed gate) */
+  | "E_DIVERGED";
 
 /**
  * The one error type @forge/model throws. `code` is stable and machine-readable; the category

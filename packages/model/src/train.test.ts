@@ -1,6 +1,7 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { exitCodeFor } from "@forge/core";
 import * as tf from "@tensorflow/tfjs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { initBackend } from "./backend/select.js";
@@ -157,11 +158,15 @@ describe("trainModel", () => {
         return calls >= 7 ? (tf.mul(loss, Number.NaN) as tf.Scalar) : loss;
       },
     };
-    await expect(
-      trainModel(task, { ...settings, steps: 20, checkpointEvery: 3 }, { checkpointDir }),
-    ).rejects.toThrow(
-      `the training loss is NaN at step 7; training stopped. Last good checkpoint: ${path.join(checkpointDir, "last")} (step 6)`,
+    const error = await trainModel(
+      task,
+      { ...settings, steps: 20, checkpointEvery: 3 },
+      { checkpointDir },
+    ).catch((e: unknown) => e);
+    expect((error as Error).message).toBe(
+      `the training loss is NaN at step 7; training stopped (a lower learning rate usually helps). Last good checkpoint: ${path.join(checkpointDir, "last")} (step 6)`,
     );
+    expect(exitCodeFor(error)).toBe(1); // did not converge: a failed check, not bad input
     const state = JSON.parse(
       readFileSync(path.join(checkpointDir, "last", "trainer_state.json"), "utf8"),
     );

@@ -334,8 +334,9 @@ export async function trainModel<T>(
                 ? `${lastDir} (step ${lastSavedStep})`
                 : "none (no checkpoint was saved)";
             throw new ModelError(
-              "E_TRAINING",
-              `the training loss is ${loss} at step ${step + 1}; training stopped. Last good checkpoint: ${where}`,
+              "E_DIVERGED",
+              `the training loss is ${loss} at step ${step + 1}; training stopped (a lower learning rate usually helps). Last good checkpoint: ${where}`,
+              { category: "gate" },
             );
           }
           lossSum += loss;

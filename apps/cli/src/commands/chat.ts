@@ -15,6 +15,7 @@ import type { CAC } from "cac";
 import pc from "picocolors";
 import { UsageError } from "../errors.js";
 import { resolveModelLocation } from "../models.js";
+import { numberOption } from "../options.js";
 
 export interface SamplingOptions {
   temperature?: string | number;
@@ -36,17 +37,9 @@ export function resolveSampling(
   options: SamplingOptions,
   defaults: GenerationDefaults = {},
 ): Sampling {
-  const number = (
-    value: unknown,
-    name: string,
-    check: (n: number) => boolean,
-    expected: string,
-  ) => {
-    const n = Number(value);
-    if (!Number.isFinite(n) || !check(n))
-      throw new UsageError(`--${name} must be ${expected}; got ${JSON.stringify(value)}`);
-    return n;
-  };
+  // flags are checked as flags; the model's own defaults were checked when it was loaded
+  const number = (value: unknown, name: string, check: (n: number) => boolean, expected: string) =>
+    numberOption(value, name, check, expected)!;
   const temperature = number(
     options.temperature ?? defaults.temperature ?? 0.7,
     "temperature",

@@ -5,15 +5,8 @@ import { buildTokenCaches, DEFAULT_SYNTH, synthesize } from "@forge/tiny";
 import { loadTokenizer } from "@forge/tokenizer";
 import type { CAC } from "cac";
 import { UsageError } from "../errors.js";
+import { integerOption } from "../options.js";
 import { ProgressBar } from "../progress.js";
-
-function integer(value: unknown, name: string, minimum: number, fallback: number): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < minimum)
-    throw new UsageError(`--${name} must be an integer ≥ ${minimum}; got ${JSON.stringify(value)}`);
-  return n;
-}
 
 /** `--out` is claimed as forge's output of `kind` (see @forge/core claimOutput). */
 const outputOptions = (kind: string, options: { force?: boolean }, inputs: string[] = []) => ({
@@ -39,9 +32,15 @@ async function synthCommand(options: SynthCommandOptions): Promise<number> {
   if (!options.out) throw new UsageError("--out <dir> is required");
   const settings = {
     ...DEFAULT_SYNTH,
-    seed: integer(options.seed, "seed", 0, DEFAULT_SYNTH.seed),
-    conversations: integer(options.conversations, "conversations", 1, DEFAULT_SYNTH.conversations),
-    heldOutPerCell: integer(options.heldOut, "held-out", 1, DEFAULT_SYNTH.heldOutPerCell),
+    seed: integerOption(options.seed, "seed", { minimum: 0, fallback: DEFAULT_SYNTH.seed }),
+    conversations: integerOption(options.conversations, "conversations", {
+      minimum: 1,
+      fallback: DEFAULT_SYNTH.conversations,
+    }),
+    heldOutPerCell: integerOption(options.heldOut, "held-out", {
+      minimum: 1,
+      fallback: DEFAULT_SYNTH.heldOutPerCell,
+    }),
   };
   const started = performance.now();
   const corpus = synthesize(settings);
@@ -91,7 +90,7 @@ async function buildCommand(options: BuildCommandOptions): Promise<number> {
     throw new UsageError("--input <dir> is required: the output of forge data synth");
   if (!options.tokenizer) throw new UsageError("--tokenizer <path> is required");
   if (!options.out) throw new UsageError("--out <dir> is required");
-  const blockSize = integer(options.blockSize, "block-size", 8, 256);
+  const blockSize = integerOption(options.blockSize, "block-size", { minimum: 8, fallback: 256 });
   const valFraction = Number(options.valFraction ?? 0.02);
   if (!(valFraction > 0 && valFraction < 0.5))
     throw new UsageError(`--val-fraction must be in (0, 0.5); got ${options.valFraction}`);

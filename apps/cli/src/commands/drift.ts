@@ -31,9 +31,9 @@ import pc from "picocolors";
 import pkg from "../../package.json" with { type: "json" };
 import { terminalChart } from "../chart.js";
 import { UsageError } from "../errors.js";
-import { resolveModelLocation } from "../models.js";
+import { loadEvalModel, resolveModelLocation } from "../models.js";
+import { integerOption } from "../options.js";
 import { ProgressBar } from "../progress.js";
-import { loadEvalModel } from "./eval.js";
 
 interface DriftCommandOptions {
   model?: string;
@@ -51,14 +51,6 @@ interface DriftCommandOptions {
   out?: string;
   force?: boolean;
   json?: boolean;
-}
-
-function integer(value: unknown, name: string, fallback: number, min: number): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < min)
-    throw new UsageError(`--${name} must be an integer ≥ ${min}; got ${JSON.stringify(value)}`);
-  return n;
 }
 
 function readLines(file: string, flag: string): string[] {
@@ -152,9 +144,12 @@ async function driftCommand(options: DriftCommandOptions): Promise<number> {
     throw new UsageError(
       `--policy ${JSON.stringify(options.policy)} is not one of ${CONTEXT_POLICIES.join(", ")}`,
     );
-  const turns = integer(options.turns, "turns", 30, 1);
-  const seedCount = integer(options.seeds, "seeds", 16, 1);
-  const maxNewTokens = integer(options.maxNewTokens, "max-new-tokens", 64, 1);
+  const turns = integerOption(options.turns, "turns", { minimum: 1, fallback: 30 });
+  const seedCount = integerOption(options.seeds, "seeds", { minimum: 1, fallback: 16 });
+  const maxNewTokens = integerOption(options.maxNewTokens, "max-new-tokens", {
+    minimum: 1,
+    fallback: 64,
+  });
   const temperature = options.temperature === undefined ? 0.7 : Number(options.temperature);
   if (!(temperature >= 0))
     throw new UsageError(`--temperature must be ≥ 0; got ${JSON.stringify(options.temperature)}`);

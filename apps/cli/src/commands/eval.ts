@@ -10,9 +10,8 @@
  * files the command reads. Task files reach no file outside their directory and run no code
  * unless `--allow-outside` / `--allow-code` say so.
  */
-import { appendFileSync, existsSync, statSync } from "node:fs";
+import { appendFileSync, statSync } from "node:fs";
 import path from "node:path";
-import { loadBaked } from "@forge/baking";
 import {
   claimOutput,
   ForgeError,
@@ -25,7 +24,6 @@ import {
 import {
   type EvalModel,
   type EvalResults,
-  loadTask,
   MAX_ROUNDS,
   runTasks,
   type Task,
@@ -49,12 +47,14 @@ import {
   toMarkdown,
 } from "@forge/eval/stats";
 import { ManifestWriter } from "@forge/manifest";
-import { evalModel, initBackend, type LocalEvalModel, loadModel } from "@forge/model";
+import { initBackend } from "@forge/model";
 import type { CAC } from "cac";
 import pc from "picocolors";
 import pkg from "../../package.json" with { type: "json" };
 import { GateError, UsageError } from "../errors.js";
-import { expandInputs } from "../files.js";
+import { loadTasks } from "../files.js";
+import { loadEvalModel } from "../models.js";
+import { numberOption } from "../options.js";
 import { ProgressBar } from "../progress.js";
 
 const asList = (value: unknown): string[] =>
@@ -73,43 +73,6 @@ function parseGates(value: unknown): GateKind[] {
       );
   }
   return kinds as GateKind[];
-}
-
-function number(
-  value: unknown,
-  name: string,
-  fallback: number,
-  check: (n: number) => boolean,
-  expected: string,
-): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isFinite(n) || !check(n))
-    throw new UsageError(`--${name} must be ${expected}; got ${JSON.stringify(value)}`);
-  return n;
-}
-
-/** A model directory, or a bake output (its base with the adapter attached). */
-export async function loadEvalModel(location: string): Promise<LocalEvalModel> {
-  if (!existsSync(location) || !statSync(location).isDirectory())
-    throw new UsageError(`${location} is not a directory: give a model directory or a bake output`);
-  const baked =
-    existsSync(path.join(location, "forge.json")) &&
-    existsSync(path.join(location, "adapter_config.json"));
-  const loaded = baked ? await loadBaked(location) : await loadModel(location);
-  if (!loaded.tokenizer) throw new UsageError(`${location} has no tokenizer.json`);
-  return evalModel(loaded.model, loaded.tokenizer, { name: path.basename(path.resolve(location)) });
-}
-
-/**
- * Load task files (globs or paths). Their `data:` and js scorer modules stay inside each task
- * file's directory and js scorers are refused, unless `options` allow them (--allow-outside,
- * --allow-code).
- */
-export async function loadTasks(patterns: string[], options: TaskOptions = {}): Promise<Task[]> {
-  return Promise.all(
-    (await expandInputs(patterns, "--tasks")).map((file) => loadTask(file, options)),
-  );
 }
 
 interface CommonOptions {
@@ -147,19 +110,15 @@ interface RunSettings {
 }
 
 function runSettings(options: CommonOptions): RunSettings {
-  const rounds =
-    options.rounds === undefined
-      ? undefined
-      : number(
-          options.rounds,
-          "rounds",
-          1,
-          (n) => Number.isInteger(n) && n >= 1 && n <= MAX_ROUNDS,
-          `an integer from 1 to ${MAX_ROUNDS}`,
-        );
+  const rounds = numberOption(
+    options.rounds,
+    "rounds",
+    (n) => Number.isInteger(n) && n >= 1 && n <= MAX_ROUNDS,
+    `an integer from 1 to ${MAX_ROUNDS}`,
+  );
   return {
     ...(rounds !== undefined ? { rounds } : {}),
-    seed: number(options.seed, "seed", 0, Number.isInteger, "an integer"),
+    seed: numberOption(options.seed, "seed", Number.isInteger, "an integer") ?? 0,
     cacheDir: options.cacheDir ?? ".forge-cache/eval",
   };
 }
@@ -457,8 +416,8 @@ async function runCommand(location: string, options: CommonOptions): Promise<num
 
 function comparisonOptions(options: CommonOptions) {
   return {
-    alpha: number(options.alpha, "alpha", 0.05, (n) => n > 0 && n < 1, "in (0, 1)"),
-    threshold: number(options.threshold, "threshold", 0, (n) => n >= 0, "≥ 0"),
+    alpha: numberOption(options.alpha, "alpha", (n) => n > 0 && n < 1, "in (0, 1)") ?? 0.05,
+    threshold: numberOption(options.threshold, "threshold", (n) => n >= 0, "≥ 0") ?? 0,
   };
 }
 
@@ -571,13 +530,13 @@ async function forgettingCommand(
     throw new UsageError("--baked <model> is required (repeatable, in bake order)");
   const settings = runSettings(options);
   const gates = parseGates(options.failOn);
-  const margin = number(
-    options.margin,
-    "margin",
-    0.034,
-    (n) => n >= 0 && n < 1,
-    "in [0, 1) (score units; 0.034 = 3.4 points)",
-  );
+  const margin =
+    numberOption(
+      options.margin,
+      "margin",
+      (n) => n >= 0 && n < 1,
+      "in [0, 1) (score units; 0.034 = 3.4 points)",
+    ) ?? 0.034;
   const alpha = comparisonOptions(options).alpha;
   const tasks = await loadTasks(asList(options.tasks), taskOptions(options));
   const outDir = options.out ?? "eval-forgetting";

@@ -29,9 +29,9 @@ import {
   parseStim,
 } from "../bake-run.js";
 import { UsageError } from "../errors.js";
+import { loadTasks } from "../files.js";
 import { loadBase, resolveModelLocation } from "../models.js";
 import { ProgressBar } from "../progress.js";
-import { loadTasks } from "./eval.js";
 
 interface PursueCommandOptions extends Omit<BakeCommandOptions, "prompt"> {
   prompt?: string | string[];

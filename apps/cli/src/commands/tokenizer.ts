@@ -3,25 +3,18 @@
  */
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { claimOutput } from "@forge/core";
+import { claimOutput, parseJson } from "@forge/core";
 import { loadTokenizer, saveTokenizer, type Tokenizer, train } from "@forge/tokenizer";
 import type { CAC } from "cac";
 import { UsageError } from "../errors.js";
 import { expandInputs } from "../files.js";
+import { numberOption } from "../options.js";
 import { ProgressBar } from "../progress.js";
 import { readStdin } from "../stdin.js";
 
 function asList(value: unknown): string[] {
   if (value === undefined) return [];
   return (Array.isArray(value) ? value : [value]).map(String);
-}
-
-function integerOption(value: unknown, name: string, minimum: number): number {
-  const number = Number(value);
-  if (value === undefined || !Number.isInteger(number) || number < minimum) {
-    throw new UsageError(`--${name} must be an integer ≥ ${minimum}; got ${JSON.stringify(value)}`);
-  }
-  return number;
 }
 
 /**
@@ -38,12 +31,7 @@ export function* textsOf(file: string): Generator<string> {
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i]!.trim();
     if (line === "") continue;
-    let record: unknown;
-    try {
-      record = JSON.parse(line);
-    } catch (error) {
-      throw new UsageError(`${file}:${i + 1}: not valid JSON (${(error as Error).message})`);
-    }
+    const record = parseJson(line, file, i + 1);
     const { text, messages } = (record ?? {}) as { text?: unknown; messages?: unknown };
     if (typeof text === "string") yield text;
     else if (Array.isArray(messages) && messages.every((m) => typeof m?.content === "string")) {
@@ -67,13 +55,25 @@ interface TrainCommandOptions {
   json?: boolean;
 }
 
+const requiredInteger = (value: unknown, name: string, minimum: number): number => {
+  const n = numberOption(
+    value,
+    name,
+    (x) => Number.isInteger(x) && x >= minimum,
+    `an integer ≥ ${minimum}`,
+  );
+  if (n === undefined)
+    throw new UsageError(`--${name} must be an integer ≥ ${minimum}; got undefined`);
+  return n;
+};
+
 async function trainCommand(positional: string[], options: TrainCommandOptions): Promise<number> {
-  const vocabSize = integerOption(options.vocabSize, "vocab-size", 1);
+  const vocabSize = requiredInteger(options.vocabSize, "vocab-size", 1);
   if (!options.out) throw new UsageError("--out <dir> is required: where to write tokenizer.json");
   const minFrequency =
     options.minFrequency === undefined
       ? 2
-      : integerOption(options.minFrequency, "min-frequency", 1);
+      : requiredInteger(options.minFrequency, "min-frequency", 1);
   const files = await expandInputs([...asList(options.input), ...positional]);
   const claim = await claimOutput(options.out, {
     kind: "tokenizer",

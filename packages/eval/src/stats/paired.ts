@@ -14,9 +14,10 @@
  *   (t_{1−α/2, n−1} + t_{0.8, n−1}) · sd(d) / √n;
  * - winner: B (or A) when p < α and |mean(d)| ≥ the threshold; otherwise none.
  */
+
+import { mulberry32 } from "@forge/core";
 import jStat from "jstat";
 import { EvaluationError } from "../errors.js";
-import { mulberry32 } from "./random.js";
 
 export interface PairedInput {
   /** Item ids, aligned with the score rows. */

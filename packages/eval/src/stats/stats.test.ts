@@ -3,6 +3,8 @@
  * gives t = −4.0621, df = 9, p = 0.002833); the rest computed independently with Python 3.11
  * (math.comb, math.erfc, and Simpson integration of the t density for CDFs and quantiles).
  */
+
+import { mulberry32 } from "@forge/core";
 import { describe, expect, it } from "vitest";
 import { backwardTransfer, forgettingAnalysis, nonInferiority } from "./forgetting.js";
 import {
@@ -14,7 +16,6 @@ import {
   pairedComparison,
   pairedT,
 } from "./paired.js";
-import { mulberry32 } from "./random.js";
 
 describe("paired statistics against reference values", () => {
   it("paired t-test: Student's sleep data", () => {
