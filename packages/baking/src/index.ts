@@ -68,6 +68,15 @@ export {
   toJsonl,
 } from "./records.js";
 export {
+  type BakeRecorder,
+  type RepositoryBakeJob,
+  type RepositoryBakeSettings,
+  type RepositoryJob,
+  type RepositoryRunnerOptions,
+  repositoryBakeSettings,
+  repositoryRunner,
+} from "./repository.js";
+export {
   checkPromptFits,
   DEFAULT_ROLLOUT,
   type RolloutSettings,

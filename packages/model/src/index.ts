@@ -84,6 +84,27 @@ export {
   learningRateAt,
   type ScheduleSettings,
 } from "./optimizer.js";
+export {
+  describeProfiles,
+  type ModelSettings,
+  openRunDirectory,
+  overlaySettings,
+  type PhaseSettings,
+  type PhaseSummary,
+  type PipelineEvent,
+  PROFILES,
+  RUN_KINDS,
+  type RunDirectory,
+  type RunKind,
+  type RunSettings,
+  resolveRunSettings,
+  runModelConfig,
+  type TrainingPhase,
+  type TrainRunOptions,
+  type TrainRunResult,
+  trainRun,
+  writeRunSettings,
+} from "./pipeline.js";
 export { generateReplies, generateReply, type Reply, type ReplyOptions } from "./reply.js";
 export {
   type LoadedTensor,

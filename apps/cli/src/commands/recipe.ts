@@ -15,20 +15,10 @@ import {
 } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { repositoryRunner } from "@forge/baking";
+import { temporarySibling } from "@forge/core";
 import {
-  type BakeSettings,
-  bakePrompt,
-  generateStimuli,
-  readStimuli,
-  readTrajectories,
-  resolveRollout,
-  rollout,
-  STIM_TYPES,
-  type StimSpec,
-  toJsonl,
-} from "@forge/baking";
-import { resolveInside, temporarySibling, writeFileAtomic } from "@forge/core";
-import {
+  type BakeJob,
   BakeRepo,
   buildTree,
   commitText,
@@ -37,7 +27,6 @@ import {
   ModelStore,
   OPERATIONS,
   type Operation,
-  type PhaseJob,
   type Progress,
   type Runner,
   runHook,
@@ -45,11 +34,12 @@ import {
   windows,
 } from "@forge/git-recipe";
 import { ManifestWriter } from "@forge/manifest";
-import { describeBackend, type GPT, initBackend, loadModel, TokenCacheWriter } from "@forge/model";
+import { describeBackend, initBackend, TokenCacheWriter } from "@forge/model";
 import { loadTokenizer, type Tokenizer } from "@forge/tokenizer";
 import type { CAC } from "cac";
 import pc from "picocolors";
 import pkg from "../../package.json" with { type: "json" };
+import { bakeEventSink } from "../bake-run.js";
 import { UsageError } from "../errors.js";
 import { DEFAULT_MODEL } from "../models.js";
 import { ProgressBar } from "../progress.js";
@@ -59,162 +49,49 @@ const FORGE_JS = fileURLToPath(new URL("./forge.js", import.meta.url));
 const selfCommand = () => [process.execPath, FORGE_JS];
 
 /**
- * A runner on @forge/baking; the parent model is loaded once per process. Paths in input.yml
- * resolve inside the repository (unless the job allows more); outputs are written atomically;
- * every manifest write is awaited.
+ * @forge/baking's repository runner, with the run manifest of each bake recorded beside its
+ * output (every write awaited before the manifest is finished: a failed write fails the bake
+ * instead of surfacing later).
  */
 export function bakingRunner(options: { quiet?: boolean } = {}): Runner {
-  let loaded: { dir: string; model: GPT; tokenizer: Tokenizer } | undefined;
-  const load = async (dir: string) => {
-    if (loaded?.dir === dir) return loaded;
-    loaded?.model.dispose();
-    const backend = await initBackend();
-    if (!options.quiet) process.stderr.write(`${describeBackend(backend)}\n`);
-    const m = await loadModel(dir);
-    if (!m.tokenizer) throw new UsageError(`the parent model ${dir} has no tokenizer.json`);
-    loaded = { dir, model: m.model, tokenizer: m.tokenizer };
-    return loaded;
-  };
-  const teacherOf = async (job: PhaseJob) => {
-    const { model, tokenizer } = await load(job.parentDir);
-    return { model, tokenizer, prompt: job.prompt };
-  };
-  return {
-    generators: STIM_TYPES,
-    async stim(job, progress) {
-      const teacher = await teacherOf(job);
-      const specs = job.target.generators.map((g, i) =>
-        g.type === "file" && typeof g.path === "string"
-          ? {
-              ...g,
-              path: resolveInside(job.root, g.path, {
-                source: "input.yml (staged)",
-                what: `TARGET.generators[${i}].path`,
-                allowHint: "forge run --allow-outside",
-                ...(job.allowOutside ? { allowOutside: true } : {}),
-              }),
-            }
-          : g,
-      ) as StimSpec[];
-      const stimuli = await generateStimuli(specs, {
-        seed: job.target.rollout.seed ?? 1,
-        teacher,
-        onProgress: (done, total) => progress(done, total),
-      });
-      await writeFileAtomic(job.stimFile, toJsonl(stimuli));
-      return stimuli.length;
+  return repositoryRunner({
+    beforeLoad: async () => {
+      const backend = await initBackend();
+      if (!options.quiet) process.stderr.write(`${describeBackend(backend)}\n`);
     },
-    async rollout(job, progress) {
-      const teacher = await teacherOf(job);
-      const stimuli = await readStimuli(job.stimFile);
-      const trajectories = rollout(teacher, stimuli, resolveRollout(job.target.rollout), (d, t) =>
-        progress(d, t),
-      );
-      await writeFileAtomic(job.rolloutFile, toJsonl(trajectories));
-      return trajectories.length;
-    },
-    async bake(job, progress) {
-      const { model, tokenizer } = await load(job.parentDir);
-      loaded = undefined; // the bake changes the model: the next phase reloads
-      const stimuli = await readStimuli(job.stimFile);
-      const trajectories = await readTrajectories(job.rolloutFile, model.config.vocabSize);
-      const b = job.bake;
-      const settings: Partial<BakeSettings> = {
-        ...(b.epochs !== undefined ? { epochs: b.epochs } : {}),
-        ...(b.steps !== undefined ? { steps: b.steps } : {}),
-        ...(b.batchSize !== undefined ? { batchSize: b.batchSize } : {}),
-        ...(b.learningRate !== undefined ? { learningRate: b.learningRate } : {}),
-        ...(b.loss !== undefined ? { loss: b.loss } : {}),
-        ...(b.validationFraction !== undefined ? { validationFraction: b.validationFraction } : {}),
-        ...(b.seed !== undefined ? { seed: b.seed } : {}),
-        ...(b.rank !== undefined || b.alpha !== undefined
-          ? {
-              lora: {
-                ...(b.rank !== undefined ? { r: b.rank } : {}),
-                ...(b.alpha !== undefined ? { alpha: b.alpha } : {}),
-              } as BakeSettings["lora"],
-            }
-          : {}),
-      };
-      const manifestFile = path.join(job.outDir, "manifest.json");
-      const manifest = await ManifestWriter.create(manifestFile, {
+    recorder: async (job, settings) => {
+      const bakeJob = job as BakeJob;
+      const file = path.join(job.outDir, "manifest.json");
+      const manifest = await ManifestWriter.create(file, {
         kind: "bake",
         forgeVersion: pkg.version,
         parameters: {
-          repository: job.repository,
+          repository: bakeJob.repository,
           bake: job.name,
-          parent: job.parentModel,
+          parent: bakeJob.parentModel,
           ...settings,
         },
-        repository: job.git,
+        repository: bakeJob.git,
       });
-      const losses: number[] = [];
-      // Phase records are written in the order the events came, each awaited before the
-      // manifest is finished: a failed write fails the bake (exit 2 naming the file) instead of
-      // surfacing later as an unhandled rejection.
-      let writes: Promise<void> = Promise.resolve();
-      let writeError: unknown;
-      const record = (write: () => Promise<void>) => {
-        writes = writes.then(write).catch((error: unknown) => {
-          writeError ??= error;
-        });
+      const sink = bakeEventSink(manifest, true);
+      return {
+        event: sink,
+        async succeed(result) {
+          await sink.settled();
+          const metrics = result.record.metrics as Record<string, unknown>;
+          manifest.setMetric("klBefore", metrics.klBefore);
+          manifest.setMetric("klAfter", metrics.klAfter);
+          await manifest.addArtifact(path.join(result.out, "merged", "model.safetensors"));
+          await manifest.succeed();
+          return file;
+        },
+        async fail(error) {
+          await sink.settled().catch(() => undefined);
+          await manifest.fail(error); // the bake's own error is the one to report
+        },
       };
-      const recorded = async () => {
-        await writes;
-        if (writeError !== undefined) throw writeError;
-      };
-      try {
-        const result = await bakePrompt(model, tokenizer, {
-          prompt: job.prompt,
-          stim: [],
-          stimuli,
-          trajectories,
-          rollout: job.target.rollout,
-          bake: settings,
-          measure: { n: 32 },
-          out: path.join(job.outDir, "bake"),
-          baseModel: job.parentDir,
-          merged: true,
-          onEvent: (event) => {
-            if (event.type === "phase-start") record(() => manifest.phaseStart(event.phase));
-            else if (event.type === "phase-end") record(() => manifest.phaseEnd(event.phase));
-            else if (event.type === "train" && event.event.type === "step-end") {
-              const e = event.event;
-              losses.push(e.loss);
-              progress(e.step, undefined, `KL ${e.loss.toFixed(4)}`);
-              manifest.recordStep({
-                phase: "bake",
-                step: e.step,
-                loss: e.loss,
-                learningRate: e.lr,
-                gradNorm: e.gradNorm,
-                tokensPerSecond: e.tokensPerSecond,
-              });
-            }
-          },
-        });
-        await recorded();
-        const metrics = result.record.metrics as Record<string, unknown>;
-        manifest.setMetric("klBefore", metrics.klBefore);
-        manifest.setMetric("klAfter", metrics.klAfter);
-        await manifest.addArtifact(path.join(result.out, "merged", "model.safetensors"));
-        await manifest.succeed();
-        return {
-          modelDir: path.join(result.out, "merged"),
-          steps: result.training.result.step,
-          losses,
-          metrics: { klBefore: metrics.klBefore, klAfter: metrics.klAfter },
-          manifest: manifestFile,
-        };
-      } catch (error) {
-        await writes;
-        await manifest.fail(error).catch(() => undefined); // the bake's own error is the one to report
-        throw error;
-      } finally {
-        model.dispose();
-      }
     },
-  };
+  }) as Runner;
 }
 
 function phaseBars(quiet: boolean): (operation: Operation, name: string) => Progress {
