@@ -13,11 +13,11 @@ import {
   type BatchSource,
   type GPT,
   type LoraConfig,
-  loadCheckpointWeights,
   type TrainEvent,
   type TrainResult,
   trainModel,
 } from "@forge/model";
+import { loadCheckpointWeights } from "@forge/model/internal";
 import type { Tokenizer } from "@forge/tokenizer";
 import * as tf from "@tensorflow/tfjs";
 import { BakingError } from "./errors.js";

@@ -1,20 +1,15 @@
+/**
+ * @forge/baking: bake a prompt into a model's weights and measure it (Prompt Baking, Bhargava
+ * et al.). Plumbing for forge's own packages and tests is in `@forge/baking/internal`.
+ */
+/** The bake settings and their defaults. */
 export {
-  type BakeBatch,
-  type BakeExample,
-  BakeSampler,
   type BakeSettings,
   type BakeTraining,
-  bakeLoss,
   DEFAULT_BAKE,
-  disposeBakeBatch,
-  packBatch,
-  prepareExamples,
   resolveBake,
-  splitExamples,
-  type TrainBakeOptions,
-  trainStudent,
-  validationKL,
 } from "./bake.js";
+/** Persona drift over a long conversation: prompted vs baked, per-turn curves with intervals. */
 export {
   CONTEXT_POLICIES,
   type ContextPolicy,
@@ -24,18 +19,21 @@ export {
   type DriftOptions,
   type DriftResult,
   type DriftTurn,
-  type DriftTurnContext,
-  defaultDistractor,
-  driftScript,
   type Estimate,
-  type FittedContext,
-  fitContext,
-  meanInterval,
   measureDrift,
   summariseDrift,
 } from "./drift.js";
-export { BakingError, type BakingErrorCode } from "./errors.js";
-export { type StrengthPoint, strengthCurve } from "./halfbake.js";
+/** The error @forge/baking throws (a @forge/core ForgeError). */
+export {
+  BakingError,
+  type BakingErrorCode,
+} from "./errors.js";
+/** Half-baking: behaviour as a function of the adapter strength α. */
+export {
+  type StrengthPoint,
+  strengthCurve,
+} from "./halfbake.js";
+/** Monte-Carlo KL between a prompted teacher and a student, with standard errors. */
 export {
   DEFAULT_MEASURE,
   type KLMeasurement,
@@ -44,6 +42,7 @@ export {
   measureKL,
   sampleTrajectories,
 } from "./measure.js";
+/** Prompt pursuit: re-bake a prompt into its own baked model while a score improves. */
 export {
   type PursueOptions,
   type PursuitEvent,
@@ -54,12 +53,10 @@ export {
   readLineage,
   repromptTable,
 } from "./pursue.js";
+/** Prompts, stimuli and trajectories, and their JSONL files. */
 export {
   type BakePrompt,
-  checkStimulus,
-  checkTrajectory,
   promptHash,
-  RECORD_SCHEMA,
   readStimuli,
   readTrajectories,
   type Stimulus,
@@ -67,23 +64,24 @@ export {
   type Trajectory,
   toJsonl,
 } from "./records.js";
+/** The runner a bake repository (@forge/git-recipe) calls for stim, rollout and bake. */
 export {
   type BakeRecorder,
   type RepositoryBakeJob,
   type RepositoryBakeSettings,
   type RepositoryJob,
   type RepositoryRunnerOptions,
-  repositoryBakeSettings,
   repositoryRunner,
 } from "./repository.js";
+/** Teacher rollouts: k sampled trajectories per stimulus. */
 export {
-  checkPromptFits,
   DEFAULT_ROLLOUT,
   type RolloutSettings,
   resolveRollout,
   rollout,
   type Teacher,
 } from "./rollout.js";
+/** A whole bake: stim → rollout → bake → KL before/after, into an output forge owns. */
 export {
   type BakeEvent,
   type BakePhase,
@@ -93,7 +91,7 @@ export {
   loadBaked,
   summarise,
 } from "./run.js";
-export { logSoftmaxRow, responseLogits, type ScoredSequence, topKOf } from "./score.js";
+/** Stimulus generators: list, file, template, self, persona. */
 export {
   generateStimuli,
   PERSONA_PROBES,

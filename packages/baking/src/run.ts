@@ -24,7 +24,6 @@ import {
   writeFileAtomic,
 } from "@forge/core";
 import {
-  checkLoraFits,
   type GPT,
   type LoadedModel,
   loadAdapter,
@@ -33,9 +32,8 @@ import {
   saveMergedModel,
   saveModel,
   type TrainEvent,
-  writeAdapterFiles,
-  writeModelFiles,
 } from "@forge/model";
+import { checkLoraFits, writeAdapterFiles, writeModelFiles } from "@forge/model/internal";
 import type { Tokenizer } from "@forge/tokenizer";
 import {
   type BakeSettings,

@@ -14,12 +14,12 @@
  *   dropped (first and last always kept) and `downsampled` is set. Summaries (min / max /
  *   final / count) are kept over every value recorded, so they stay exact.
  */
-import { createHash, randomBytes } from "node:crypto";
+import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { mkdir, readFile, rename, stat, unlink, writeFile } from "node:fs/promises";
+import { mkdir, readFile, stat } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { describeSystemError } from "@forge/core";
+import { describeSystemError, writeFileAtomic } from "@forge/core";
 import { ManifestError } from "./errors.js";
 import { HardwareSampler } from "./hardware.js";
 import { assertManifest } from "./schema.js";
@@ -341,15 +341,12 @@ export class ManifestWriter {
 
   private async write(text: string): Promise<void> {
     if (this.failure) return; // the disk refused once: stop trying until someone hears of it
-    const temporary = `${this.file}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
     try {
-      await writeFile(temporary, text);
-      await rename(temporary, this.file);
+      await writeFileAtomic(this.file, text);
     } catch (error) {
-      await unlink(temporary).catch(() => undefined);
       this.failure = new ManifestError(
         "E_IO",
-        `cannot write the run manifest ${this.file}: ${describeSystemError(error)}`,
+        `cannot write the run manifest ${this.file}: ${describeSystemError((error as Error).cause ?? error)}`,
         { cause: error },
       );
     }

@@ -6,7 +6,8 @@
  *   pnpm --filter @forge/model bench
  */
 import * as tf from "@tensorflow/tfjs";
-import { initBackend, probeMatMul, setWasmMatMulRouting } from "../src/index.js";
+import { initBackend } from "../src/index.js";
+import { probeMatMul, setWasmMatMulRouting } from "../src/internal.js";
 
 const info = await initBackend({ backend: "wasm" });
 console.log(`backend: ${info.name}, tfjs ${info.tfjsVersion}`);

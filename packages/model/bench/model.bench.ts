@@ -12,7 +12,8 @@ import { existsSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import * as tf from "@tensorflow/tfjs";
-import { describeBackend, GPT, generate, initBackend, probeMatMul } from "../src/index.js";
+import { describeBackend, GPT, generate, initBackend } from "../src/index.js";
+import { probeMatMul } from "../src/internal.js";
 import { AdamW, clipByGlobalNorm } from "../src/optimizer.js";
 
 interface BenchConfig {

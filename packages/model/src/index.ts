@@ -1,5 +1,9 @@
-export { setHandWrittenGradients } from "./backend/fused.js";
-export { type MatMulProbeResult, probeMatMul } from "./backend/probe.js";
+/**
+ * @forge/model: GPT-2-architecture decoders on TensorFlow.js — backends, generation, LoRA,
+ * training, and model directories in Hugging Face's layout. Plumbing for forge's own packages
+ * is in `@forge/model/internal`.
+ */
+/** Compute backends: the fastest that loads (native TensorFlow, wasm, cpu), and why the others were not used. */
 export {
   BACKEND_NAMES,
   type BackendAttempt,
@@ -10,22 +14,20 @@ export {
   type InitBackendOptions,
   initBackend,
 } from "./backend/select.js";
-export { setWasmMatMulRouting, wasmMatMulRouting } from "./backend/wasm-kernels.js";
+/** Model directories in Hugging Face's layout (load, save, merged saves) and PEFT-style LoRA adapters. */
 export {
   type AdapterOptions,
   type GenerationDefaults,
   type LoadedModel,
   loadAdapter,
   loadModel,
-  modelTensors,
   type OutputOptions,
   type SaveModelOptions,
   saveAdapter,
   saveMergedModel,
   saveModel,
-  writeAdapterFiles,
-  writeModelFiles,
 } from "./checkpoint.js";
+/** The decoder configuration, its Hugging Face config.json, and what it costs (parameters, memory). */
 export {
   DEFAULT_CONFIG,
   fromHfConfig,
@@ -35,10 +37,10 @@ export {
   resolveConfig,
   toHfConfig,
 } from "./config.js";
+/** Token caches (shards + meta) and the samplers that read them: pretraining windows, SFT examples. */
 export {
   type BatchSource,
   type CacheKind,
-  disposeBatch,
   type LmBatch,
   openTokenCache,
   PretrainSampler,
@@ -50,24 +52,35 @@ export {
   TokenCacheWriter,
   type TokenDtype,
 } from "./data.js";
-export { ModelError, type ModelErrorCode } from "./errors.js";
+/** The error @forge/model throws (a @forge/core ForgeError). */
+export {
+  ModelError,
+  type ModelErrorCode,
+} from "./errors.js";
+/** The model as @forge/eval's EvalModel (messages in, replies or log-probabilities out). */
 export {
   type EvalGenerateOptions,
   evalModel,
   type LocalEvalModel,
   modelHash,
 } from "./eval-model.js";
+/** Sampling with a KV cache: greedy, temperature, top-k, top-p, stop ids. */
 export {
   type FinishReason,
   type GenerateOptions,
   type Generation,
   generate,
-  sampleToken,
 } from "./generate.js";
-export { GPT, type LayerCache, parameterShapes, type RunOptions, type RunResult } from "./gpt.js";
+/** The GPT-2-architecture decoder. */
+export {
+  GPT,
+  type LayerCache,
+  type RunOptions,
+  type RunResult,
+} from "./gpt.js";
+/** LoRA adapters: attach, merge, their settings. */
 export {
   attachLora,
-  checkLoraFits,
   DEFAULT_LORA,
   LORA_TARGETS,
   LoraAdapter,
@@ -76,14 +89,7 @@ export {
   mergeLora,
   resolveLoraConfig,
 } from "./lora.js";
-export {
-  AdamW,
-  type AdamWConfig,
-  clipByGlobalNorm,
-  DEFAULT_ADAMW,
-  learningRateAt,
-  type ScheduleSettings,
-} from "./optimizer.js";
+/** Training runs: profiles, run directories, the pretrain → SFT pipeline. */
 export {
   describeProfiles,
   type ModelSettings,
@@ -105,21 +111,22 @@ export {
   trainRun,
   writeRunSettings,
 } from "./pipeline.js";
-export { generateReplies, generateReply, type Reply, type ReplyOptions } from "./reply.js";
+/** Chat replies: the assistant's next turn for conversations, stop token dropped, special tokens left out. */
 export {
-  type LoadedTensor,
-  parseSafetensors,
+  generateReplies,
+  generateReply,
+  type Reply,
+  type ReplyOptions,
+} from "./reply.js";
+/** safetensors files, read and written (F32, F16, BF16 in). */
+export {
   readSafetensors,
-  type SafetensorsContent,
-  type StoredDtype,
-  serializeSafetensors,
   writeSafetensors,
 } from "./safetensors.js";
+/** The training loop: warmup + cosine, gradient clipping, evaluation, early stopping, checkpoints, resume. */
 export {
-  DEFAULT_TRAIN_SETTINGS,
   fixedBatches,
   lmTask,
-  loadCheckpointWeights,
   type TrainEvent,
   type TrainOptions,
   type TrainResult,

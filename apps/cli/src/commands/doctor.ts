@@ -1,12 +1,6 @@
 import os from "node:os";
-import {
-  BACKEND_NAMES,
-  type BackendInfo,
-  type BackendName,
-  initBackend,
-  type MatMulProbeResult,
-  probeMatMul,
-} from "@forge/model";
+import { BACKEND_NAMES, type BackendInfo, type BackendName, initBackend } from "@forge/model";
+import { type MatMulProbeResult, probeMatMul } from "@forge/model/internal";
 import pc from "picocolors";
 import { UsageError } from "../errors.js";
 

@@ -30,9 +30,9 @@ import {
   runModelConfig,
   saveModel,
   trainRun,
-  writeModelFiles,
   writeRunSettings,
 } from "@forge/model";
+import { writeModelFiles } from "@forge/model/internal";
 import { loadTokenizer } from "@forge/tokenizer";
 import type { CAC } from "cac";
 import pkg from "../../package.json" with { type: "json" };
