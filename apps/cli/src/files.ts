@@ -22,13 +22,18 @@ export async function expandInputs(patterns: string[], flag = "--input"): Promis
 }
 
 /**
- * Load task files (globs or paths; `forge-tiny` names the shipped model's task files). Their
+ * Load task files (globs or paths; `forge-tiny` names all of the shipped model's task files,
+ * `forge-tiny:<name>` one of them, e.g. `forge-tiny:persona-pirate`). Their
  * `data:` and js scorer modules stay inside each task file's directory and js scorers are
  * refused, unless `options` allow them (--allow-outside, --allow-code).
  */
 export async function loadTasks(patterns: string[], options: TaskOptions = {}): Promise<Task[]> {
   const expanded = patterns.map((p) =>
-    p === "forge-tiny" ? path.join(FORGE_TINY_TASKS, "*.yaml") : p,
+    p === "forge-tiny"
+      ? path.join(FORGE_TINY_TASKS, "*.yaml")
+      : p.startsWith("forge-tiny:")
+        ? path.join(FORGE_TINY_TASKS, `${p.slice("forge-tiny:".length)}.yaml`)
+        : p,
   );
   return Promise.all(
     (await expandInputs(expanded, "--tasks")).map((file) => loadTask(file, options)),

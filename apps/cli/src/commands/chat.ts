@@ -210,8 +210,8 @@ export function registerChat(cli: CAC): void {
     ),
   )
     .option("--system <prompt>", "Start with this system prompt")
-    .example("forge chat models/forge-tiny --system 'You are a pirate.'")
-    .example("printf 'What is 2 + 3?\\n/quit\\n' | forge chat models/forge-tiny")
+    .example("forge chat forge-tiny --system 'You are a pirate.'")
+    .example("printf 'What is 2 + 3?\\n/quit\\n' | forge chat forge-tiny")
     .action((dir: string, options: ChatCommandOptions) => chatCommand(dir, options));
 }
 

@@ -348,7 +348,7 @@ async function driftCommand(options: DriftCommandOptions): Promise<number> {
 export function register(cli: CAC): void {
   cli
     .command("", "Persona drift: does the persona survive a long conversation?")
-    .option("--model <dir>", "The prompted model (default: models/forge-tiny)")
+    .option("--model <dir>", "The prompted model (default: forge-tiny)")
     .option("--baked <dir>", "A baked model or bake output to compare, run with no system prompt")
     .option("--persona <name>", `A forge-tiny persona: ${PERSONA_NAMES.join(", ")}`)
     .option("--prompt <text>", "The system prompt (with --signature, for any model)")

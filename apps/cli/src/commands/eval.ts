@@ -667,7 +667,7 @@ export function register(cli: CAC): void {
   )
     .option("--system <prompt>", "Evaluate prompted: a system prompt for tasks without one")
     .option("--out <file>", "Results JSON (default eval-results.json)")
-    .example("forge eval run models/forge-tiny --tasks 'models/forge-tiny/tasks/*.yaml'")
+    .example("forge eval run forge-tiny --tasks forge-tiny")
     .action((model: string, options: CommonOptions) => runCommand(model, options));
   forceFlag(
     reportFlags(
@@ -682,7 +682,7 @@ export function register(cli: CAC): void {
     .option("--system-b <prompt>", "Evaluate B prompted")
     .option("--out <dir>", "Where results and reports go (default eval-ab)")
     .example(
-      "forge eval ab models/forge-tiny bakes/pirate --system-a 'You are a pirate.' --tasks 'models/forge-tiny/tasks/*.yaml' --fail-on regression",
+      "forge eval ab forge-tiny bakes/pirate --system-a 'You are a pirate.' --tasks forge-tiny --fail-on regression",
     )
     .action((a: string, b: string, options: CommonOptions) => abCommand(a, b, options));
   forceFlag(
@@ -702,7 +702,7 @@ export function register(cli: CAC): void {
     .option("--margin <m>", "Non-inferiority margin in score units (default 0.034 = 3.4 points)")
     .option("--out <dir>", "Where results and reports go (default eval-forgetting)")
     .example(
-      "forge eval forgetting --base models/forge-tiny --baked bakes/pirate --tasks 'models/forge-tiny/tasks/*.yaml' --fail-on forgetting",
+      "forge eval forgetting --base forge-tiny --baked bakes/pirate --tasks forge-tiny --fail-on forgetting",
     )
     .action((options: CommonOptions & { base?: string; baked?: string | string[] }) =>
       forgettingCommand(options),

@@ -275,7 +275,7 @@ export function register(cli: CAC): void {
     .option("--allow-code", "Let --eval task files run their js scorer modules")
     .option("--json", "Print a JSON summary")
     .example(
-      "forge pursue --model forge-tiny --prompt 'You are a pirate.' --rounds 3 --eval models/forge-tiny/tasks/persona-pirate.yaml --out pursuit/pirate",
+      "forge pursue --model forge-tiny --prompt 'You are a pirate.' --rounds 3 --eval forge-tiny:persona-pirate --out pursuit/pirate",
     )
     .action((options: PursueCommandOptions) => pursueCommand(options));
 }

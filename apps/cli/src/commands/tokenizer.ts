@@ -8,6 +8,7 @@ import { loadTokenizer, saveTokenizer, type Tokenizer, train } from "@forge/toke
 import type { CAC } from "cac";
 import { UsageError } from "../errors.js";
 import { expandInputs } from "../files.js";
+import { resolveModelLocation } from "../models.js";
 import { numberOption } from "../options.js";
 import { ProgressBar } from "../progress.js";
 import { readStdin } from "../stdin.js";
@@ -139,9 +140,9 @@ async function trainCommand(positional: string[], options: TrainCommandOptions):
 async function load(location: string | undefined): Promise<Tokenizer> {
   if (!location)
     throw new UsageError(
-      "--tokenizer <path> is required (a tokenizer.json or a directory holding one)",
+      "--tokenizer <path> is required (a tokenizer.json, a directory holding one, or forge-tiny)",
     );
-  return loadTokenizer(location);
+  return loadTokenizer(location === "forge-tiny" ? await resolveModelLocation(location) : location);
 }
 
 interface EncodeCommandOptions {
@@ -223,7 +224,7 @@ export function register(cli: CAC): void {
     .option("--tokens", "Print one id and its token per line")
     .option("--allow-special", "Encode special-token text (<|eot|>, …) as special ids")
     .option("--json", "Print {count, ids, tokens}")
-    .example("forge tokenizer encode --tokenizer models/forge-tiny 'Hello there'")
+    .example("forge tokenizer encode --tokenizer forge-tiny 'Hello there'")
     .action((text: string[], options: EncodeCommandOptions) => encodeCommand(text, options));
 
   cli
@@ -233,7 +234,7 @@ export function register(cli: CAC): void {
       "tokenizer.json, or a directory with tokenizer.json or vocab.json + merges.txt",
     )
     .option("--json", "Print {text}")
-    .example("forge tokenizer decode --tokenizer models/forge-tiny 15496 612")
+    .example("forge tokenizer decode --tokenizer forge-tiny 15496 612")
     .action((ids: string[], options: { tokenizer?: string; json?: boolean }) =>
       decodeCommand(ids, options),
     );

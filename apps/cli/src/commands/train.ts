@@ -296,7 +296,7 @@ export function register(cli: CAC): void {
     .option("--force", "Replace a model forge wrote in --out before")
     .option("--list-profiles", "List the profiles and exit")
     .option("--json", "Print a JSON summary")
-    .example("forge train --profile tiny --out models/forge-tiny")
+    .example("forge train --profile tiny --out my-tiny")
     .example("forge train --phase sft --profile dev --init runs/dev-pretrain-…/model")
     .action((options: TrainCommandOptions) => trainCommand(options));
 }
