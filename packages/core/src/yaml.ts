@@ -45,6 +45,11 @@ export interface ParsedYaml {
   value: unknown;
   /** Line and column (1-based) of a node, when it has a position. */
   at(node: unknown): { line?: number; column?: number };
+  /**
+   * A problem at `keyPath` (e.g. ["scorer", "type"] → `scorer.type`), located at the deepest
+   * node of the path the document has.
+   */
+  problem(keyPath: readonly (string | number)[], message: string): LocatedProblem;
 }
 
 /** `file:line:col: path: message` lines for problems, as one error (exit 2). */
@@ -218,5 +223,25 @@ export function parseYaml(text: string, file: string, limits: YamlLimits = {}): 
       { path: "(yaml)", message: `cannot be read: ${(error as Error).message}` },
     ]);
   }
-  return { doc, counter, value: value ?? null, at };
+  const problem = (keyPath: readonly (string | number)[], message: string): LocatedProblem => {
+    let node: unknown;
+    for (let cut = keyPath.length; !node && cut >= 0; cut--) {
+      try {
+        node = doc.getIn(keyPath.slice(0, cut), true);
+      } catch {
+        node = undefined;
+      }
+    }
+    const { line, column } = at(node);
+    const shown = keyPath
+      .map((k) => (typeof k === "number" ? `[${k}]` : `.${k}`))
+      .join("")
+      .replace(/^\./, "");
+    return {
+      path: shown || "(root)",
+      message,
+      ...(line !== undefined ? { line, column: column ?? 1 } : {}),
+    };
+  };
+  return { doc, counter, value: value ?? null, at, problem };
 }

@@ -156,27 +156,6 @@ export function renderMessages(task: Task, item: Item): ChatMessage[] {
     .filter((m) => m.content.trim() !== "");
 }
 
-function problemAt(parsed: ParsedYaml, keyPath: (string | number)[], message: string): TaskProblem {
-  let node: unknown;
-  for (let cut = keyPath.length; !node && cut >= 0; cut--) {
-    try {
-      node = parsed.doc.getIn(keyPath.slice(0, cut), true);
-    } catch {
-      node = undefined;
-    }
-  }
-  const { line, column } = parsed.at(node);
-  return {
-    path:
-      keyPath
-        .map((k) => (typeof k === "number" ? `[${k}]` : `.${k}`))
-        .join("")
-        .replace(/^\./, "") || "(root)",
-    message,
-    ...(line !== undefined ? { line, column: column ?? 1 } : {}),
-  };
-}
-
 /** The most problems one error message lists (the `problems` property holds them all). */
 const MAX_PROBLEMS_SHOWN = 20;
 /** The largest task file accepted: items beyond this belong in a JSONL `data:` file. */
@@ -226,7 +205,7 @@ export function validateTask(
   }
   const problems: TaskProblem[] = [];
   const add = (keyPath: (string | number)[], message: string) =>
-    problems.push(problemAt(parsed, keyPath, message));
+    problems.push(parsed.problem(keyPath, message));
   const value = parsed.value;
   if (!isMap(parsed.doc.contents) || !isRecord(value)) {
     return {
@@ -421,7 +400,7 @@ export function validateTask(
   }
   if (problems.length) return { ok: false, problems };
   const where = (keyPath: string[]) => {
-    const { line, column } = problemAt(parsed, keyPath, "");
+    const { line, column } = parsed.problem(keyPath, "");
     return line !== undefined ? `${source}:${line}:${column}` : source;
   };
   return {
