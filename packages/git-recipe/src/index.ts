@@ -1,7 +1,10 @@
 export { RecipeError, type RecipeErrorCode } from "./errors.js";
+export { MERGE_DRIVER } from "./git.js";
 export { HOOKS, runHook } from "./hook.js";
+export type { InitOptions } from "./init.js";
 export {
   type BakeSpec,
+  checkName,
   clearedInput,
   type Generator,
   INPUT_TEMPLATE,
@@ -15,6 +18,7 @@ export {
   sectionHashes,
   stableJson,
 } from "./input.js";
+export type { JobRecord } from "./jobs.js";
 export {
   type BakeRecord,
   formatRecipe,
@@ -27,25 +31,20 @@ export {
   STATE_FILE,
   type State,
 } from "./recipe.js";
+export { BakeRepo } from "./repo.js";
 export {
   type BakeJob,
   type BakeOutput,
-  BakeRepo,
   type BakeResult,
-  checkName,
   type GitInfo,
-  type InitOptions,
-  type JobRecord,
   type LossSummary,
-  MERGE_DRIVER,
   OPERATIONS,
   type Operation,
-  type OperationStatus,
   type PhaseJob,
   type Progress,
   type Runner,
   summariseLosses,
-} from "./repo.js";
+} from "./runner.js";
 export {
   type CommitRecord,
   commitText,
@@ -55,6 +54,7 @@ export {
   scrapeHistory,
   windows,
 } from "./scrape.js";
+export type { OperationStatus } from "./status.js";
 export {
   defaultStoreRoot,
   digestDirectory,

@@ -12,7 +12,8 @@ import { acquireLock } from "@forge/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { clearedInput } from "./input.js";
 import { parseRecipe, parseState } from "./recipe.js";
-import { BakeRepo, type Runner } from "./repo.js";
+import { BakeRepo } from "./repo.js";
+import type { Runner } from "./runner.js";
 import { ModelStore } from "./store.js";
 import { buildTree, formatTree } from "./tree.js";
 

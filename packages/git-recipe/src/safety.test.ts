@@ -24,7 +24,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as api from "./index.js";
 import { clearedInput, INPUT_TEMPLATE, parseInput, sectionHashes } from "./input.js";
 import { parseRecipe, parseState } from "./recipe.js";
-import { BakeRepo, type Runner } from "./repo.js";
+import { BakeRepo } from "./repo.js";
+import type { Runner } from "./runner.js";
 import { ModelStore } from "./store.js";
 
 const HOOK = fileURLToPath(new URL("../dist/hook-main.js", import.meta.url));
