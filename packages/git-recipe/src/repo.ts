@@ -50,6 +50,9 @@ import {
 import { type OperationStatus, OrderedWriter, StatusStore, targetName, workKey } from "./status.js";
 import { ModelStore, parseModelId } from "./store.js";
 
+/** The option and record types of BakeRepo's methods that live beside the code using them. */
+export type { InitOptions, JobRecord, OperationStatus };
+
 /** How `BakeRepo.open` opens a repository. */
 export interface OpenOptions {
   store?: ModelStore;
