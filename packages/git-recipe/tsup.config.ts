@@ -1,7 +1,7 @@
 import { defineConfig } from "tsup";
 
 export default defineConfig({
-  entry: ["src/index.ts", "src/hook-main.ts"],
+  entry: ["src/index.ts", "src/internal.ts", "src/hook-main.ts"],
   format: ["esm"],
   dts: true,
   clean: true,

@@ -117,6 +117,16 @@ export function clearedInput(): string {
 const SECTIONS = ["PROMPT", "TARGET", "BAKE"] as const;
 const ROLES = ["system", "user", "assistant"];
 export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+/** Check a repository, bake or target name against NAME_PATTERN (no ".." either); returns it. */
+export function checkName(name: string, what: string): string {
+  if (!NAME_PATTERN.test(name) || name.includes(".."))
+    throw new RecipeError(
+      "E_INPUT",
+      `${what} ${JSON.stringify(name)} is not allowed: use 1–64 letters, digits, ".", "_" or "-" (no spaces, quotes, ";", "/" or "..")`,
+    );
+  return name;
+}
 const BAKE_KEYS: Record<keyof BakeSpec, "int" | "number" | "string" | "loss"> = {
   name: "string",
   epochs: "int",

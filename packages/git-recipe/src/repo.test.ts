@@ -3,109 +3,18 @@
  * (stimuli, rollouts, a model directory) without a model: this package never loads one; the
  * CLI's tests run the same flow with real bakes of forge-tiny.
  */
-import { execFileSync, spawn } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import os from "node:os";
+import { spawn } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { acquireLock } from "@forge/core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { clearedInput } from "./input.js";
 import { parseRecipe, parseState } from "./recipe.js";
-import { BakeRepo, type Runner } from "./repo.js";
-import { ModelStore } from "./store.js";
+import { BakeRepo } from "./repo.js";
+import { bakeRepoHarness, git, input, stageAndCommit } from "./test-support.js";
 import { buildTree, formatTree } from "./tree.js";
 
-const HOOK = fileURLToPath(new URL("../dist/hook-main.js", import.meta.url));
-const INDEX = fileURLToPath(new URL("../dist/index.js", import.meta.url));
-const dir = mkdtempSync(path.join(os.tmpdir(), "forge-recipe-"));
-const store = new ModelStore(path.join(dir, "store"));
-const base = path.join(dir, "base-model");
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-beforeAll(() => {
-  for (const [k, v] of Object.entries({
-    GIT_AUTHOR_NAME: "forge test",
-    GIT_AUTHOR_EMAIL: "test@forge.invalid",
-    GIT_COMMITTER_NAME: "forge test",
-    GIT_COMMITTER_EMAIL: "test@forge.invalid",
-  }))
-    process.env[k] = v;
-  mkdirSync(base, { recursive: true });
-  writeFileSync(path.join(base, "config.json"), '{"model_type":"gpt2"}');
-  writeFileSync(path.join(base, "weights.bin"), "base");
-  if (!existsSync(HOOK)) throw new Error(`build @forge/git-recipe first: ${HOOK} is missing`);
-});
-
-const git = (cwd: string, ...args: string[]) =>
-  execFileSync("git", args, { cwd, encoding: "utf8" }).trim();
-
-/**
- * The runner: writes stimuli from `list` generators, one rollout per stimulus, and a model
- * directory whose weights record the chain of prompts. A JS module on disk, so a detached
- * job's child process runs exactly the same code.
- */
-const RUNNER = `import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import path from "node:path";
-export const fileRunner = (seen = { prompts: [], parents: [] }) => ({
-  generators: ["list", "persona"],
-  async stim(job, progress) {
-    const items = job.target.generators.flatMap((g) => (g.type === "list" ? g.items : ["Who are you?"]));
-    writeFileSync(job.stimFile, items.map((q, i) => JSON.stringify({ id: "s" + i, q })).join("\\n"));
-    progress(items.length, items.length);
-    seen.prompts.push(job.prompt.teacher[0].content);
-    return items.length;
-  },
-  async rollout(job) {
-    const lines = readFileSync(job.stimFile, "utf8").split("\\n");
-    writeFileSync(job.rolloutFile, lines.map((l) => l + " -> answer").join("\\n"));
-    return lines.length;
-  },
-  async bake(job, progress) {
-    seen.parents.push(job.parentModel);
-    const model = path.join(job.outDir, "model");
-    mkdirSync(model, { recursive: true });
-    writeFileSync(path.join(model, "config.json"), readFileSync(path.join(job.parentDir, "config.json")));
-    const parent = readFileSync(path.join(job.parentDir, "weights.bin"), "utf8");
-    writeFileSync(path.join(model, "weights.bin"), parent + " + " + job.prompt.teacher[0].content);
-    progress(3, 3);
-    return { modelDir: model, steps: 3, losses: [0.9, 0.5, 0.6] };
-  },
-});
-`;
-const runnerFile = path.join(dir, "runner.mjs");
-let fileRunner: (seen?: { prompts: string[]; parents: (string | null)[] }) => Runner;
-beforeAll(async () => {
-  writeFileSync(runnerFile, RUNNER);
-  fileRunner = (await import(runnerFile)).fileRunner;
-});
-
-const input = (prompt: string, name: string, extra = "") => `PROMPT:
-  teacher:
-    - role: system
-      content: ${prompt}
-TARGET:
-  generators:
-    - type: list
-      items: [Hi, What is 2 + 2?]
-BAKE:
-  name: ${name}
-  epochs: 1
-${extra}`;
-
-async function newRepo(name: string): Promise<BakeRepo> {
-  return BakeRepo.init(path.join(dir, name), name, {
-    baseModel: base,
-    hookCommand: [process.execPath, HOOK],
-    store,
-  });
-}
-
-async function stageAndCommit(repo: BakeRepo, text: string, message: string): Promise<void> {
-  writeFileSync(path.join(repo.root, "input.yml"), text);
-  await repo.add(["input.yml"]);
-  await repo.commit(message);
-}
+const { dir, store, base, fileRunner, newRepo, detach } = bakeRepoHarness("forge-recipe-");
 
 describe("a bake repository", () => {
   it("init → edit → add → commit → run: recipe, state and input.yml as specified; bakes chain", async () => {
@@ -121,7 +30,7 @@ describe("a bake repository", () => {
     expect(committedState.STAGED.prompt).toMatch(/^[0-9a-f]{16}$/);
 
     const seen = { prompts: [] as string[], parents: [] as (string | null)[] };
-    const first = await repo.run(["stim", "rollout", "bake"], fileRunner(seen));
+    const first = await repo.run(["stim", "rollout", "bake"], fileRunner({ seen }));
     expect(first.ran).toEqual(["stim", "rollout", "bake"]);
     expect(first.bake).toMatchObject({
       name: "pirate",
@@ -151,7 +60,7 @@ describe("a bake repository", () => {
     ).toBe("base + You are a pirate.");
 
     await stageAndCommit(repo, input("Say matey.", "matey"), "second bake");
-    const second = await repo.run(["bake"], fileRunner(seen));
+    const second = await repo.run(["bake"], fileRunner({ seen }));
     expect(second.ran).toEqual(["stim", "rollout", "bake"]); // missing phases run first
     expect(second.bake!.parent).toBe("persona/pirate/3");
     expect(seen.parents).toEqual([base, "persona/pirate/3"]);
@@ -171,7 +80,7 @@ describe("a bake repository", () => {
       /needs every change staged; unstaged: input.yml/,
     );
     const seen = { prompts: [] as string[], parents: [] as (string | null)[] };
-    await repo.run(["stim"], fileRunner(seen));
+    await repo.run(["stim"], fileRunner({ seen }));
     expect(seen.prompts).toEqual(["You are a robot."]);
     expect((await repo.outputs("stim")).length).toBe(2);
     expect((await repo.targets()).length).toBe(1);
@@ -241,31 +150,11 @@ describe("a bake repository", () => {
   it("a detached bake survives a branch switch; fetch commits it on the branch it started from", async () => {
     const repo = await newRepo("detached");
     await stageAndCommit(repo, input("You are a pirate.", "pirate"), "pirate");
-    const script = path.join(dir, "job.mjs");
-    writeFileSync(
-      script,
-      `import { BakeRepo, ModelStore } from ${JSON.stringify(INDEX)};
-import { fileRunner } from ${JSON.stringify(runnerFile)};
-const [root, storeRoot, id] = process.argv.slice(2);
-const repo = await BakeRepo.open(root, { store: new ModelStore(storeRoot) });
-await new Promise((r) => setTimeout(r, 300));
-await repo.runJob(id, fileRunner());
-`,
-    );
-    let child: ReturnType<typeof spawn> | undefined;
-    const started = await repo.run(["bake"], fileRunner(), {
-      detach: true,
-      spawnDetached: (id) => {
-        child = spawn(process.execPath, [script, repo.root, store.root, id], {
-          stdio: "ignore",
-          env: process.env,
-        });
-        return child.pid!;
-      },
-    });
+    // the job waits 300 ms, so the branch switch below happens while it runs
+    const { child, started } = await detach(repo, { delayMs: 300 });
     expect(started.job!.status).toBe("running");
     git(repo.root, "checkout", "-q", "-b", "elsewhere");
-    await new Promise<void>((resolve) => child!.on("exit", () => resolve()));
+    await new Promise<void>((resolve) => child.on("exit", () => resolve()));
     const { fetched } = await repo.fetch();
     expect(fetched.map((j) => j.branch)).toEqual(["main"]);
     expect(git(repo.root, "log", "-1", "--format=%s", "main")).toBe(
@@ -311,7 +200,7 @@ describe("bad input", () => {
       }),
     ).rejects.toThrow(/--base-model .*nope: no model there/);
     const repo = await newRepo("malformed");
-    writeFileSync(path.join(repo.root, "input.yml"), input("x", "ok", "  epochz: 2\n"));
+    writeFileSync(path.join(repo.root, "input.yml"), input("x", "ok", { bake: "  epochz: 2\n" }));
     await repo.add(["input.yml"]);
     await expect(repo.commit("bad")).rejects.toThrow(
       /input.yml \(staged\):12:3: BAKE.epochz: unknown key "epochz"/,

@@ -5,53 +5,27 @@
  * a detached bake validates before it leaves, a killed job is reported once and can be cleared,
  * and a finished operation's status is never overwritten by a late progress write.
  */
-import { execFileSync, spawn } from "node:child_process";
 import {
   existsSync,
   mkdirSync,
-  mkdtempSync,
   readdirSync,
   readFileSync,
   rmSync,
   symlinkSync,
   writeFileSync,
 } from "node:fs";
-import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
-import { exitCodeFor, ForgeError } from "@forge/core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { exitCodeFor } from "@forge/core";
+import { describe, expect, it } from "vitest";
 import * as api from "./index.js";
 import { clearedInput, INPUT_TEMPLATE, parseInput, sectionHashes } from "./input.js";
 import { parseRecipe, parseState } from "./recipe.js";
-import { BakeRepo, type Runner } from "./repo.js";
+import { BakeRepo } from "./repo.js";
 import { ModelStore } from "./store.js";
+import { bakeRepoHarness, failure, git, gitRaw, input, stage } from "./test-support.js";
 
-const HOOK = fileURLToPath(new URL("../dist/hook-main.js", import.meta.url));
-const INDEX = fileURLToPath(new URL("../dist/index.js", import.meta.url));
-const dir = mkdtempSync(path.join(os.tmpdir(), "forge-recipe-safety-"));
-const store = new ModelStore(path.join(dir, "store"));
-const base = path.join(dir, "base-model");
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const { dir, store, base, fileRunner, newRepo, detach } = bakeRepoHarness("forge-recipe-safety-");
 
-beforeAll(() => {
-  for (const [k, v] of Object.entries({
-    GIT_AUTHOR_NAME: "forge test",
-    GIT_AUTHOR_EMAIL: "test@forge.invalid",
-    GIT_COMMITTER_NAME: "forge test",
-    GIT_COMMITTER_EMAIL: "test@forge.invalid",
-  }))
-    process.env[k] = v;
-  mkdirSync(base, { recursive: true });
-  writeFileSync(path.join(base, "config.json"), '{"model_type":"gpt2"}');
-  writeFileSync(path.join(base, "weights.bin"), "base");
-  if (!existsSync(HOOK)) throw new Error(`build @forge/git-recipe first: ${HOOK} is missing`);
-});
-
-/** git's output as it is (no trimming: file contents are compared byte for byte). */
-const gitRaw = (cwd: string, ...args: string[]) =>
-  execFileSync("git", args, { cwd, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
-const git = (cwd: string, ...args: string[]) => gitRaw(cwd, ...args).trim();
 /** Merge settings in a repository's config ("" when there are none). */
 const mergeConfig = (cwd: string) => {
   try {
@@ -60,101 +34,6 @@ const mergeConfig = (cwd: string) => {
     return ""; // git config exits 1 when nothing matches
   }
 };
-
-/**
- * A runner that writes files instead of baking (the CLI's tests bake forge-tiny). A module on
- * disk, so a detached job's child process runs the same code. `hang` makes the bake wait
- * forever (until killed); `lateReport` reports progress after stim has returned, once its
- * status says complete.
- */
-const RUNNER = `import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import path from "node:path";
-export const fileRunner = (options = {}) => ({
-  generators: ["list", "persona", "file"],
-  async stim(job, progress) {
-    const items = job.target.generators.flatMap((g) => (g.type === "list" ? g.items : ["Who are you?"]));
-    writeFileSync(job.stimFile, items.map((q, i) => JSON.stringify({ id: "s" + i, q })).join("\\n"));
-    if (options.lateReport) {
-      const status = path.join(job.workDir, "status-stim.json");
-      options.lateReport.done = new Promise((resolve) => {
-        const poll = () => {
-          let complete = false;
-          try { complete = JSON.parse(readFileSync(status, "utf8")).status === "complete"; } catch {}
-          if (complete) { progress(1, 2); resolve(); } else setTimeout(poll, 2);
-        };
-        setTimeout(poll, 0);
-      });
-    }
-    return items.length;
-  },
-  async rollout(job, progress) {
-    const lines = readFileSync(job.stimFile, "utf8").split("\\n");
-    writeFileSync(job.rolloutFile, lines.map((l) => l + " -> answer").join("\\n"));
-    progress(lines.length, lines.length); // right before returning
-    return lines.length;
-  },
-  async bake(job, progress) {
-    if (options.duringBake) options.duringBake(job);
-    if (options.hang) await new Promise(() => setInterval(() => {}, 1000));
-    const model = path.join(job.outDir, "model");
-    mkdirSync(model, { recursive: true });
-    writeFileSync(path.join(model, "config.json"), readFileSync(path.join(job.parentDir, "config.json")));
-    writeFileSync(path.join(model, "weights.bin"), "baked: " + job.prompt.teacher[0].content);
-    progress(3, 3);
-    return { modelDir: model, steps: 3, losses: [0.9, 0.5, 0.6] };
-  },
-});
-`;
-const runnerFile = path.join(dir, "runner.mjs");
-interface RunnerOptions {
-  hang?: boolean;
-  lateReport?: { done?: Promise<void> };
-  duringBake?: (job: { root: string }) => void;
-}
-let fileRunner: (options?: RunnerOptions) => Runner;
-beforeAll(async () => {
-  writeFileSync(runnerFile, RUNNER);
-  fileRunner = (await import(runnerFile)).fileRunner;
-});
-
-const input = (
-  prompt: string,
-  name: string,
-  generators = "    - type: list\n      items: [Hi, What is 2 + 2?]\n",
-) => `PROMPT:
-  teacher:
-    - role: system
-      content: ${prompt}
-TARGET:
-  generators:
-${generators}BAKE:
-  name: ${name}
-  epochs: 1
-`;
-
-async function newRepo(name: string): Promise<BakeRepo> {
-  return BakeRepo.init(path.join(dir, name), name, {
-    baseModel: base,
-    hookCommand: [process.execPath, HOOK],
-    store,
-  });
-}
-
-async function stage(repo: BakeRepo, text: string): Promise<void> {
-  writeFileSync(path.join(repo.root, "input.yml"), text);
-  await repo.add(["input.yml"]);
-}
-
-/** What a call threw (or a failure if it did not). */
-async function failure(promise: Promise<unknown>): Promise<ForgeError> {
-  try {
-    await promise;
-  } catch (error) {
-    expect(ForgeError.isInstance(error), String(error)).toBe(true);
-    return error as ForgeError;
-  }
-  throw new Error("expected a failure");
-}
 
 describe("one base: @forge/core's lock and atomic writes", () => {
   it("git-recipe keeps no lock or liveness check of its own", () => {
@@ -340,7 +219,7 @@ describe("bake commits name their paths and keep the baked input", () => {
     const repo = await newRepo("fetched");
     const text = input("You are a poet.", "poet");
     await stage(repo, text);
-    const child = await detach(repo, {});
+    const { child } = await detach(repo);
     git(repo.root, "checkout", "-q", "-b", "elsewhere");
     await new Promise<void>((resolve) => child.on("exit", () => resolve()));
     const { fetched } = await repo.fetch();
@@ -355,43 +234,12 @@ describe("bake commits name their paths and keep the baked input", () => {
   });
 });
 
-/** Start a detached job the way the CLI does, with a runner from RUNNER; returns the child. */
-async function detach(
-  repo: BakeRepo,
-  options: RunnerOptions,
-  run: Partial<Parameters<BakeRepo["run"]>[2]> = {},
-): Promise<ReturnType<typeof spawn>> {
-  const script = path.join(dir, `job-${Math.random().toString(36).slice(2)}.mjs`);
-  writeFileSync(
-    script,
-    `import { BakeRepo, ModelStore } from ${JSON.stringify(INDEX)};
-import { fileRunner } from ${JSON.stringify(runnerFile)};
-const [root, storeRoot, id] = process.argv.slice(2);
-const repo = await BakeRepo.open(root, { store: new ModelStore(storeRoot) });
-await repo.runJob(id, fileRunner(${JSON.stringify(options)}));
-`,
-  );
-  let child: ReturnType<typeof spawn> | undefined;
-  await repo.run(["bake"], fileRunner(), {
-    detach: true,
-    spawnDetached: (id) => {
-      child = spawn(process.execPath, [script, repo.root, store.root, id], {
-        stdio: "ignore",
-        env: process.env,
-      });
-      return child.pid!;
-    },
-    ...run,
-  });
-  return child!;
-}
-
 describe("paths from input.yml stay inside the repository", () => {
   const outside = "    - type: file\n      path: ../../etc/passwd\n";
 
   it("a generator path outside is refused before any phase runs, naming the field, never the content", async () => {
     const repo = await newRepo("escape");
-    await stage(repo, input("x", "x", outside));
+    await stage(repo, input("x", "x", { generators: outside }));
     const error = await failure(repo.run(["stim"], fileRunner()));
     expect(exitCodeFor(error)).toBe(2);
     expect(error.message).toMatch(
@@ -407,7 +255,10 @@ describe("paths from input.yml stay inside the repository", () => {
     const secret = path.join(dir, "outside.txt");
     writeFileSync(secret, "secret\n");
     symlinkSync(secret, path.join(repo.root, "questions.txt"));
-    await stage(repo, input("x", "x", "    - type: file\n      path: questions.txt\n"));
+    await stage(
+      repo,
+      input("x", "x", { generators: "    - type: file\n      path: questions.txt\n" }),
+    );
     const error = await failure(repo.run(["stim"], fileRunner()));
     expect(error.message).toMatch(/TARGET.generators\[0\].path: "questions.txt" resolves outside/);
     expect(error.message).not.toContain("secret");
@@ -415,11 +266,11 @@ describe("paths from input.yml stay inside the repository", () => {
 
   it("allowOutside lets it through, for the run and for a detached job", async () => {
     const repo = await newRepo("allowed");
-    await stage(repo, input("x", "allowed", outside));
+    await stage(repo, input("x", "allowed", { generators: outside }));
     await expect(repo.run(["stim"], fileRunner(), { allowOutside: true })).resolves.toMatchObject({
       ran: ["stim"],
     });
-    const child = await detach(repo, {}, { allowOutside: true });
+    const { child } = await detach(repo, { run: { allowOutside: true } });
     await new Promise<void>((resolve) => child.on("exit", () => resolve()));
     const [job] = await repo.jobs();
     expect(job).toMatchObject({ allowOutside: true, status: "complete" });
@@ -496,7 +347,10 @@ describe("a detached bake validates first", () => {
     expect((await tryDetach()).message).toMatch(/input.yml \(staged\) has no PROMPT/);
     await stage(repo, input("x", "x").replace(/BAKE:[\s\S]*$/, ""));
     expect((await tryDetach()).message).toMatch(/has no BAKE section/);
-    await stage(repo, input("x", "x", "    - type: file\n      path: /etc/passwd\n"));
+    await stage(
+      repo,
+      input("x", "x", { generators: "    - type: file\n      path: /etc/passwd\n" }),
+    );
     expect((await tryDetach()).message).toMatch(
       /TARGET.generators\[0\].path: "\/etc\/passwd" resolves outside/,
     );
@@ -520,7 +374,7 @@ describe("a detached job killed with SIGKILL", () => {
   it("is reported by one fetch, shown by status until cleared, and cleared with what forge made for it", async () => {
     const repo = await newRepo("killed");
     await stage(repo, input("You are a pirate.", "pirate"));
-    const child = await detach(repo, { hang: true });
+    const { child } = await detach(repo, { runner: { hang: true } });
     const [job] = await repo.jobs();
     // wait until the job runs its bake (its status says so), then kill it without warning
     for (let i = 0; i < 600 && (await repo.status()).operations[2]!.status !== "running"; i++)

@@ -315,10 +315,15 @@ function tzMinutes(tz: string): number {
   return sign * (Number(tz.slice(1, 3)) * 60 + Number(tz.slice(3, 5)));
 }
 
+export interface ScrapeOptions {
+  /** Commits read per `git log` call (default 200). */
+  batchSize?: number;
+}
+
 /** Every commit reachable from any ref, once each, streamed in batches of `batchSize`. */
 export async function* scrapeHistory(
   repository: string,
-  options: { batchSize?: number } = {},
+  options: ScrapeOptions = {},
 ): AsyncGenerator<CommitRecord> {
   const dir = path.resolve(repository);
   if (!existsSync(dir)) throw new RecipeError("E_INPUT", `${dir} does not exist`);

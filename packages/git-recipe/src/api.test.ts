@@ -1,0 +1,118 @@
+/**
+ * The built package as a user gets it (`dist/`, built before tests run): `@forge/git-recipe`
+ * offers the curated public API and `@forge/git-recipe/internal` the plumbing, no name is in
+ * both, both resolve by name through the `exports` map, and every value their declarations
+ * promise exists at runtime.
+ */
+import { execFileSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import ts from "typescript";
+import { describe, expect, it } from "vitest";
+
+const packageDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const dist = path.join(packageDir, "dist");
+
+/** What a user of bake repositories reaches for (the README's API section). */
+const PUBLIC = [
+  "BakeRepo",
+  "HOOKS",
+  "INPUT_FILE",
+  "INPUT_TEMPLATE",
+  "ModelStore",
+  "OPERATIONS",
+  "RECIPE_FILE",
+  "RecipeError",
+  "STATE_FILE",
+  "buildTree",
+  "commitText",
+  "defaultStoreRoot",
+  "formatTree",
+  "parseInput",
+  "parseModelId",
+  "runHook",
+  "scrapeHistory",
+  "windows",
+].sort();
+
+/** The plumbing under it. */
+const INTERNAL = [
+  "MERGE_DRIVER",
+  "NAME_PATTERN",
+  "checkName",
+  "clearedInput",
+  "complexityScore",
+  "digestDirectory",
+  "formatRecipe",
+  "formatState",
+  "parseRecipe",
+  "parseState",
+  "parseTrailers",
+  "sectionHashes",
+  "stableJson",
+  "summariseLosses",
+].sort();
+
+/** The names a declaration file exports as values (not types), as TypeScript reads them. */
+function declaredValues(file: string): string[] {
+  const program = ts.createProgram([file], {
+    noEmit: true,
+    skipLibCheck: true,
+    module: ts.ModuleKind.NodeNext,
+    moduleResolution: ts.ModuleResolutionKind.NodeNext,
+    target: ts.ScriptTarget.ES2022,
+  });
+  const checker = program.getTypeChecker();
+  const source = program.getSourceFile(file);
+  if (!source) throw new Error(`TypeScript cannot read ${file}`);
+  const moduleSymbol = checker.getSymbolAtLocation(source);
+  if (!moduleSymbol) throw new Error(`${file} is not a module`);
+  return checker
+    .getExportsOfModule(moduleSymbol)
+    .filter((symbol) => {
+      const target =
+        symbol.flags & ts.SymbolFlags.Alias ? checker.getAliasedSymbol(symbol) : symbol;
+      return (target.flags & ts.SymbolFlags.Value) !== 0;
+    })
+    .map((symbol) => symbol.name)
+    .sort();
+}
+
+describe("the package's two entry points", () => {
+  it("resolve by name through the exports map, to the public API and the plumbing", () => {
+    const manifest = JSON.parse(readFileSync(path.join(packageDir, "package.json"), "utf8"));
+    expect(Object.keys(manifest.exports).sort()).toEqual([".", "./internal", "./package.json"]);
+    for (const entry of [".", "./internal"])
+      for (const condition of ["types", "import"]) {
+        const file = path.join(packageDir, manifest.exports[entry][condition]);
+        expect(existsSync(file), `${entry} ${condition}: ${file}`).toBe(true);
+      }
+    // a fresh node inside the package imports it by its own name, as a dependent would
+    const out = execFileSync(
+      process.execPath,
+      [
+        "--input-type=module",
+        "-e",
+        `const names = async (m) => Object.keys(await import(m)).sort();
+process.stdout.write(JSON.stringify([await names("@forge/git-recipe"), await names("@forge/git-recipe/internal")]));`,
+      ],
+      { cwd: packageDir, encoding: "utf8" },
+    );
+    expect(JSON.parse(out)).toEqual([PUBLIC, INTERNAL]);
+  });
+
+  it("no name is both public and internal", () => {
+    expect(PUBLIC.filter((name) => INTERNAL.includes(name))).toEqual([]);
+  });
+
+  for (const entry of ["index", "internal"])
+    it(`dist/${entry}.d.ts exports as values exactly what dist/${entry}.js exports`, async () => {
+      const declared = declaredValues(path.join(dist, `${entry}.d.ts`));
+      const runtime = Object.keys(await import(pathToFileURL(path.join(dist, `${entry}.js`)).href))
+        .filter((name) => name !== "default")
+        .sort();
+      expect(declared).toEqual(entry === "index" ? PUBLIC : INTERNAL);
+      expect(declared).toEqual(runtime);
+    });
+});
