@@ -71,10 +71,10 @@ function describeNativeFailure(error: unknown): string {
 }
 
 /**
- * Where to load `@tensorflow/tfjs-node` from. It is an optional peer: the application installs
- * it (the forge CLI does, as an optional dependency). Resolved from this package first, then
- * from the application's entry script, whose dependencies a strict layout (pnpm) hides from
- * this package.
+ * Where to load `@tensorflow/tfjs-node` from. The application installs it if it wants native
+ * TensorFlow (the forge CLI does, as an optional dependency; its install downloads
+ * libtensorflow). Resolved from this package first, then from the application's entry script,
+ * whose dependencies a strict layout (pnpm) hides from this package.
  */
 function nativeBackendLocation(): string {
   // A variable specifier: the package is optional, so neither TypeScript nor the bundler may
