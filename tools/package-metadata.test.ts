@@ -169,6 +169,24 @@ describe("known problems", () => {
       expect(settle([known, { ...known, package: "@forge/core" }], ["readme"])).toBe(1);
       expect(settle([], ["readme"])).toBe(1);
       expect(error.mock.calls.flat().join("\n")).toMatch(/no longer occurs/);
+      expect(settle([known], ["readme"], { strict: true })).toBe(1);
+      // a known check failing for another reason than the recorded one still fails
+      error.mockClear();
+      const pack = {
+        check: "pack",
+        package: "d",
+        entry: "one @tensorflow/tfjs-core in node_modules (forge uses the project's TensorFlow.js)",
+      };
+      const onlyD = { inScope: (entry: { package: string }) => entry.package === "d" };
+      expect(
+        settle(
+          [{ ...pack, message: "4.22.0 at node_modules/@tensorflow/tfjs-core" }],
+          ["pack"],
+          onlyD,
+        ),
+      ).toBe(0);
+      expect(settle([{ ...pack, message: "4.21.0 twice" }], ["pack"], onlyD)).toBe(1);
+      expect(error.mock.calls.flat().join("\n")).toMatch(/FAIL pack: d one @tensorflow/);
     } finally {
       log.mockRestore();
       error.mockRestore();
