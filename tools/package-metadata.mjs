@@ -189,7 +189,7 @@ export function checkReadme(pkg, readme) {
     report(`README.md must show "${install}" before its first section`);
   }
   const isLibrary = Object.keys(pkg.manifest.exports ?? {}).some((key) => key !== "./package.json");
-  if (isLibrary && !/^ESM only\b/m.test(top)) {
+  if (isLibrary && !/\bESM only\b/.test(top)) {
     report('README.md must say "ESM only" (and how require() behaves) before its first section');
   }
   return problems;
