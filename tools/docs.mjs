@@ -4,8 +4,9 @@
 //   node tools/docs.mjs   (root script: `pnpm run docs`, which builds first; plain `pnpm docs` is
 //   pnpm's own command that opens the homepage)
 //
-// Entry points come from each package's `exports` map (the `types` file of every subpath), so a
-// new package or subpath is documented without touching this script. The documented files are
+// Entry points come from each package's `exports` map (the `types` file of every subpath but
+// `./internal`, which is plumbing and not a stable API), so a new package or subpath is
+// documented without touching this script. The documented files are
 // the built .d.ts that ship, so the reference is the API a user gets, and a type one package
 // re-exports from another links to its page. Modules are named by their import specifier
 // (`@forge/core/testing`). typedoc.json holds the rest: warnings are errors, and validation
@@ -16,11 +17,15 @@ import path from "node:path";
 import { Application, ReflectionKind } from "typedoc";
 import { isMain, publicPackages, root, seconds } from "./lib/workspace.mjs";
 
-/** [absolute .d.ts path, import specifier] for every subpath with types. */
+/** Subpaths that are not public API (docs/architecture.md: plumbing, not a stable API). */
+const UNDOCUMENTED_SUBPATHS = new Set(["./internal"]);
+
+/** [absolute .d.ts path, import specifier] for every public subpath with types. */
 export function documentedEntries(packages = publicPackages()) {
   const entries = [];
   for (const pkg of packages) {
     for (const [subpath, target] of Object.entries(pkg.manifest.exports ?? {})) {
+      if (UNDOCUMENTED_SUBPATHS.has(subpath)) continue;
       if (!target || typeof target !== "object" || typeof target.types !== "string") continue;
       const file = path.join(pkg.absolute, target.types);
       const specifier = subpath === "." ? pkg.name : `${pkg.name}/${subpath.slice(2)}`;

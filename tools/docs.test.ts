@@ -26,10 +26,19 @@ function fixture(name: string, declarations: string) {
         import: "./dist/extra.js",
         default: "./dist/extra.js",
       },
+      "./internal": {
+        types: "./dist/internal.d.ts",
+        import: "./dist/internal.js",
+        default: "./dist/internal.js",
+      },
     },
   };
   writeFileSync(path.join(absolute, "package.json"), JSON.stringify(manifest));
   writeFileSync(path.join(absolute, "dist/index.d.ts"), declarations);
+  writeFileSync(
+    path.join(absolute, "dist/internal.d.ts"),
+    "/** Plumbing. */\nexport declare function plumbing(): void;\n",
+  );
   writeFileSync(
     path.join(absolute, "dist/extra.d.ts"),
     "/** Adds one. */\nexport declare function increment(value: number): number;\n",
@@ -53,7 +62,7 @@ async function quietly<T>(work: () => Promise<T>): Promise<{ result: T; output: 
 }
 
 describe("API reference build", () => {
-  it("writes a module per entry point, named by its import specifier", async () => {
+  it("writes a module per entry point but ./internal, named by its import specifier", async () => {
     const pkg = fixture(
       "good",
       "/** Doubles. See {@link half}. */\nexport declare function double(value: number): number;\n/** Halves. */\nexport declare function half(value: number): number;\n",
@@ -65,6 +74,7 @@ describe("API reference build", () => {
     const index = readFileSync(path.join(out, "index.html"), "utf8");
     expect(index).toContain("@fixture/good");
     expect(index).toContain("@fixture/good/extra");
+    expect(index).not.toContain("@fixture/good/internal");
   });
 
   it("fails on a broken link and writes nothing", async () => {
