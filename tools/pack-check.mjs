@@ -639,6 +639,15 @@ async function partC(context, part) {
 // ---------------------------------------------------------------------------------------------
 // d: the CLI beside another tfjs minor
 
+const BOTH_SCRIPT = `
+import { createRequire } from "node:module";
+import path from "node:path";
+import { pathToFileURL } from "node:url";
+await import("@tensorflow/tfjs");
+const fromCli = createRequire(path.resolve("node_modules/@forge/cli/package.json"));
+await import(pathToFileURL(fromCli.resolve("@forge/model")).href);
+`;
+
 async function partD(context, part) {
   const dir = context.project("cli-beside-tfjs", {
     "@tensorflow/tfjs": TFJS_BESIDE,
@@ -673,18 +682,15 @@ async function partD(context, part) {
       .join(", ")}`,
   );
   // Not a check (the issue asks about the CLI's output): a script of the project's own that
-  // loads its TensorFlow.js and forge's model package in one process.
-  const both = await run(
-    process.execPath,
-    [
-      "--input-type=module",
-      "-e",
-      'await import("@tensorflow/tfjs"); await import("@forge/model");',
-    ],
-    { cwd: dir, env: cleanEnvironment(), timeoutMs: 120_000 },
-  );
+  // loads its TensorFlow.js and the @forge/model the CLI uses (resolved from the CLI, where npm
+  // put it) in one process.
+  const both = await run(process.execPath, ["--input-type=module", "-e", BOTH_SCRIPT], {
+    cwd: dir,
+    env: cleanEnvironment(),
+    timeoutMs: 120_000,
+  });
   part.info(
-    `a project script importing @tensorflow/tfjs and @forge/model: exit ${both.code}, ${countRegistrationWarnings(both.stderr)} "already registered" warnings`,
+    `a project script importing its @tensorflow/tfjs and the CLI's @forge/model: exit ${both.code}, ${countRegistrationWarnings(both.stderr)} "already registered" warnings${both.code === 0 ? "" : `\n${indent(tail(both.stderr, 6))}`}`,
   );
   const forge = path.join(modules, ".bin", "forge");
   for (const args of [
