@@ -1,4 +1,4 @@
-import { ForgeError, type ForgeErrorOptions } from "@forge/core";
+import { type ForgeError, packageError } from "@forge/core";
 
 export type BakingErrorCode =
   /** a bad argument: empty prompt, unknown generator, settings out of range */
@@ -11,18 +11,9 @@ export type BakingErrorCode =
   | "E_IO";
 
 /**
- * The one error type @forge/baking throws. `code` is stable and machine-readable; the category
- * (from @forge/core: E_IO is an io error, the rest bad input unless said otherwise) decides the
- * CLI's exit code; `message` names the file, field or line at fault and what would be accepted.
+ * The one error type @forge/baking throws: a @forge/core ForgeError (its category — E_IO an io
+ * error, the rest bad input unless said otherwise — decides the CLI's exit code); `message`
+ * names the file, field or line at fault and what would be accepted.
  */
-export class BakingError extends ForgeError<BakingErrorCode> {
-  constructor(code: BakingErrorCode, message: string, options?: ForgeErrorOptions) {
-    super(code, message, options);
-    this.name = "BakingError";
-  }
-
-  /** True for a BakingError even when two copies of this package are installed. */
-  static override isInstance(error: unknown): error is BakingError {
-    return ForgeError.isInstance(error) && (error as Error).name === "BakingError";
-  }
-}
+export const BakingError = packageError<BakingErrorCode>("BakingError");
+export type BakingError = ForgeError<BakingErrorCode>;

@@ -17,6 +17,7 @@ import {
   GateError,
   InterruptedError,
   ioError,
+  packageError,
   UsageError,
 } from "./errors.js";
 import { parseJson, writeFileAtomic } from "./fs.js";
@@ -58,6 +59,22 @@ describe("errors", () => {
     expect(wrapped.category).toBe("io");
     expect(wrapped.message).toContain("no space left on the device (ENOSPC)");
     expect(formatError(new TypeError("boom"))).toContain("FORGE_DEBUG=1");
+  });
+
+  it("a package's error class names the package, keeps its code and category", () => {
+    const PackError = packageError<"E_INPUT" | "E_IO">("PackError");
+    const error = new PackError("E_IO", "cannot write x", { cause: new Error("disk") });
+    expect(error).toBeInstanceOf(ForgeError);
+    expect(error.name).toBe("PackError");
+    expect(error.code).toBe("E_IO");
+    expect(exitCodeFor(error)).toBe(2);
+    expect(PackError.isInstance(error)).toBe(true);
+    expect(PackError.isInstance(new ForgeError("E_IO", "other"))).toBe(false);
+    const copy = Object.assign(new Error("x"), {
+      name: "PackError",
+      [Symbol.for("forge.error")]: true,
+    });
+    expect(PackError.isInstance(copy)).toBe(true); // another installed copy of the package
   });
 
   it("isInstance holds across copies (it checks a registry symbol)", () => {

@@ -64,6 +64,32 @@ export class ForgeError<Code extends string = string> extends Error {
   }
 }
 
+/** The class a package's errors are: a ForgeError with the package's name and code union. */
+export interface PackageErrorClass<Code extends string> {
+  new (code: Code, message: string, options?: ForgeErrorOptions): ForgeError<Code>;
+  /** True for this package's errors, even from another installed copy of the package. */
+  isInstance(error: unknown): error is ForgeError<Code>;
+}
+
+/**
+ * A package's error class, e.g. `export const ModelError = packageError<ModelErrorCode>("ModelError")`:
+ * a ForgeError whose `name` says which package threw it.
+ */
+export function packageError<Code extends string>(name: string): PackageErrorClass<Code> {
+  const named = class extends ForgeError<Code> {
+    constructor(code: Code, message: string, options?: ForgeErrorOptions) {
+      super(code, message, options);
+      this.name = name;
+    }
+
+    static override isInstance(error: unknown): error is ForgeError<Code> {
+      return ForgeError.isInstance(error) && (error as Error).name === name;
+    }
+  };
+  Object.defineProperty(named, "name", { value: name });
+  return named;
+}
+
 /** A check the user asked for failed. Exit code 1. */
 export class GateError extends ForgeError<"E_GATE"> {
   constructor(message: string) {

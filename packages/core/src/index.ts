@@ -10,6 +10,8 @@ export {
   InterruptedError,
   ioError,
   isSystemRefusal,
+  type PackageErrorClass,
+  packageError,
   UsageError,
 } from "./errors.js";
 export {

@@ -1,4 +1,4 @@
-import { ForgeError, type ForgeErrorOptions } from "@forge/core";
+import { type ForgeError, packageError } from "@forge/core";
 
 export type EvaluationErrorCode =
   /** a bad argument */
@@ -24,18 +24,9 @@ export type EvaluationErrorCode =
   | "E_MODEL";
 
 /**
- * The one error type @forge/eval throws. `code` is stable and machine-readable; the category
- * (from @forge/core: E_IO is an io error, the rest bad input unless said otherwise) decides the
- * CLI's exit code; `message` names the file, field or line at fault and what would be accepted.
+ * The one error type @forge/eval throws: a @forge/core ForgeError (its category — E_IO an io
+ * error, the rest bad input unless said otherwise — decides the CLI's exit code); `message`
+ * names the file, field or line at fault and what would be accepted.
  */
-export class EvaluationError extends ForgeError<EvaluationErrorCode> {
-  constructor(code: EvaluationErrorCode, message: string, options?: ForgeErrorOptions) {
-    super(code, message, options);
-    this.name = "EvaluationError";
-  }
-
-  /** True for a EvaluationError even when two copies of this package are installed. */
-  static override isInstance(error: unknown): error is EvaluationError {
-    return ForgeError.isInstance(error) && (error as Error).name === "EvaluationError";
-  }
-}
+export const EvaluationError = packageError<EvaluationErrorCode>("EvaluationError");
+export type EvaluationError = ForgeError<EvaluationErrorCode>;

@@ -1,4 +1,4 @@
-import { ForgeError, type ForgeErrorOptions } from "@forge/core";
+import { type ForgeError, packageError } from "@forge/core";
 
 export type ModelErrorCode =
   /** FORGE_BACKEND or the backend option names no backend */
@@ -23,18 +23,9 @@ export type ModelErrorCode =
   | "E_DIVERGED";
 
 /**
- * The one error type @forge/model throws. `code` is stable and machine-readable; the category
- * (from @forge/core: E_IO is an io error, the rest bad input unless said otherwise) decides the
- * CLI's exit code; `message` names the file, field or line at fault and what would be accepted.
+ * The one error type @forge/model throws: a @forge/core ForgeError (its category — E_IO an io
+ * error, the rest bad input unless said otherwise — decides the CLI's exit code); `message`
+ * names the file, field or line at fault and what would be accepted.
  */
-export class ModelError extends ForgeError<ModelErrorCode> {
-  constructor(code: ModelErrorCode, message: string, options?: ForgeErrorOptions) {
-    super(code, message, options);
-    this.name = "ModelError";
-  }
-
-  /** True for a ModelError even when two copies of this package are installed. */
-  static override isInstance(error: unknown): error is ModelError {
-    return ForgeError.isInstance(error) && (error as Error).name === "ModelError";
-  }
-}
+export const ModelError = packageError<ModelErrorCode>("ModelError");
+export type ModelError = ForgeError<ModelErrorCode>;

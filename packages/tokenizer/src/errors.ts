@@ -1,4 +1,4 @@
-import { ForgeError, type ForgeErrorOptions } from "@forge/core";
+import { type ForgeError, packageError } from "@forge/core";
 
 export type TokenizerErrorCode =
   /** bad argument: vocabulary size, empty corpus, unknown option value */
@@ -13,18 +13,9 @@ export type TokenizerErrorCode =
   | "E_IO";
 
 /**
- * The one error type @forge/tokenizer throws. `code` is stable and machine-readable; the category
- * (from @forge/core: E_IO is an io error, the rest bad input unless said otherwise) decides the
- * CLI's exit code; `message` names the file, field or line at fault and what would be accepted.
+ * The one error type @forge/tokenizer throws: a @forge/core ForgeError (its category — E_IO an io
+ * error, the rest bad input unless said otherwise — decides the CLI's exit code); `message`
+ * names the file, field or line at fault and what would be accepted.
  */
-export class TokenizerError extends ForgeError<TokenizerErrorCode> {
-  constructor(code: TokenizerErrorCode, message: string, options?: ForgeErrorOptions) {
-    super(code, message, options);
-    this.name = "TokenizerError";
-  }
-
-  /** True for a TokenizerError even when two copies of this package are installed. */
-  static override isInstance(error: unknown): error is TokenizerError {
-    return ForgeError.isInstance(error) && (error as Error).name === "TokenizerError";
-  }
-}
+export const TokenizerError = packageError<TokenizerErrorCode>("TokenizerError");
+export type TokenizerError = ForgeError<TokenizerErrorCode>;
