@@ -32,6 +32,8 @@ export interface GenerationDefaults {
   top_p?: number;
   max_new_tokens?: number;
   eos_token_id?: number | number[];
+  /** forge's own key: the system prompt `forge chat` and `forge generate` start with by default. */
+  system_prompt?: string;
   [key: string]: unknown;
 }
 
@@ -300,6 +302,15 @@ export function checkGenerationConfig(
     !(Number.isInteger(config.max_new_tokens) && (config.max_new_tokens as number) >= 1)
   )
     throw bad("max_new_tokens", "an integer ≥ 1");
+  if (
+    config.system_prompt !== undefined &&
+    config.system_prompt !== null &&
+    !(typeof config.system_prompt === "string" && config.system_prompt.trim() !== "")
+  )
+    throw bad(
+      "system_prompt",
+      "a non-empty string (the default system prompt forge chat starts with)",
+    );
   const eos = config.eos_token_id;
   if (eos !== undefined && eos !== null) {
     const ids = Array.isArray(eos) ? eos : [eos];

@@ -99,6 +99,7 @@ export {
   type PhaseSummary,
   type PipelineEvent,
   PROFILES,
+  phaseSources,
   RUN_KINDS,
   type RunDirectory,
   type RunKind,

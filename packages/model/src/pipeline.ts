@@ -53,8 +53,15 @@ export interface PhaseSettings {
 
 export interface RunSettings {
   seed: number;
-  /** Token caches (from a corpus build). */
+  /** Token caches (from a corpus build): a directory holding one cache per subdirectory. */
   data: string;
+  /**
+   * Pretraining mix: cache names under `data` (e.g. "pretrain-train", "commits-train") with
+   * sampling weights (normalised; a weight of 0 leaves a cache out).
+   */
+  mixPretrain: Record<string, number>;
+  /** The cache pretraining is validated on (under `data`). */
+  validationPretrain: string;
   /** The tokenizer the caches were built with. */
   tokenizer: string;
   model: ModelSettings;
@@ -95,14 +102,30 @@ const SMOKE_PHASE = phase({
   checkpointEvery: 10,
 });
 
+const DATA = {
+  data: "data/cache",
+  mixPretrain: { "pretrain-train": 1 },
+  validationPretrain: "pretrain-val",
+  tokenizer: "data/tokenizer",
+};
+
 /** Named profiles, each a complete set of settings. */
 export const PROFILES: Record<string, { description: string; settings: RunSettings }> = {
+  minimal: {
+    description: "bare bones: a 1-layer, 64-wide model, 200 steps per phase, nothing else changed",
+    settings: {
+      seed: 1337,
+      ...DATA,
+      model: { nLayer: 1, nHead: 2, nEmbd: 64, blockSize: 128, dropout: 0, bias: true },
+      pretrain: phase({ steps: 200 }),
+      sft: phase({ steps: 200 }),
+    },
+  },
   smoke: {
     description: "seconds: a 1-layer, 32-wide model, 20 steps per phase (tests and CI)",
     settings: {
       seed: 1337,
-      data: "data/cache",
-      tokenizer: "data/tokenizer",
+      ...DATA,
       model: { nLayer: 1, nHead: 2, nEmbd: 32, blockSize: 64, dropout: 0, bias: true },
       pretrain: { ...SMOKE_PHASE },
       sft: { ...SMOKE_PHASE },
@@ -112,8 +135,7 @@ export const PROFILES: Record<string, { description: string; settings: RunSettin
     description: "minutes: a 2-layer, 64-wide model, 300 + 600 steps (trying corpus changes)",
     settings: {
       seed: 1337,
-      data: "data/cache",
-      tokenizer: "data/tokenizer",
+      ...DATA,
       model: { nLayer: 2, nHead: 2, nEmbd: 64, blockSize: 128, dropout: 0, bias: true },
       pretrain: phase({
         steps: 300,
@@ -138,8 +160,7 @@ export const PROFILES: Record<string, { description: string; settings: RunSettin
       "forge-tiny: 4 layers, 128 wide, 256-token context, ~1M parameters (the shipped model)",
     settings: {
       seed: 1337,
-      data: "data/cache",
-      tokenizer: "data/tokenizer",
+      ...DATA,
       model: { nLayer: 4, nHead: 4, nEmbd: 128, blockSize: 256, dropout: 0, bias: true },
       pretrain: phase({
         steps: 400,
@@ -163,6 +184,41 @@ export const PROFILES: Record<string, { description: string; settings: RunSettin
       }),
     },
   },
+  prod: {
+    description:
+      "GPT-2 small's shape (12 layers, 768 wide, 1,024 context), 20,000 + 10,000 steps: days on a laptop CPU — for native TensorFlow or a GPU",
+    settings: {
+      seed: 1337,
+      ...DATA,
+      model: { nLayer: 12, nHead: 12, nEmbd: 768, blockSize: 1024, dropout: 0.1, bias: true },
+      pretrain: phase({
+        steps: 20_000,
+        batchSize: 8,
+        gradAccumulation: 4,
+        learningRate: 6e-4,
+        minLearningRate: 6e-5,
+        warmupSteps: 1000,
+        evalEvery: 500,
+        evalBatches: 20,
+        checkpointEvery: 500,
+        earlyStoppingPatience: 3,
+        earlyStoppingMinDelta: 1e-4,
+      }),
+      sft: phase({
+        steps: 10_000,
+        batchSize: 8,
+        gradAccumulation: 4,
+        learningRate: 1e-4,
+        minLearningRate: 1e-5,
+        warmupSteps: 200,
+        evalEvery: 500,
+        evalBatches: 20,
+        checkpointEvery: 500,
+        earlyStoppingPatience: 3,
+        earlyStoppingMinDelta: 1e-4,
+      }),
+    },
+  },
 };
 
 /** The profiles as lines a person reads. */
@@ -179,6 +235,9 @@ export function describeProfiles(): string {
  * Overlay `overrides` (a config file's JSON) on `base`, checking every key exists and every
  * value has the base's type. Errors name the source and the key path.
  */
+/** Settings whose keys are the user's (cache names → weights): any key, a number ≥ 0 each. */
+const FREE_MAPS = new Set(["mixPretrain"]);
+
 export function overlaySettings<T extends object>(
   base: T,
   overrides: unknown,
@@ -187,6 +246,20 @@ export function overlaySettings<T extends object>(
 ): T {
   if (typeof overrides !== "object" || overrides === null || Array.isArray(overrides))
     throw new ModelError("E_CONFIG", `${source}: ${prefix || "the file"} must be a JSON object`);
+  if (FREE_MAPS.has(prefix)) {
+    const map: Record<string, number> = {};
+    for (const [key, value] of Object.entries(overrides)) {
+      if (typeof value !== "number" || !Number.isFinite(value) || value < 0)
+        throw new ModelError(
+          "E_CONFIG",
+          `${source}: "${prefix}.${key}" must be a weight ≥ 0; got ${JSON.stringify(value)}`,
+        );
+      map[key] = value;
+    }
+    if (!Object.values(map).some((w) => w > 0))
+      throw new ModelError("E_CONFIG", `${source}: "${prefix}" needs at least one weight above 0`);
+    return map as T;
+  }
   const out = { ...base } as Record<string, unknown>;
   for (const [key, value] of Object.entries(overrides)) {
     const keyPath = prefix ? `${prefix}.${key}` : key;
@@ -330,6 +403,37 @@ export type PipelineEvent =
   | { type: "train"; phase: TrainingPhase; event: TrainEvent }
   | { type: "phase-end"; phase: TrainingPhase; summary: PhaseSummary };
 
+/**
+ * A phase's batch sources: pretraining samples the `mixPretrain` caches by weight and validates
+ * on `validationPretrain`; SFT walks `sft-train` and validates on `sft-val`.
+ */
+export async function phaseSources(
+  settings: RunSettings,
+  which: TrainingPhase,
+): Promise<{ train: BatchSource<LmBatch>; validation: BatchSource<LmBatch> }> {
+  const p = settings[which];
+  const samplerOptions = { batchSize: p.batchSize, blockSize: settings.model.blockSize };
+  const open = (name: string) => openTokenCache(path.join(settings.data, name));
+  if (which === "sft")
+    return {
+      train: new SftSampler(await open("sft-train"), { ...samplerOptions, seed: settings.seed }),
+      validation: new SftSampler(await open("sft-val"), { ...samplerOptions, seed: 4242 }),
+    };
+  const mix = Object.entries(settings.mixPretrain).filter(([, weight]) => weight > 0);
+  if (mix.length === 0)
+    throw new ModelError("E_CONFIG", "mixPretrain names no cache with a weight above 0");
+  const sources = await Promise.all(
+    mix.map(async ([name, weight]) => ({ cache: await open(name), weight })),
+  );
+  return {
+    train: new PretrainSampler(sources, { ...samplerOptions, seed: settings.seed }),
+    validation: new PretrainSampler([{ cache: await open(settings.validationPretrain) }], {
+      ...samplerOptions,
+      seed: 4242,
+    }),
+  };
+}
+
 async function runPhase(
   which: TrainingPhase,
   model: GPT,
@@ -339,22 +443,15 @@ async function runPhase(
 ): Promise<PhaseSummary> {
   const { settings } = run;
   const p = settings[which];
-  const t = settings.model.blockSize;
-  const train = await openTokenCache(path.join(settings.data, `${which}-train`));
-  const val = await openTokenCache(path.join(settings.data, `${which}-val`));
-  const samplerOptions = { batchSize: p.batchSize, blockSize: t };
-  const source = (cache: typeof train, seed: number): BatchSource<LmBatch> =>
-    which === "pretrain"
-      ? new PretrainSampler([{ cache }], { ...samplerOptions, seed })
-      : new SftSampler(cache, { ...samplerOptions, seed });
-  const validation = fixedBatches(source(val, 4242), p.evalBatches);
+  const { train: trainSource, validation: validationSource } = await phaseSources(settings, which);
+  const validation = fixedBatches(validationSource, p.evalBatches);
   emit({ type: "phase-start", phase: which, steps: p.steps });
   let tokens = 0;
   let firstLoss = Number.NaN;
   const started = performance.now();
   try {
     const result = await trainModel(
-      lmTask(model, source(train, settings.seed), { batches: validation }),
+      lmTask(model, trainSource, { batches: validation }),
       {
         steps: p.steps,
         gradAccumulation: p.gradAccumulation,

@@ -3,6 +3,7 @@
  * `forge generate <model-dir> --system … --user …` (one shot).
  */
 import readline from "node:readline";
+import { readTextFile } from "@forge/core";
 import {
   type GenerationDefaults,
   type GPT,
@@ -103,15 +104,40 @@ const HELP = `commands:
   /help              this list
   /quit              leave`;
 
-interface ChatCommandOptions extends SamplingOptions {
-  system?: string;
+interface SystemOptions {
+  /** The prompt, or false for --no-system. */
+  system?: string | false;
+  systemFile?: string;
+}
+
+interface ChatCommandOptions extends SamplingOptions, SystemOptions {}
+
+/**
+ * The system prompt to start with: --system, else the contents of --system-file, else the
+ * model's default (`system_prompt` in its generation_config.json) unless --no-system.
+ */
+async function startingSystem(
+  options: SystemOptions,
+  chat: ChatModel,
+): Promise<string | undefined> {
+  if (typeof options.system === "string" && options.systemFile !== undefined)
+    throw new UsageError("give --system or --system-file, not both");
+  if (typeof options.system === "string") return options.system;
+  if (options.systemFile !== undefined) {
+    const text = (await readTextFile(options.systemFile, "--system-file ")).trim();
+    if (text === "") throw new UsageError(`--system-file ${options.systemFile} is empty`);
+    return text;
+  }
+  if (options.system === false) return undefined;
+  const fallback = chat.defaults.system_prompt;
+  return typeof fallback === "string" ? fallback : undefined;
 }
 
 async function chatCommand(dir: string, options: ChatCommandOptions): Promise<number> {
   const chat = await loadChatModel(dir);
   const sampling = resolveSampling(options, chat.defaults);
   const interactive = Boolean(process.stdin.isTTY && process.stdout.isTTY);
-  let system = options.system;
+  let system = await startingSystem(options, chat);
   let history: ChatMessage[] = [];
   let turn = 0;
   const out = (text: string) => process.stdout.write(`${text}\n`);
@@ -168,8 +194,7 @@ async function chatCommand(dir: string, options: ChatCommandOptions): Promise<nu
   return 0;
 }
 
-interface GenerateCommandOptions extends SamplingOptions {
-  system?: string;
+interface GenerateCommandOptions extends SamplingOptions, SystemOptions {
   user?: string;
   json?: boolean;
 }
@@ -178,8 +203,9 @@ async function generateCommand(dir: string, options: GenerateCommandOptions): Pr
   if (options.user === undefined) throw new UsageError("--user <text> is required");
   const chat = await loadChatModel(dir);
   const sampling = resolveSampling(options, chat.defaults);
+  const system = await startingSystem(options, chat);
   const messages: ChatMessage[] = [
-    ...(options.system ? [{ role: "system" as const, content: options.system }] : []),
+    ...(system ? [{ role: "system" as const, content: system }] : []),
     { role: "user", content: String(options.user) },
   ];
   const answer = reply(chat, messages, sampling);
@@ -210,6 +236,8 @@ export function registerChat(cli: CAC): void {
     ),
   )
     .option("--system <prompt>", "Start with this system prompt")
+    .option("--system-file <file>", "Start with the system prompt in this file")
+    .option("--no-system", "Start without the model's default system prompt")
     .example("forge chat forge-tiny --system 'You are a pirate.'")
     .example("printf 'What is 2 + 3?\\n/quit\\n' | forge chat forge-tiny")
     .action((dir: string, options: ChatCommandOptions) => chatCommand(dir, options));
@@ -218,6 +246,8 @@ export function registerChat(cli: CAC): void {
 export function registerGenerate(cli: CAC): void {
   samplingFlags(cli.command("<model-dir>", "One reply to one user message"))
     .option("--system <prompt>", "System prompt")
+    .option("--system-file <file>", "Read the system prompt from a file")
+    .option("--no-system", "Without the model's default system prompt")
     .option("--user <text>", "The user message")
     .option("--json", "Print {messages, reply, sampling}")
     .example(

@@ -1,7 +1,8 @@
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { FORGE_TINY_DIR } from "@forge/tiny";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FORGE, forge, type Run } from "../run-cli.js";
 
@@ -129,9 +130,9 @@ describe("forge train (smoke pipeline)", () => {
     expect(JSON.parse(run.stdout).phases[0].resumedFrom).toBe(20);
   });
 
-  it("--list-profiles lists smoke, dev and tiny", async () => {
+  it("--list-profiles lists minimal, smoke, dev, tiny and prod", async () => {
     const run = await forge(["train", "--list-profiles"]);
-    expect(run.stdout).toMatch(/^smoke .*\n.*\ndev .*\n.*\ntiny /);
+    expect(run.stdout).toMatch(/^minimal .*\n.*\nsmoke .*\n.*\ndev .*\n.*\ntiny .*\n.*\nprod /);
   });
 
   it("a config file with an unknown key or a wrong type, or an unknown profile, exits 2 naming it", async () => {
@@ -147,11 +148,52 @@ describe("forge train (smoke pipeline)", () => {
     expect(type.stderr).toContain(`${at("type.json")}: "sft.steps" must be a number; got "ten"`);
     const profile = await forge(["train", "--profile", "huge"]);
     expect(profile.code).toBe(2);
-    expect(profile.stderr).toMatch(/profile "huge" does not exist; profiles:\nsmoke/);
+    expect(profile.stderr).toMatch(/profile "huge" does not exist; profiles:\nminimal/);
   });
 });
 
 describe("forge chat and forge generate", () => {
+  it("start with --system, --system-file, the model's default system prompt, or --no-system", async () => {
+    const tiny = at("tiny-with-default");
+    cpSync(FORGE_TINY_DIR, tiny, { recursive: true, dereference: true });
+    const generation = JSON.parse(readFileSync(path.join(tiny, "generation_config.json"), "utf8"));
+    writeFileSync(
+      path.join(tiny, "generation_config.json"),
+      JSON.stringify({ ...generation, system_prompt: "You are a pirate." }),
+    );
+    writeFileSync(at("robot.txt"), "You are a robot.\n");
+    const ask = (...flags: string[]) =>
+      forge([
+        "generate",
+        tiny,
+        "--user",
+        "What is the capital of France?",
+        "--temperature",
+        "0",
+        "--json",
+        ...flags,
+      ]);
+    const system = async (...flags: string[]) => {
+      const run = await ask(...flags);
+      expectOk(run);
+      return JSON.parse(run.stdout).messages[0];
+    };
+    expect(await system()).toEqual({ role: "system", content: "You are a pirate." });
+    expect(await system("--system-file", at("robot.txt"))).toEqual({
+      role: "system",
+      content: "You are a robot.",
+    });
+    expect(await system("--no-system")).toEqual({
+      role: "user",
+      content: "What is the capital of France?",
+    });
+    const both = await ask("--system", "x", "--system-file", at("robot.txt"));
+    expect(both.code).toBe(2);
+    expect(both.stderr).toContain("give --system or --system-file, not both");
+    const chat = await forge(["chat", tiny, "--temperature", "0"], {}, "/status\n/quit\n");
+    expect(chat.stdout).toMatch(/system "You are a pirate."/);
+  });
+
   it("chat driven through stdin answers, honours /system, /status, /clear and /quit", async () => {
     const run = await forge(
       ["chat", at("model"), "--temperature", "0", "--max-new-tokens", "8"],
