@@ -8,12 +8,12 @@
  * with no stability promise.
  */
 
+/** A repository at a glance: commits on every branch, authors, files and languages at HEAD. */
+export { analyseRepository, languageOf, type RepositoryStats } from "./analyse.js";
 /** The one error type this package throws: a stable `code`, a category that decides the exit code. */
 export { RecipeError, type RecipeErrorCode } from "./errors.js";
-
 /** The git hooks of a bake repository (pre-commit, post-merge), for a CLI's `hook` command. */
 export { HOOKS, runHook } from "./hook.js";
-
 /** input.yml: the template `init` writes, its parser (every problem with line and column), and what it parses to. */
 export {
   type BakeSpec,
@@ -26,7 +26,6 @@ export {
   parseInput,
   type RolloutSpec,
 } from "./input.js";
-
 /** The files of a bake repository: their names, and the recipe and state that `readRecipe` and `readState` return. */
 export {
   type BakeRecord,
@@ -37,7 +36,6 @@ export {
   STATE_FILE,
   type State,
 } from "./recipe.js";
-
 /** Bake repositories: `BakeRepo` (init, open, stage, commit, run, status, fetch, lineage) and what its methods take and return. */
 export {
   BakeRepo,
@@ -50,7 +48,6 @@ export {
   type RunOptions,
   type RunResult,
 } from "./repo.js";
-
 /** What a runner implements: one job per phase (stim, rollout, bake), answered with counts or a model directory. */
 export {
   type BakeJob,

@@ -1,10 +1,61 @@
 /**
  * A hardware sampler: every N seconds, the process's CPU share (user + system time over wall
- * time, in percent of one core), resident memory, V8 heap, and system memory in use. Its timer
- * is unref'd: it never keeps a finished process alive.
+ * time, in percent of one core), resident memory, V8 heap, and system memory in use — and,
+ * where the machine exposes them, the hottest thermal zone's temperature and the GPU's memory,
+ * temperature and utilisation (nvidia-smi). Its timer is unref'd: it never keeps a finished
+ * process alive.
  */
+import { execFileSync } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
 import os from "node:os";
 import type { HardwareSample } from "./types.js";
+
+/** The hottest thermal zone in °C, or undefined where /sys/class/thermal has none. */
+export function readTemperature(root = "/sys/class/thermal"): number | undefined {
+  let hottest: number | undefined;
+  try {
+    for (const zone of readdirSync(root).filter((name) => name.startsWith("thermal_zone"))) {
+      try {
+        const milli = Number(readFileSync(`${root}/${zone}/temp`, "utf8").trim());
+        if (Number.isFinite(milli)) hottest = Math.max(hottest ?? -Infinity, milli / 1000);
+      } catch {
+        // a zone without a readable temperature
+      }
+    }
+  } catch {
+    return undefined;
+  }
+  return hottest;
+}
+
+let gpuMissing = false;
+
+/** The first GPU's memory, temperature and utilisation, or undefined without nvidia-smi. */
+export function readGpu():
+  | { gpuMemoryBytes: number; gpuTemperatureC: number; gpuUtilizationPercent: number }
+  | undefined {
+  if (gpuMissing) return undefined;
+  try {
+    const line = execFileSync(
+      "nvidia-smi",
+      ["--query-gpu=memory.used,temperature.gpu,utilization.gpu", "--format=csv,noheader,nounits"],
+      { encoding: "utf8", timeout: 2000, stdio: ["ignore", "pipe", "ignore"] },
+    )
+      .split("\n")[0]!
+      .split(",")
+      .map((v) => Number(v.trim()));
+    const [memoryMiB, temperature, utilization] = line as [number, number, number];
+    if (![memoryMiB, temperature, utilization].every(Number.isFinite)) return undefined;
+    return {
+      gpuMemoryBytes: memoryMiB * 1024 * 1024,
+      gpuTemperatureC: temperature,
+      gpuUtilizationPercent: utilization,
+    };
+  } catch {
+    gpuMissing = true; // no nvidia-smi here: do not ask again every sample
+    return undefined;
+  }
+}
 
 export class HardwareSampler {
   private timer: NodeJS.Timeout | undefined;
@@ -31,6 +82,9 @@ export class HardwareSampler {
       heapUsedBytes: memory.heapUsed,
       systemUsedBytes: os.totalmem() - os.freemem(),
     };
+    const temperature = readTemperature();
+    if (temperature !== undefined) sample.temperatureC = temperature;
+    Object.assign(sample, readGpu() ?? {});
     this.onSample(sample);
     return sample;
   }

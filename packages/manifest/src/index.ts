@@ -1,5 +1,13 @@
+export {
+  assertDynamicManifest,
+  type DynamicManifest,
+  type DynamicParameter,
+  type DynamicSeries,
+  dynamicManifest,
+  dynamicManifestSchema,
+} from "./dynamic.js";
 export { ManifestError, type ManifestErrorCode } from "./errors.js";
-export { HardwareSampler } from "./hardware.js";
+export { HardwareSampler, readGpu, readTemperature } from "./hardware.js";
 export { epochsFor, scaledLearningRate, warmupSteps } from "./parameters.js";
 export {
   assertManifest,

@@ -34,7 +34,20 @@ export interface HardwareSample {
   rssBytes: number;
   heapUsedBytes: number;
   systemUsedBytes: number;
+  /** The hottest thermal zone the kernel exposes (/sys/class/thermal), where there is one. */
+  temperatureC?: number;
+  /** The GPU's memory in use, temperature and utilisation (nvidia-smi), where there is a GPU. */
+  gpuMemoryBytes?: number;
+  gpuTemperatureC?: number;
+  gpuUtilizationPercent?: number;
 }
+
+/** Optional readings a machine may not expose. */
+export type OptionalReading =
+  | "temperatureC"
+  | "gpuMemoryBytes"
+  | "gpuTemperatureC"
+  | "gpuUtilizationPercent";
 
 export interface Derived {
   name: string;
@@ -112,7 +125,12 @@ export interface Manifest {
   hardware: {
     intervalSeconds: number;
     samples: HardwareSample[];
-    peaks: { cpuPercent: number; rssBytes: number; heapUsedBytes: number; systemUsedBytes: number };
+    peaks: {
+      cpuPercent: number;
+      rssBytes: number;
+      heapUsedBytes: number;
+      systemUsedBytes: number;
+    } & Partial<Record<OptionalReading, number>>;
     downsampled: boolean;
   };
   outputs: {

@@ -274,6 +274,15 @@ export class ManifestWriter {
     h.peaks.rssBytes = Math.max(h.peaks.rssBytes, sample.rssBytes);
     h.peaks.heapUsedBytes = Math.max(h.peaks.heapUsedBytes, sample.heapUsedBytes);
     h.peaks.systemUsedBytes = Math.max(h.peaks.systemUsedBytes, sample.systemUsedBytes);
+    for (const key of [
+      "temperatureC",
+      "gpuMemoryBytes",
+      "gpuTemperatureC",
+      "gpuUtilizationPercent",
+    ] as const) {
+      const value = sample[key];
+      if (value !== undefined) h.peaks[key] = Math.max(h.peaks[key] ?? value, value);
+    }
     this.flushLater();
   }
 

@@ -3,6 +3,8 @@
  * training, and model directories in Hugging Face's layout. Plumbing for forge's own packages
  * is in `@forge/model/internal`.
  */
+/** Batch size chosen by measuring a few training steps at growing sizes. */
+
 /** Compute backends: the fastest that loads (native TensorFlow, wasm, cpu), and why the others were not used. */
 export {
   BACKEND_NAMES,
@@ -14,6 +16,12 @@ export {
   type InitBackendOptions,
   initBackend,
 } from "./backend/select.js";
+export {
+  type BatchChoice,
+  type BatchProbe,
+  type ChooseBatchOptions,
+  chooseBatchSize,
+} from "./batch-size.js";
 /** Model directories in Hugging Face's layout (load, save, merged saves) and PEFT-style LoRA adapters. */
 export {
   type AdapterOptions,
