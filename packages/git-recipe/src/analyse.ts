@@ -135,10 +135,13 @@ export async function analyseRepository(repository: string): Promise<RepositoryS
     // "<mode> <type> <object> <size>\t<path>", NUL-terminated; submodules have no size ("-")
     for (const entry of (await git.raw(["ls-tree", "-r", "-l", "-z", head])).split("\0")) {
       const m = /^\d+ (\w+) \w+ +(-|\d+)\t(.*)$/s.exec(entry);
-      if (!m || m[1] !== "blob") continue;
-      const size = m[2] === "-" ? 0 : Number(m[2]);
-      const language = languageOf(m[3]!);
-      const slot = (languages[language] ??= { files: 0, bytes: 0 });
+      if (m === null) continue;
+      const [, type, sizeText, file] = m;
+      if (type !== "blob") continue;
+      const size = sizeText === "-" ? 0 : Number(sizeText);
+      const language = languageOf(file!);
+      const slot = languages[language] ?? { files: 0, bytes: 0 };
+      languages[language] = slot;
       slot.files++;
       slot.bytes += size;
       files++;
