@@ -93,6 +93,11 @@ const GROUPS: Record<
     description: "Commit finished detached bakes on the branches they started from",
     load: async () => ({ register: (await import("./commands/recipe.js")).registerFetch }),
   },
+  pipeline: {
+    description:
+      "Train a model on a git repository's history in one command (analyse, scrape, tokenize, train, report)",
+    load: () => import("./commands/pipeline.js"),
+  },
   scrape: {
     description: "A git repository's commits as JSONL (and token windows for training)",
     load: async () => ({ register: (await import("./commands/recipe.js")).registerScrape }),
