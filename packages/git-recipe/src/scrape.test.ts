@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { analyseRepository, languageOf } from "./analyse.js";
 import {
   type CommitRecord,
   commitText,
@@ -52,6 +53,55 @@ beforeAll(() => {
   git("add", ".");
   git("commit", "-q", "-m", "fixup! add source");
   git("merge", "-q", "--no-edit", "side");
+});
+
+describe("analyseRepository", () => {
+  it("counts commits on every branch once, merges, branches, tags, authors, and files by language at HEAD", async () => {
+    const stats = await analyseRepository(dir);
+    expect(stats).toMatchObject({
+      commits: 5,
+      merges: 1,
+      branches: ["main", "side"],
+      headBranch: "main",
+      tags: 1,
+      authors: 1,
+      topAuthors: [{ name: "Ada", email: "ada@example.org", commits: 5 }],
+      files: 3,
+    });
+    expect(stats.head).toMatch(/^[0-9a-f]{40}$/);
+    expect(stats.languages).toEqual({
+      Text: { files: 1, bytes: 12 },
+      TypeScript: { files: 1, bytes: 20 },
+      other: { files: 1, bytes: 6 },
+    });
+    expect(stats.bytes).toBe(38);
+    expect(Date.parse(stats.firstCommitDate!)).toBeLessThanOrEqual(
+      Date.parse(stats.lastCommitDate!),
+    );
+  });
+
+  it("a repository with no commits, and a directory that is not one is named", async () => {
+    const empty = mkdtempSync(path.join(os.tmpdir(), "forge-empty-"));
+    const plain = mkdtempSync(path.join(os.tmpdir(), "forge-plain-"));
+    try {
+      execFileSync("git", ["init", "-q"], { cwd: empty });
+      await expect(analyseRepository(empty)).rejects.toThrow(`${empty} has no commits`);
+      await expect(analyseRepository(plain)).rejects.toThrow(`${plain} is not a git repository`);
+    } finally {
+      rmSync(empty, { recursive: true, force: true });
+      rmSync(plain, { recursive: true, force: true });
+    }
+  });
+
+  it("names languages by extension", () => {
+    expect(["a/b.tsx", "x.py", "Makefile", "README.md", "noext"].map(languageOf)).toEqual([
+      "TypeScript",
+      "Python",
+      expect.any(String),
+      "Markdown",
+      "other",
+    ]);
+  });
 });
 
 describe("scrapeHistory", () => {

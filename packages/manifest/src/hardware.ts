@@ -28,16 +28,19 @@ export function readTemperature(root = "/sys/class/thermal"): number | undefined
   return hottest;
 }
 
-let gpuMissing = false;
+const missing = new Set<string>();
 
-/** The first GPU's memory, temperature and utilisation, or undefined without nvidia-smi. */
-export function readGpu():
-  | { gpuMemoryBytes: number; gpuTemperatureC: number; gpuUtilizationPercent: number }
-  | undefined {
-  if (gpuMissing) return undefined;
+/**
+ * The first GPU's memory, temperature and utilisation from `nvidia-smi` (or another command
+ * that answers its query the same way), or undefined where there is none.
+ */
+export function readGpu(
+  command = "nvidia-smi",
+): { gpuMemoryBytes: number; gpuTemperatureC: number; gpuUtilizationPercent: number } | undefined {
+  if (missing.has(command)) return undefined;
   try {
     const line = execFileSync(
-      "nvidia-smi",
+      command,
       ["--query-gpu=memory.used,temperature.gpu,utilization.gpu", "--format=csv,noheader,nounits"],
       { encoding: "utf8", timeout: 2000, stdio: ["ignore", "pipe", "ignore"] },
     )
@@ -52,7 +55,7 @@ export function readGpu():
       gpuUtilizationPercent: utilization,
     };
   } catch {
-    gpuMissing = true; // no nvidia-smi here: do not ask again every sample
+    missing.add(command); // no such command here: do not ask again every sample
     return undefined;
   }
 }
