@@ -20,7 +20,7 @@ import path from "node:path";
 import { type ClaimOptions, writeFileAtomic, writeOutputDirectory } from "@forge/core";
 import { loadTokenizer, saveTokenizer, type Tokenizer } from "@forge/tokenizer";
 import * as tf from "@tensorflow/tfjs";
-import { fromHfConfig, toHfConfig } from "./config.js";
+import { fromHfConfig, isLlamaFamily, toHfConfig } from "./config.js";
 import { ModelError } from "./errors.js";
 import { GPT, parameterShapes } from "./gpt.js";
 import { LoraAdapter, type LoraConfig, type LoraTarget, resolveLoraConfig } from "./lora.js";
@@ -103,9 +103,20 @@ export function modelTensors(
       ? model.lora.mergedWeights(model)
       : new Map<string, tf.Tensor>();
   const out = new Map<string, { shape: number[]; data: Float32Array }>();
+  const llama = isLlamaFamily(model.config);
   for (const [name, variable] of model.params) {
     const source = merged.get(name) ?? variable;
-    out.set(name, { shape: [...variable.shape], data: source.dataSync() as Float32Array });
+    const data = source.dataSync() as Float32Array;
+    if (!llama) out.set(name, { shape: [...variable.shape], data });
+    else if (/_proj\.weight$/.test(name)) {
+      // forge holds projections [in, out]; torch's nn.Linear stores [out, in]
+      const [rows, columns] = variable.shape as [number, number];
+      out.set(`model.${name}`, { shape: [columns, rows], data: transpose(data, rows, columns) });
+    } else
+      out.set(name === "lm_head.weight" ? name : `model.${name}`, {
+        shape: [...variable.shape],
+        data,
+      });
   }
   tf.dispose([...merged.values()]);
   return out;
@@ -164,6 +175,94 @@ export async function saveMergedModel(
   );
 }
 
+/** A row-major [rows, columns] matrix transposed. */
+function transpose(data: Float32Array, rows: number, columns: number): Float32Array {
+  const out = new Float32Array(data.length);
+  for (let r = 0; r < rows; r++)
+    for (let c = 0; c < columns; c++) out[c * rows + r] = data[r * columns + c]!;
+  return out;
+}
+
+/**
+ * A Llama-family checkpoint's tensors → forge's names: "model." dropped, projections
+ * transposed to [in, out], rotary buffers skipped, a tied model's lm_head dropped.
+ */
+function normaliseLlamaWeights(
+  tensors: Map<string, LoadedTensor>,
+  file: string,
+  tied: boolean,
+): Map<string, LoadedTensor> {
+  const out = new Map<string, LoadedTensor>();
+  for (const [raw, tensor] of tensors) {
+    const name = raw.startsWith("model.") ? raw.slice("model.".length) : raw;
+    if (name.endsWith("rotary_emb.inv_freq")) continue; // a buffer, recomputed from the config
+    if (name === "lm_head.weight" && tied) continue;
+    if (out.has(name)) throw new ModelError("E_FORMAT", `${file}: tensor ${name} appears twice`);
+    if (/_proj\.weight$/.test(name) && tensor.shape.length === 2) {
+      const [rows, columns] = tensor.shape as [number, number];
+      out.set(name, {
+        ...tensor,
+        shape: [columns, rows],
+        data: transpose(tensor.data, rows, columns),
+      });
+    } else out.set(name, tensor);
+  }
+  return out;
+}
+
+/**
+ * The checkpoint's tensors: model.safetensors, or the shards model.safetensors.index.json
+ * maps each tensor to (every listed shard must exist and hold exactly its tensors).
+ */
+async function readCheckpointTensors(
+  dir: string,
+): Promise<{ file: string; tensors: Map<string, LoadedTensor> }> {
+  const single = path.join(dir, "model.safetensors");
+  if (await exists(single))
+    return { file: single, tensors: (await readSafetensors(single)).tensors };
+  const indexFile = path.join(dir, "model.safetensors.index.json");
+  if (!(await exists(indexFile)))
+    throw new ModelError(
+      "E_FORMAT",
+      `${dir} is not a model directory: neither model.safetensors nor model.safetensors.index.json is there`,
+    );
+  const index = (await readJson(indexFile)) as { weight_map?: unknown };
+  const map = index.weight_map;
+  if (typeof map !== "object" || map === null || Array.isArray(map))
+    throw new ModelError("E_FORMAT", `${indexFile}: weight_map must be an object of tensor → file`);
+  const files = new Map<string, string[]>();
+  for (const [tensor, shard] of Object.entries(map as Record<string, unknown>)) {
+    if (
+      typeof shard !== "string" ||
+      shard.includes("/") ||
+      shard.includes("\\") ||
+      shard.startsWith(".")
+    )
+      throw new ModelError(
+        "E_FORMAT",
+        `${indexFile}: weight_map["${tensor}"] must name a file in ${dir}; got ${JSON.stringify(shard)}`,
+      );
+    files.set(shard, [...(files.get(shard) ?? []), tensor]);
+  }
+  const tensors = new Map<string, LoadedTensor>();
+  for (const [shard, names] of files) {
+    const file = path.join(dir, shard);
+    if (!(await exists(file)))
+      throw new ModelError("E_FORMAT", `${indexFile} lists ${shard}, which is not in ${dir}`);
+    const content = (await readSafetensors(file)).tensors;
+    for (const name of names) {
+      const tensor = content.get(name);
+      if (!tensor)
+        throw new ModelError(
+          "E_FORMAT",
+          `${indexFile} places ${name} in ${shard}, which does not hold it`,
+        );
+      tensors.set(name, tensor);
+    }
+  }
+  return { file: indexFile, tensors };
+}
+
 /** Weights from a loaded file → the model's parameter names (HF spellings accepted). */
 function normaliseWeights(
   tensors: Map<string, LoadedTensor>,
@@ -212,11 +311,13 @@ export async function loadModel(dir: string): Promise<LoadedModel> {
     throw new ModelError("E_FORMAT", `${dir} is not a model directory: config.json is missing`);
   }
   const config = fromHfConfig(await readJson(configFile), configFile);
-  const weightsFile = path.join(dir, "model.safetensors");
-  if (!(await exists(weightsFile)))
+  if (
+    !(await exists(path.join(dir, "model.safetensors"))) &&
+    !(await exists(path.join(dir, "model.safetensors.index.json")))
+  )
     throw new ModelError(
       "E_FORMAT",
-      `${dir} is not a model directory: model.safetensors is missing`,
+      `${dir} is not a model directory: model.safetensors is missing (nor is there a model.safetensors.index.json)`,
     );
   // Everything small is read and checked before the weights are allocated.
   const result: Omit<LoadedModel, "model"> = { directory: dir };
@@ -242,7 +343,11 @@ export async function loadModel(dir: string): Promise<LoadedModel> {
   if (await exists(path.join(dir, "forge.json")))
     result.forge = (await readJson(path.join(dir, "forge.json"))) as Record<string, unknown>;
 
-  const weights = normaliseWeights((await readSafetensors(weightsFile)).tensors, weightsFile);
+  const { file: weightsFile, tensors: raw } = await readCheckpointTensors(dir);
+  const weights = isLlamaFamily(config)
+    ? normaliseLlamaWeights(raw, weightsFile, config.llama!.tieWordEmbeddings)
+    : normaliseWeights(raw, weightsFile);
+  raw.clear();
   const expected = parameterShapes(config);
   const unknown = [...weights.keys()].filter((name) => !expected.has(name));
   if (unknown.length > 0) {
@@ -252,8 +357,10 @@ export async function loadModel(dir: string): Promise<LoadedModel> {
     );
   }
   const tensors = new Map<string, tf.Tensor>();
-  for (const [name, tensor] of weights)
+  for (const [name, tensor] of weights) {
     tensors.set(name, tf.tensor(tensor.data, tensor.shape, "float32"));
+    weights.delete(name); // the tensor holds its own copy: let this one go
+  }
   try {
     return { ...result, model: GPT.fromTensors(config, tensors, weightsFile) };
   } finally {

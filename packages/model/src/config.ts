@@ -4,6 +4,7 @@
  */
 import os from "node:os";
 import { ModelError } from "./errors.js";
+import { fromHfLlamaConfig, toHfLlamaConfig } from "./llama-config.js";
 
 export interface GPTConfig {
   /** Vocabulary size (ids 0 .. vocabSize-1). */
@@ -18,9 +19,57 @@ export interface GPTConfig {
   dropout: number;
   /** Biases in the linear layers and LayerNorms (GPT-2: true). */
   bias: boolean;
-  /** LayerNorm epsilon (GPT-2: 1e-5). */
+  /** LayerNorm epsilon (GPT-2: 1e-5); RMSNorm's for the Llama family (`rms_norm_eps`). */
   layerNormEpsilon: number;
+  /**
+   * The architecture (default "gpt2"). "llama" and "qwen2": RMSNorm, rotary positions, SwiGLU
+   * MLP, grouped-query attention, no position table; qwen2 has q/k/v biases.
+   */
+  architecture?: Architecture;
+  /** Llama family: the rest of its shape (see LlamaShape). */
+  llama?: LlamaShape;
 }
+
+export type Architecture = "gpt2" | "llama" | "qwen2";
+export const ARCHITECTURES: readonly Architecture[] = ["gpt2", "llama", "qwen2"];
+
+/** What a Llama-family decoder adds to the shared fields (HF names in comments). */
+export interface LlamaShape {
+  /** num_key_value_heads: nHead for plain multi-head attention, fewer for grouped queries. */
+  nKvHead: number;
+  /** head_dim (default nEmbd / nHead). */
+  headDim: number;
+  /** intermediate_size: the SwiGLU MLP's width. */
+  intermediateSize: number;
+  /** rope_theta. */
+  ropeTheta: number;
+  /** rope_scaling of type "llama3" (Llama 3.1/3.2), or null. */
+  ropeScaling: Llama3RopeScaling | null;
+  /** tie_word_embeddings: the output layer is embed_tokens (else lm_head). */
+  tieWordEmbeddings: boolean;
+  /** Biases on q/k/v (attention_bias in llama also puts one on o_proj; qwen2: q/k/v only). */
+  qkvBias: boolean;
+  oBias: boolean;
+  /** mlp_bias. */
+  mlpBias: boolean;
+}
+
+export interface Llama3RopeScaling {
+  type: "llama3";
+  factor: number;
+  lowFreqFactor: number;
+  highFreqFactor: number;
+  originalMaxPositionEmbeddings: number;
+}
+
+/** The config's Llama shape (throws for a GPT-2 config). */
+export function llamaShape(config: GPTConfig): LlamaShape {
+  if (!config.llama) throw new ModelError("E_CONFIG", "not a Llama-family config");
+  return config.llama;
+}
+
+export const isLlamaFamily = (config: GPTConfig): boolean =>
+  config.architecture === "llama" || config.architecture === "qwen2";
 
 export const DEFAULT_CONFIG: Omit<
   GPTConfig,
@@ -53,6 +102,36 @@ export function resolveConfig(
   positiveInteger(config.nLayer, "nLayer", source);
   positiveInteger(config.nHead, "nHead", source);
   positiveInteger(config.nEmbd, "nEmbd", source);
+  if (config.architecture !== undefined && !ARCHITECTURES.includes(config.architecture))
+    throw new ModelError(
+      "E_CONFIG",
+      `${source}: architecture ${JSON.stringify(config.architecture)} is not one of ${ARCHITECTURES.join(", ")}`,
+    );
+  if (isLlamaFamily(config)) {
+    const l = config.llama;
+    if (!l)
+      throw new ModelError(
+        "E_CONFIG",
+        `${source}: a ${config.architecture} config needs its llama shape`,
+      );
+    positiveInteger(l.nKvHead, "num_key_value_heads", source);
+    positiveInteger(l.headDim, "head_dim", source);
+    positiveInteger(l.intermediateSize, "intermediate_size", source);
+    if (config.nHead % l.nKvHead !== 0)
+      throw new ModelError(
+        "E_CONFIG",
+        `${source}: num_attention_heads (${config.nHead}) must be a multiple of num_key_value_heads (${l.nKvHead})`,
+      );
+    if (l.headDim % 2 !== 0)
+      throw new ModelError(
+        "E_CONFIG",
+        `${source}: head_dim must be even for rotary positions; got ${l.headDim}`,
+      );
+    if (!(l.ropeTheta > 0))
+      throw new ModelError("E_CONFIG", `${source}: rope_theta must be a positive number`);
+    checkSize(config, source);
+    return config;
+  }
   if (config.nEmbd % config.nHead !== 0) {
     throw new ModelError(
       "E_CONFIG",
@@ -100,10 +179,11 @@ export function memoryEstimate(config: GPTConfig): {
  */
 function checkSize(config: GPTConfig, source: string): void {
   const { vocabSize: V, blockSize: T, nEmbd: C } = config;
+  const llama = isLlamaFamily(config);
   for (const [name, elements] of [
     ["the embedding (vocabSize × nEmbd)", V * C],
-    ["the position table (blockSize × nEmbd)", T * C],
-    ["the MLP weight (nEmbd × 4·nEmbd)", 4 * C * C],
+    ["the position table (blockSize × nEmbd)", llama ? 0 : T * C],
+    ["the MLP weight", llama ? C * config.llama!.intermediateSize : 4 * C * C],
   ] as const) {
     if (elements > MAX_TENSOR_ELEMENTS)
       throw new ModelError(
@@ -123,6 +203,21 @@ function checkSize(config: GPTConfig, source: string): void {
 /** Parameters of a config (tied embeddings counted once), as nanoGPT counts them. */
 export function parameterCount(config: GPTConfig): number {
   const { vocabSize: V, blockSize: T, nLayer: L, nEmbd: C, bias } = config;
+  if (isLlamaFamily(config)) {
+    const l = config.llama!;
+    const q = config.nHead * l.headDim;
+    const kv = l.nKvHead * l.headDim;
+    const I = l.intermediateSize;
+    const perLayer =
+      2 * C + // input_layernorm, post_attention_layernorm
+      C * (q + 2 * kv) +
+      (l.qkvBias ? q + 2 * kv : 0) +
+      q * C +
+      (l.oBias ? C : 0) +
+      3 * C * I +
+      (l.mlpBias ? 2 * I + C : 0);
+    return V * C + L * perLayer + C + (l.tieWordEmbeddings ? 0 : V * C);
+  }
   const b = bias ? 1 : 0;
   const perLayer =
     2 * C * (1 + b) + // ln_1, ln_2
@@ -137,8 +232,9 @@ export function parameterCount(config: GPTConfig): number {
   return V * C + T * C + L * perLayer + C * (1 + b);
 }
 
-/** Hugging Face GPT-2 `config.json` for this config (forge's extra keys are namespaced). */
+/** Hugging Face `config.json` for this config (forge's extra keys are namespaced). */
 export function toHfConfig(config: GPTConfig): Record<string, unknown> {
+  if (isLlamaFamily(config)) return toHfLlamaConfig(config);
   return {
     architectures: ["GPT2LMHeadModel"],
     model_type: "gpt2",
@@ -169,10 +265,11 @@ export function fromHfConfig(json: unknown, source = "config.json"): GPTConfig {
     throw new ModelError("E_CONFIG", `${source}: must be a JSON object`);
   }
   const c = json as Record<string, unknown>;
+  if (c.model_type === "llama" || c.model_type === "qwen2") return fromHfLlamaConfig(c, source);
   if (c.model_type !== undefined && c.model_type !== "gpt2") {
     throw new ModelError(
       "E_CONFIG",
-      `${source}: model_type is ${JSON.stringify(c.model_type)}; accepted: "gpt2"`,
+      `${source}: model_type is ${JSON.stringify(c.model_type)}; accepted: "gpt2", "llama", "qwen2"`,
     );
   }
   if (c.n_inner !== undefined && c.n_inner !== null && c.n_inner !== 4 * (c.n_embd as number)) {

@@ -19,8 +19,9 @@ import {
   recording,
   toHeads,
 } from "./backend/fused.js";
-import { type GPTConfig, parameterCount, resolveConfig } from "./config.js";
+import { type GPTConfig, isLlamaFamily, parameterCount, resolveConfig } from "./config.js";
 import { ModelError } from "./errors.js";
+import { rotaryInverseFrequencies } from "./llama-config.js";
 import type { LoraAdapter } from "./lora.js";
 
 /** Keys and values of one layer for the positions seen so far: [B, H, T, hs] each. */
@@ -78,8 +79,49 @@ export function layerParameterNames(i: number, bias: boolean): string[] {
   return names;
 }
 
+/**
+ * A Llama-family model's parameters: Hugging Face names without the "model." prefix; linear
+ * weights stored [in, out] (transposed from torch's [out, in] on load, back on save) so every
+ * projection is the same plain matmul as GPT-2's; lm_head [V, C] as stored, when untied.
+ */
+function llamaShapes(config: GPTConfig): Map<string, number[]> {
+  const { vocabSize: V, nLayer: L, nEmbd: C } = config;
+  const l = config.llama!;
+  const q = config.nHead * l.headDim;
+  const kv = l.nKvHead * l.headDim;
+  const I = l.intermediateSize;
+  const shapes = new Map<string, number[]>([["embed_tokens.weight", [V, C]]]);
+  for (let i = 0; i < L; i++) {
+    const p = `layers.${i}`;
+    shapes.set(`${p}.input_layernorm.weight`, [C]);
+    for (const [name, out] of [
+      ["q_proj", q],
+      ["k_proj", kv],
+      ["v_proj", kv],
+    ] as const) {
+      shapes.set(`${p}.self_attn.${name}.weight`, [C, out]);
+      if (l.qkvBias) shapes.set(`${p}.self_attn.${name}.bias`, [out]);
+    }
+    shapes.set(`${p}.self_attn.o_proj.weight`, [q, C]);
+    if (l.oBias) shapes.set(`${p}.self_attn.o_proj.bias`, [C]);
+    shapes.set(`${p}.post_attention_layernorm.weight`, [C]);
+    shapes.set(`${p}.mlp.gate_proj.weight`, [C, I]);
+    shapes.set(`${p}.mlp.up_proj.weight`, [C, I]);
+    shapes.set(`${p}.mlp.down_proj.weight`, [I, C]);
+    if (l.mlpBias) {
+      shapes.set(`${p}.mlp.gate_proj.bias`, [I]);
+      shapes.set(`${p}.mlp.up_proj.bias`, [I]);
+      shapes.set(`${p}.mlp.down_proj.bias`, [C]);
+    }
+  }
+  shapes.set("norm.weight", [C]);
+  if (!l.tieWordEmbeddings) shapes.set("lm_head.weight", [V, C]);
+  return shapes;
+}
+
 /** Every parameter name with its shape, for a config. */
 export function parameterShapes(config: GPTConfig): Map<string, number[]> {
+  if (isLlamaFamily(config)) return llamaShapes(config);
   const { vocabSize: V, blockSize: T, nLayer: L, nEmbd: C, bias } = config;
   const shapes = new Map<string, number[]>([
     ["wte.weight", [V, C]],
@@ -112,6 +154,8 @@ export class GPT {
   readonly params: Map<string, tf.Variable>;
   /** The LoRA adapter, when one is attached (see lora.ts). */
   lora: LoraAdapter | undefined;
+  /** Llama family: cos and sin of every position's rotary angles, [P, headDim] (grown on demand). */
+  private rotary: { cos: tf.Tensor2D; sin: tf.Tensor2D; length: number } | undefined;
 
   private constructor(config: GPTConfig, params: Map<string, tf.Variable>) {
     this.config = config;
@@ -130,10 +174,11 @@ export class GPT {
     for (const [name, shape] of parameterShapes(config)) {
       index++;
       const value = tf.tidy(() => {
-        if (name.includes("ln_"))
+        if (name.includes("ln_") || name.endsWith("layernorm.weight") || name === "norm.weight")
           return name.endsWith(".weight") ? tf.ones(shape) : tf.zeros(shape);
         if (name.endsWith(".bias")) return tf.zeros(shape);
-        const std = name.endsWith("c_proj.weight") ? 0.02 / Math.sqrt(2 * config.nLayer) : 0.02;
+        const residual = /(c_proj|o_proj|down_proj)\.weight$/.test(name);
+        const std = residual ? 0.02 / Math.sqrt(2 * config.nLayer) : 0.02;
         return tf.randomNormal(shape, 0, std, "float32", seed * 1000 + index);
       });
       params.set(name, tf.variable(value, true, `${name}#${seed}#${nextModelId()}`));
@@ -235,7 +280,7 @@ export class GPT {
     columns?: [number, number],
   ): tf.Tensor2D {
     let w = this.param(`${prefix}.weight`) as tf.Tensor2D;
-    let b = this.config.bias ? (this.param(`${prefix}.bias`) as tf.Tensor1D) : undefined;
+    let b = this.params.get(`${prefix}.bias`) as tf.Tensor1D | undefined;
     if (columns) {
       w = tf.slice(w, [0, columns[0]], [w.shape[0], columns[1]]);
       if (b) b = tf.slice(b, [columns[0]], [columns[1]]);
@@ -304,6 +349,7 @@ export class GPT {
    * and with `returnCache` the caller owns the cache too.
    */
   run(ids: tf.Tensor2D, options: RunOptions = {}): RunResult {
+    if (isLlamaFamily(this.config)) return this.runLlama(ids, options);
     const [batch, time] = ids.shape;
     const { nEmbd: C, vocabSize: V } = this.config;
     const training = options.training ?? false;
@@ -346,6 +392,130 @@ export class GPT {
     const outTime = options.lastOnly ? 1 : time;
     return {
       logits: logits.reshape([batch, outTime, V]) as tf.Tensor3D,
+      ...(options.returnCache ? { cache } : {}),
+    };
+  }
+
+  /** The rotary table covering positions below `needed` (kept across calls). */
+  private rotaryTable(needed: number): { cos: tf.Tensor2D; sin: tf.Tensor2D } {
+    if (this.rotary && this.rotary.length >= needed) return this.rotary;
+    const l = this.config.llama!;
+    const length = Math.min(
+      this.config.blockSize,
+      Math.max(needed, Math.min(this.config.blockSize, 2048)),
+    );
+    const frequencies = rotaryInverseFrequencies(l.headDim, l.ropeTheta, l.ropeScaling);
+    const half = l.headDim / 2;
+    const cos = new Float32Array(length * l.headDim);
+    const sin = new Float32Array(length * l.headDim);
+    for (let p = 0; p < length; p++)
+      for (let j = 0; j < l.headDim; j++) {
+        const angle = p * frequencies[j % half]!;
+        cos[p * l.headDim + j] = Math.cos(angle);
+        sin[p * l.headDim + j] = Math.sin(angle);
+      }
+    if (this.rotary) tf.dispose([this.rotary.cos, this.rotary.sin]);
+    this.rotary = {
+      cos: tf.keep(tf.tensor2d(cos, [length, l.headDim])),
+      sin: tf.keep(tf.tensor2d(sin, [length, l.headDim])),
+      length,
+    };
+    return this.rotary;
+  }
+
+  private rmsNorm(x: tf.Tensor2D, name: string): tf.Tensor2D {
+    const variance = tf.mean(tf.square(x), -1, true);
+    const normed = tf.mul(x, tf.rsqrt(tf.add(variance, this.config.layerNormEpsilon)));
+    return tf.mul(normed, this.param(name)) as tf.Tensor2D;
+  }
+
+  /** Rotate x [B, heads, T, hd] by its positions' angles (cos, sin: [B, 1, T, hd]). */
+  private static rotate(x: tf.Tensor4D, cos: tf.Tensor4D, sin: tf.Tensor4D): tf.Tensor4D {
+    const [first, second] = tf.split(x, 2, 3);
+    const turned = tf.concat([tf.neg(second!), first!], 3);
+    return tf.add(tf.mul(x, cos), tf.mul(turned, sin)) as tf.Tensor4D;
+  }
+
+  /**
+   * The Llama-family forward: RMSNorm, grouped-query attention with rotary positions, SwiGLU
+   * MLP; caches hold each layer's keys and values before they are shared across query heads.
+   */
+  private runLlama(ids: tf.Tensor2D, options: RunOptions): RunResult {
+    const [batch, time] = ids.shape;
+    const { nEmbd: C, vocabSize: V, nHead: H, nLayer: L } = this.config;
+    const l = this.config.llama!;
+    const KV = l.nKvHead;
+    const hd = l.headDim;
+    const training = options.training ?? false;
+    const seed = options.seed ?? 0;
+    const pastLength = options.past?.[0]?.k.shape[2] ?? 0;
+    const positions =
+      options.positions ??
+      (tf.tile(tf.range(pastLength, pastLength + time, 1, "int32").reshape([1, time]), [
+        batch,
+        1,
+      ]) as tf.Tensor2D);
+    const table = this.rotaryTable(Math.max(...positions.dataSync()) + 1);
+    const flat = positions.reshape([batch * time]);
+    const cos = tf.gather(table.cos, flat).reshape([batch, 1, time, hd]) as tf.Tensor4D;
+    const sin = tf.gather(table.sin, flat).reshape([batch, 1, time, hd]) as tf.Tensor4D;
+    let x = tf.gather(
+      this.param("embed_tokens.weight"),
+      ids.reshape([batch * time]),
+    ) as tf.Tensor2D;
+    const cache: LayerCache[] = [];
+    const shareHeads = (t: tf.Tensor4D) => {
+      if (KV === H) return t;
+      const [, , tk] = t.shape;
+      // each key/value head serves H/KV consecutive query heads (rank-4 tile: it has a gradient)
+      return t
+        .reshape([batch, KV, 1, tk * hd])
+        .tile([1, 1, H / KV, 1])
+        .reshape([batch, H, tk, hd]) as tf.Tensor4D;
+    };
+    for (let i = 0; i < L; i++) {
+      const p = `layers.${i}`;
+      const layerSeed = seed + 16 * (i + 1);
+      const h = this.rmsNorm(x, `${p}.input_layernorm.weight`);
+      const q2 = this.linear(h, `${p}.self_attn.q_proj`, training, layerSeed + 1);
+      const k2 = this.linear(h, `${p}.self_attn.k_proj`, training, layerSeed + 1);
+      const v2 = this.linear(h, `${p}.self_attn.v_proj`, training, layerSeed + 1);
+      const q = GPT.rotate(toHeads(q2, time, H), cos, sin);
+      let k = GPT.rotate(toHeads(k2, time, KV), cos, sin);
+      let v = toHeads(v2, time, KV);
+      const past = options.past?.[i];
+      if (past) {
+        k = tf.concat([past.k, k], 2);
+        v = tf.concat([past.v, v], 2);
+      }
+      if (options.returnCache) cache.push({ k, v });
+      const scores = tf.mul(
+        tf.matMul(q, shareHeads(k), false, true),
+        1 / Math.sqrt(hd),
+      ) as tf.Tensor4D;
+      let att = options.attentionBias
+        ? (tf.softmax(tf.add(scores, options.attentionBias)) as tf.Tensor4D)
+        : causalSoftmax(scores);
+      att = this.dropout(att, training, layerSeed + 2) as tf.Tensor4D;
+      const y = fromHeads(tf.matMul(att, shareHeads(v)) as tf.Tensor4D);
+      x = tf.add(x, this.linear(y, `${p}.self_attn.o_proj`, training, layerSeed + 3));
+      const h2 = this.rmsNorm(x, `${p}.post_attention_layernorm.weight`);
+      const gate = this.linear(h2, `${p}.mlp.gate_proj`, training, layerSeed + 5);
+      const up = this.linear(h2, `${p}.mlp.up_proj`, training, layerSeed + 5);
+      const hidden = tf.mul(tf.mul(gate, tf.sigmoid(gate)), up) as tf.Tensor2D; // SiLU(gate) · up
+      x = tf.add(x, this.linear(hidden, `${p}.mlp.down_proj`, training, layerSeed + 6));
+    }
+    if (options.lastOnly) {
+      x = x
+        .reshape([batch, time, C])
+        .slice([0, time - 1, 0], [batch, 1, C])
+        .reshape([batch, C]);
+    }
+    const normed = this.rmsNorm(x, "norm.weight");
+    const head = this.param(l.tieWordEmbeddings ? "embed_tokens.weight" : "lm_head.weight");
+    const logits = tf.matMul(normed, head, false, true);
+    return {
+      logits: logits.reshape([batch, options.lastOnly ? 1 : time, V]) as tf.Tensor3D,
       ...(options.returnCache ? { cache } : {}),
     };
   }
@@ -394,6 +564,8 @@ export class GPT {
   /** Free every tensor this model owns (parameters, adapter, caches). */
   dispose(): void {
     tf.dispose([...this.params.values()]);
+    if (this.rotary) tf.dispose([this.rotary.cos, this.rotary.sin]);
+    this.rotary = undefined;
     this.lora?.dispose();
   }
 }
