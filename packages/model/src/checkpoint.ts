@@ -342,6 +342,10 @@ export async function loadModel(dir: string): Promise<LoadedModel> {
     );
   if (await exists(path.join(dir, "forge.json")))
     result.forge = (await readJson(path.join(dir, "forge.json"))) as Record<string, unknown>;
+  // a model's chat template ends turns at its eos_token, and at generation_config's eos ids
+  const eos = result.generationConfig?.eos_token_id;
+  if (result.tokenizer?.usesTemplate && eos !== undefined)
+    result.tokenizer = result.tokenizer.withStopIds(Array.isArray(eos) ? eos : [eos]);
 
   const { file: weightsFile, tensors: raw } = await readCheckpointTensors(dir);
   const weights = isLlamaFamily(config)
@@ -431,6 +435,8 @@ export function checkGenerationConfig(
 }
 
 const PEFT_PREFIX = "base_model.model.transformer.";
+/** PEFT's keys for a Llama-family model: base_model.model.model.layers.0.self_attn.q_proj…. */
+const PEFT_LLAMA_PREFIX = "base_model.model.model.";
 
 export interface AdapterOptions {
   baseModel?: string;
@@ -457,16 +463,18 @@ export async function writeAdapterFiles(
 ): Promise<void> {
   const adapter = model.lora;
   if (!adapter) throw new ModelError("E_INPUT", "the model has no LoRA adapter to save");
+  const llama = isLlamaFamily(model.config);
+  const peftPrefix = llama ? PEFT_LLAMA_PREFIX : PEFT_PREFIX;
   const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
   for (const [prefix, a] of adapter.a) {
     const b = adapter.b.get(prefix)!;
     const aT = tf.tidy(() => tf.transpose(a)); // PEFT lora_A: [r, in]
     const bT = tf.tidy(() => tf.transpose(b)); // PEFT lora_B: [out, r]
-    tensors.set(`${PEFT_PREFIX}${prefix}.lora_A.weight`, {
+    tensors.set(`${peftPrefix}${prefix}.lora_A.weight`, {
       shape: [...aT.shape],
       data: aT.dataSync() as Float32Array,
     });
-    tensors.set(`${PEFT_PREFIX}${prefix}.lora_B.weight`, {
+    tensors.set(`${peftPrefix}${prefix}.lora_B.weight`, {
       shape: [...bT.shape],
       data: bT.dataSync() as Float32Array,
     });
@@ -478,8 +486,11 @@ export async function writeAdapterFiles(
     r: adapter.config.r,
     lora_alpha: adapter.config.alpha,
     lora_dropout: adapter.config.dropout,
-    target_modules: adapter.config.targetModules,
-    fan_in_fan_out: true,
+    // PEFT matches by suffix; the Llama family's adapters name the projections as PEFT does
+    target_modules: llama
+      ? adapter.config.targetModules.map((t) => t.split(".").at(-1))
+      : adapter.config.targetModules,
+    fan_in_fan_out: !llama, // GPT-2's Conv1D stores [in, out]; nn.Linear [out, in]
     bias: "none",
     inference_mode: true,
     base_model_name_or_path: options.baseModel ?? null,
@@ -514,15 +525,17 @@ export async function loadAdapter(model: GPT, dir: string): Promise<LoraAdapter>
     targetModules: (Array.isArray(targets) ? targets : [targets]) as LoraTarget[],
   };
   const resolved = resolveLoraConfig(config, configFile);
+  const llama = isLlamaFamily(model.config);
+  const peftPrefix = llama ? PEFT_LLAMA_PREFIX : PEFT_PREFIX;
   const weightsFile = path.join(dir, "adapter_model.safetensors");
   const { tensors } = await readSafetensors(weightsFile);
   const pairs = new Map<string, { a: tf.Tensor; b: tf.Tensor }>();
   try {
     for (let i = 0; i < model.config.nLayer; i++) {
       for (const target of resolved.targetModules) {
-        const prefix = `h.${i}.${target}`;
-        const a = tensors.get(`${PEFT_PREFIX}${prefix}.lora_A.weight`);
-        const b = tensors.get(`${PEFT_PREFIX}${prefix}.lora_B.weight`);
+        const prefix = `${llama ? "layers" : "h"}.${i}.${target}`;
+        const a = tensors.get(`${peftPrefix}${prefix}.lora_A.weight`);
+        const b = tensors.get(`${peftPrefix}${prefix}.lora_B.weight`);
         if (!a || !b)
           throw new ModelError(
             "E_FORMAT",

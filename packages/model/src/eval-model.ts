@@ -74,20 +74,20 @@ function replies(
   options: EvalGenerateOptions,
 ): string[] {
   if (conversations.length === 0) return [];
-  const eot = tokenizer.specialTokenId("<|eot|>");
-  const prompts = conversations.map(
-    (messages) => tokenizer.renderChat(messages, { addGenerationPrompt: true }).ids,
-  );
+  const stops = tokenizer.stopIds();
+  const prompts = conversations.map((messages) => tokenizer.promptIds(messages));
   const { tokens } = generate(model, prompts, {
     maxNewTokens: options.maxNewTokens,
     temperature: options.temperature,
     ...(options.topK !== undefined ? { topK: options.topK } : {}),
     ...(options.topP !== undefined ? { topP: options.topP } : {}),
     seed: options.seed,
-    stopIds: [eot],
+    stopIds: stops,
     bannedIds: tokenizer.bannedIds(),
   });
-  return tokens.map((ids) => tokenizer.decode(ids.at(-1) === eot ? ids.slice(0, -1) : ids).trim());
+  return tokens.map((ids) =>
+    tokenizer.decode(stops.includes(ids.at(-1)!) ? ids.slice(0, -1) : ids).trim(),
+  );
 }
 
 /** log P(token | everything before it) for each token of the target (one forward pass each). */
@@ -97,9 +97,9 @@ function targetLogprobs(
   requests: readonly { messages: ChatMessage[]; target: string }[],
 ): number[][] {
   const vocab = model.config.vocabSize;
-  const eot = tokenizer.specialTokenId("<|eot|>");
+  const eot = tokenizer.stopIds()[0]!; // the turn's end: forge's <|eot|>, or the template's eos
   return requests.map(({ messages, target }, r) => {
-    const prompt = tokenizer.renderChat(messages, { addGenerationPrompt: true }).ids;
+    const prompt = tokenizer.promptIds(messages);
     const reply = [...tokenizer.encode(target, { disallowedSpecial: "none" }), eot];
     const ids = [...prompt, ...reply.slice(0, -1)];
     if (ids.length > model.config.blockSize)

@@ -238,3 +238,55 @@ describe("Llama-family configs", () => {
     await expect(loadModel(broken)).rejects.toThrow(/must name a file in/);
   });
 });
+
+describe("LoRA on a Llama-family model", () => {
+  it("adapts q/v by default; merging equals the scaled adapter; the adapter saves with PEFT's keys and loads back", async () => {
+    const { attachLora, mergeLora } = await import("./lora.js");
+    const { saveAdapter, loadAdapter } = await import("./checkpoint.js");
+    const { model } = await loadModel(path.join(fixtures, "tiny-llama"));
+    const ids = reference["tiny-llama"]!.ids;
+    const adapter = attachLora(model, { r: 4, alpha: 8 }, { seed: 3 });
+    expect(adapter.prefixes(2)).toEqual([
+      "layers.0.self_attn.q_proj",
+      "layers.0.self_attn.v_proj",
+      "layers.1.self_attn.q_proj",
+      "layers.1.self_attn.v_proj",
+    ]);
+    for (const b of adapter.b.values()) b.assign(tf.randomNormal(b.shape, 0, 0.3, "float32", 5));
+    adapter.strength = 0.5;
+    const adapted = logitsOf(model, ids);
+    expect(maxDifference(adapted, reference["tiny-llama"]!.logits.flat(2))).toBeGreaterThan(1e-3);
+    const out = path.join(dir, "adapter");
+    await saveAdapter(model, out);
+    const { tensors } = await readSafetensors(path.join(out, "adapter_model.safetensors"));
+    const a = tensors.get("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight")!;
+    const b = tensors.get("base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight")!;
+    expect(a.shape).toEqual([4, 64]); // [r, in]
+    expect(b.shape).toEqual([64, 4]); // [out, r]
+    const config = JSON.parse(readFileSync(path.join(out, "adapter_config.json"), "utf8"));
+    expect(config).toMatchObject({
+      target_modules: ["q_proj", "v_proj"],
+      fan_in_fan_out: false,
+      r: 4,
+    });
+    mergeLora(model);
+    expect(maxDifference(logitsOf(model, ids), [...adapted])).toBeLessThan(1e-4);
+    model.dispose();
+    const fresh = (await loadModel(path.join(fixtures, "tiny-llama"))).model;
+    await loadAdapter(fresh, out);
+    expect(fresh.lora!.strength).toBe(0.5);
+    expect(maxDifference(logitsOf(fresh, ids), [...adapted])).toBeLessThan(1e-4);
+    fresh.dispose();
+  });
+
+  it("PEFT's short names are accepted; GPT-2's layers are refused on a Llama", async () => {
+    const { attachLora } = await import("./lora.js");
+    const { model } = await loadModel(path.join(fixtures, "tiny-qwen2"));
+    const adapter = attachLora(model, { r: 2, targetModules: ["q_proj", "down_proj"] as never });
+    expect(adapter.config.targetModules).toEqual(["self_attn.q_proj", "mlp.down_proj"]);
+    expect(() => attachLora(model, { targetModules: ["attn.c_attn"] })).toThrow(
+      /"attn.c_attn" is not a layer of a qwen2 model; its layers: self_attn.q_proj/,
+    );
+    model.dispose();
+  });
+});

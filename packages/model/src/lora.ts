@@ -7,11 +7,36 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { ModelError } from "./errors.js";
+import { isLlamaFamily } from "./config.js";
 import { type GPT, nextModelId } from "./gpt.js";
 
+/** GPT-2's layers an adapter may target, by their name within a block. */
+export const GPT2_LORA_TARGETS = ["attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"] as const;
+/** The Llama family's (PEFT's short names, q_proj … down_proj, are accepted for these). */
+export const LLAMA_LORA_TARGETS = [
+  "self_attn.q_proj",
+  "self_attn.k_proj",
+  "self_attn.v_proj",
+  "self_attn.o_proj",
+  "mlp.gate_proj",
+  "mlp.up_proj",
+  "mlp.down_proj",
+] as const;
 /** Layers an adapter may target, by their name within a block. */
-export const LORA_TARGETS = ["attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"] as const;
+export const LORA_TARGETS = [...GPT2_LORA_TARGETS, ...LLAMA_LORA_TARGETS] as const;
 export type LoraTarget = (typeof LORA_TARGETS)[number];
+
+/** A target as written (PEFT's "q_proj" or forge's "self_attn.q_proj") → forge's name. */
+function targetName(target: string): string {
+  return LLAMA_LORA_TARGETS.find((t) => t.endsWith(`.${target}`)) ?? target;
+}
+
+/** The default targets for a model: the attention projections (PEFT's q_proj, v_proj for Llama). */
+export function defaultLoraTargets(model: GPT): LoraTarget[] {
+  return isLlamaFamily(model.config)
+    ? ["self_attn.q_proj", "self_attn.v_proj"]
+    : [...DEFAULT_LORA.targetModules];
+}
 
 export interface LoraConfig {
   /** Rank r of the update. */
@@ -60,6 +85,7 @@ export function resolveLoraConfig(
       `${source}: targetModules must list at least one of ${LORA_TARGETS.join(", ")}`,
     );
   }
+  config.targetModules = config.targetModules.map((t) => targetName(t) as LoraTarget);
   for (const target of config.targetModules) {
     if (!(LORA_TARGETS as readonly string[]).includes(target)) {
       throw new ModelError(
@@ -94,9 +120,21 @@ export class LoraAdapter {
   readonly a = new Map<string, tf.Variable>();
   readonly b = new Map<string, tf.Variable>();
   private strengthValue = 1;
+  /** The blocks' name prefix: "h" (GPT-2) or "layers" (Llama family). */
+  private readonly block: string;
 
-  private constructor(config: LoraConfig) {
+  private constructor(config: LoraConfig, model: GPT) {
     this.config = config;
+    this.block = isLlamaFamily(model.config) ? "layers" : "h";
+    const allowed: readonly string[] = isLlamaFamily(model.config)
+      ? LLAMA_LORA_TARGETS
+      : GPT2_LORA_TARGETS;
+    const wrong = config.targetModules.filter((t) => !allowed.includes(t));
+    if (wrong.length > 0)
+      throw new ModelError(
+        "E_CONFIG",
+        `target module ${wrong.map((t) => JSON.stringify(t)).join(", ")} is not a layer of a ${model.config.architecture ?? "gpt2"} model; its layers: ${allowed.join(", ")}`,
+      );
   }
 
   /** A fresh adapter for `model` (B = 0: the adapted model equals the base). */
@@ -105,9 +143,12 @@ export class LoraAdapter {
     input: Partial<LoraConfig> = {},
     options: { seed?: number } = {},
   ): LoraAdapter {
-    const config = resolveLoraConfig(input);
+    const config = resolveLoraConfig({
+      ...input,
+      targetModules: input.targetModules ?? defaultLoraTargets(model),
+    });
     checkLoraFits(model.config.nEmbd, config);
-    const adapter = new LoraAdapter(config);
+    const adapter = new LoraAdapter(config, model);
     const seed = options.seed ?? 7;
     const id = nextModelId();
     let index = 0;
@@ -134,7 +175,7 @@ export class LoraAdapter {
     source = "adapter",
   ): LoraAdapter {
     const config = resolveLoraConfig(input, source);
-    const adapter = new LoraAdapter(config);
+    const adapter = new LoraAdapter(config, model);
     const id = nextModelId();
     for (const prefix of adapter.prefixes(model.config.nLayer)) {
       const pair = tensors.get(prefix);
@@ -163,7 +204,7 @@ export class LoraAdapter {
   prefixes(nLayer: number): string[] {
     const out: string[] = [];
     for (let i = 0; i < nLayer; i++)
-      for (const target of this.config.targetModules) out.push(`h.${i}.${target}`);
+      for (const target of this.config.targetModules) out.push(`${this.block}.${i}.${target}`);
     return out;
   }
 

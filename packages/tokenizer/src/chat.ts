@@ -138,6 +138,126 @@ export function bannedIds(tokenizer: Tokenizer): number[] {
     .sort((a, b) => a - b);
 }
 
+/** True when the tokenizer carries forge's four chat tokens (forge's format renders its chats). */
+export function hasForgeChatTokens(tokenizer: Tokenizer): boolean {
+  return Object.values(CHAT_TOKENS).every((token) => tokenizer.specialTokens.has(token));
+}
+
+/** The id of a template variable's token (`eos_token`, `bos_token`), when the tokenizer has it. */
+function variableTokenId(tokenizer: Tokenizer, name: string): number | undefined {
+  const text = tokenizer.templateVariables[name];
+  if (typeof text !== "string" || text === "") return undefined;
+  const special = tokenizer.specialTokens.get(text);
+  if (special !== undefined) return special;
+  const ids = tokenizer.encode(text, { allowedSpecial: "all" });
+  return ids.length === 1 ? ids[0] : undefined;
+}
+
+/** Text → ids the way a chat template's output is encoded (special tokens as their ids). */
+function encodeTemplated(tokenizer: Tokenizer, text: string): number[] {
+  const ids = tokenizer.encode(text, { allowedSpecial: "all" });
+  const bos = tokenizer.templateVariables.bos_token;
+  if (tokenizer.templateVariables.add_bos_token === true && typeof bos === "string") {
+    const bosId = variableTokenId(tokenizer, "bos_token");
+    if (bosId !== undefined && ids[0] !== bosId) ids.unshift(bosId);
+  }
+  return ids;
+}
+
+/**
+ * Render with the tokenizer's own chat template (a Hugging Face model's), with the mask of
+ * assistant tokens: each assistant message's tokens are those its rendering adds to the
+ * conversation before it (with the generation prompt), the turn's end included. A template
+ * under which a conversation's rendering does not extend its prefix's cannot be masked, and
+ * is refused.
+ */
+export function renderTemplateChat(
+  tokenizer: Tokenizer,
+  messages: readonly ChatMessage[],
+  options: RenderChatOptions = {},
+): RenderedChat {
+  const render = (upTo: number, generation: boolean) =>
+    encodeTemplated(
+      tokenizer,
+      applyChatTemplate(tokenizer, messages.slice(0, upTo), { addGenerationPrompt: generation }),
+    );
+  const ids = render(messages.length, options.addGenerationPrompt ?? false);
+  const mask = new Uint8Array(ids.length);
+  const spans: ChatSpan[] = [];
+  const stops = new Set(templateStopIdsOrNone(tokenizer));
+  let previous = 0;
+  messages.forEach((message, i) => {
+    const through = render(i + 1, false);
+    let start = previous;
+    if (message.role === "assistant") {
+      const opened = render(i, true);
+      if (!startsWith(ids, opened))
+        throw new TokenizerError(
+          "E_INPUT",
+          `this chat_template renders the conversation before message ${i} differently inside the whole; forge cannot tell which tokens are the assistant's`,
+        );
+      start = opened.length;
+    }
+    if (!startsWith(ids, through))
+      throw new TokenizerError(
+        "E_INPUT",
+        `this chat_template renders messages 0..${i} differently inside the whole conversation; forge cannot tell which tokens are the assistant's`,
+      );
+    const end = Math.min(through.length, ids.length);
+    if (message.role === "assistant") {
+      // the reply and its end-of-turn token: not the template's separator after it
+      let last = end;
+      for (let j = end - 1; j >= start; j--)
+        if (stops.has(ids[j]!)) {
+          last = j + 1;
+          break;
+        }
+      mask.fill(1, start, last);
+    }
+    spans.push({ role: message.role, start: previous, end });
+    previous = end;
+  });
+  return { ids, assistantMask: mask, spans };
+}
+
+function startsWith(ids: readonly number[], prefix: readonly number[]): boolean {
+  return prefix.length <= ids.length && prefix.every((id, i) => ids[i] === id);
+}
+
+/**
+ * The ids that end an assistant's turn under the tokenizer's template: its `eos_token`, and any
+ * stop ids the model added (generation_config.json's `eos_token_id`).
+ */
+export function templateStopIds(tokenizer: Tokenizer, extra: readonly number[]): number[] {
+  const eos = variableTokenId(tokenizer, "eos_token");
+  const ids = [...new Set([...(eos !== undefined ? [eos] : []), ...extra])];
+  if (ids.length === 0)
+    throw new TokenizerError(
+      "E_INPUT",
+      "this tokenizer's chat template has no end-of-turn token: set eos_token in tokenizer_config.json (or eos_token_id in the model's generation_config.json)",
+    );
+  return ids.sort((a, b) => a - b);
+}
+
+function templateStopIdsOrNone(tokenizer: Tokenizer): number[] {
+  try {
+    return tokenizer.stopIds();
+  } catch {
+    return [];
+  }
+}
+
+/** The prompt a template renders for the assistant's next reply, encoded. */
+export function templatePromptIds(
+  tokenizer: Tokenizer,
+  messages: readonly ChatMessage[],
+): number[] {
+  return encodeTemplated(
+    tokenizer,
+    applyChatTemplate(tokenizer, messages, { addGenerationPrompt: true }),
+  );
+}
+
 const templates = new Map<string, Template>();
 
 /**

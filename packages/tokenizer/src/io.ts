@@ -72,6 +72,8 @@ function readConfig(
       templateVariables[key] = (value as { content: string }).content;
     }
   }
+  if (typeof record.add_bos_token === "boolean")
+    templateVariables.add_bos_token = record.add_bos_token;
   return { ...(chatTemplate !== undefined ? { chatTemplate } : {}), templateVariables };
 }
 

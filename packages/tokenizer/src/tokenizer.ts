@@ -8,9 +8,13 @@ import {
   bannedIds,
   CHAT_TOKENS,
   type ChatMessage,
+  hasForgeChatTokens,
   type RenderChatOptions,
   type RenderedChat,
   renderChat,
+  renderTemplateChat,
+  templatePromptIds,
+  templateStopIds,
 } from "./chat.js";
 import { TokenizerError } from "./errors.js";
 import { makeSplitter, type PatternName, resolvePattern, type Splitter } from "./pretokenize.js";
@@ -389,22 +393,46 @@ export class Tokenizer {
    * conversation becomes a model's input.
    */
   promptIds(messages: readonly ChatMessage[]): number[] {
+    if (this.usesTemplate) return templatePromptIds(this, messages);
     return this.renderChat(messages, { addGenerationPrompt: true }).ids;
+  }
+
+  /**
+   * Whether chats render with the model's own chat template: a tokenizer without forge's chat
+   * tokens that has a `chat_template` (a Hugging Face model's). forge-tiny's tokens keep
+   * forge's format.
+   */
+  get usesTemplate(): boolean {
+    return this.chatTemplate !== undefined && !hasForgeChatTokens(this);
   }
 
   /** The ids that end an assistant's turn: generation stops at them. */
   stopIds(): number[] {
+    if (this.usesTemplate) return templateStopIds(this, this.extraStopIds);
     return [this.specialTokenId(CHAT_TOKENS.endOfTurn)];
   }
 
-  /** Messages → ids in forge's chat format, with the assistant-token mask. See `renderChat`. */
+  /** Messages → ids (forge's format, or the model's template), with the assistant-token mask. */
   renderChat(messages: readonly ChatMessage[], options: RenderChatOptions = {}): RenderedChat {
+    if (this.usesTemplate) return renderTemplateChat(this, messages, options);
     return renderChat(this, messages, options);
   }
 
-  /** Special ids a sampler should never produce (all but end-of-turn). */
+  /** Special ids a sampler should never produce (all but the end of a turn). */
   bannedIds(): number[] {
-    return bannedIds(this);
+    if (!this.usesTemplate) return bannedIds(this);
+    const stops = new Set(this.stopIds());
+    return [...this.specialTokens.values()].filter((id) => !stops.has(id)).sort((a, b) => a - b);
+  }
+
+  /** Stop ids beyond the template's eos_token (a model's generation_config.json eos_token_id). */
+  readonly extraStopIds: readonly number[] = [];
+
+  /** This tokenizer, also stopping at `ids` (shares everything else). */
+  withStopIds(ids: readonly number[]): Tokenizer {
+    const copy = Object.create(Tokenizer.prototype) as Tokenizer;
+    Object.assign(copy, this, { extraStopIds: [...new Set([...this.extraStopIds, ...ids])] });
+    return copy;
   }
 
   /** Render with the Jinja chat template (the tokenizer's own unless one is given). */
