@@ -6,8 +6,8 @@
  * above 1 amplifies it.
  */
 import * as tf from "@tensorflow/tfjs";
-import { ModelError } from "./errors.js";
 import { isLlamaFamily } from "./config.js";
+import { ModelError } from "./errors.js";
 import { type GPT, nextModelId } from "./gpt.js";
 
 /** GPT-2's layers an adapter may target, by their name within a block. */

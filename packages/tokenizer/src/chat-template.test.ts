@@ -96,7 +96,9 @@ describe("a model's own chat template", () => {
       const end = tokenizer.stopIds()[0]!;
       const text = tokenizer.decode(learned);
       expect(text.replace(/\n/g, "")).toMatch(
-        new RegExp(`^4${escape(tokenizer.decode([end]))}.*6${escape(tokenizer.decode([end]))}$`),
+        new RegExp(
+          `^4${escapeText(tokenizer.decode([end]))}.*6${escapeText(tokenizer.decode([end]))}$`,
+        ),
       );
       expect(spans.map((s) => s.role)).toEqual(["user", "assistant", "user", "assistant"]);
       expect(spans.at(-1)!.end).toBe(ids.length);
@@ -129,6 +131,6 @@ describe("a model's own chat template", () => {
   });
 });
 
-function escape(text: string): string {
+function escapeText(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
