@@ -11,6 +11,7 @@ import { forwardKL, topKForwardKL } from "@forge/losses";
 import {
   attachLora,
   type BatchSource,
+  defaultLoraTargets,
   type GPT,
   type LoraConfig,
   type TrainEvent,
@@ -47,6 +48,18 @@ export interface BakeSettings {
   /** Save adapter snapshots at these fractions of training (half-baking). */
   snapshotFractions: number[];
   seed: number;
+}
+
+/**
+ * The adapter's settings for this model: the default targets mean "the attention
+ * projections", which a Llama-family model names q_proj and v_proj (PEFT's default).
+ */
+function loraFor(model: GPT, settings: BakeSettings): BakeSettings["lora"] {
+  const targets = settings.lora.targetModules ?? [];
+  const defaults = DEFAULT_BAKE.lora.targetModules ?? [];
+  const isDefault =
+    targets.length === defaults.length && targets.every((t, i) => t === defaults[i]);
+  return isDefault ? { ...settings.lora, targetModules: defaultLoraTargets(model) } : settings.lora;
 }
 
 /**
@@ -371,7 +384,8 @@ export async function trainStudent(
   settings: BakeSettings,
   options: TrainBakeOptions = {},
 ): Promise<BakeTraining> {
-  if (settings.mode === "lora") attachLora(model, settings.lora, { seed: settings.seed });
+  if (settings.mode === "lora")
+    attachLora(model, loraFor(model, settings), { seed: settings.seed });
   const steps =
     settings.steps ?? Math.max(1, Math.ceil(train.length / settings.batchSize) * settings.epochs);
   const validationBefore = validation.length

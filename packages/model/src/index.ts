@@ -90,6 +90,7 @@ export {
 export {
   attachLora,
   DEFAULT_LORA,
+  defaultLoraTargets,
   LORA_TARGETS,
   LoraAdapter,
   type LoraConfig,
