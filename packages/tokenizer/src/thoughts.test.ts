@@ -32,6 +32,14 @@ describe("withSpecialTokens", () => {
     expect(base.specialTokens.has(THOUGHT_TOKENS.start)).toBe(false); // the original is untouched
   });
 
+  it("can start after ids a model has beyond the tokenizer's (holes stay unknown)", () => {
+    const grown = base.withSpecialTokens(markers, 512);
+    expect(grown.vocabSize).toBe(514);
+    expect(grown.specialTokenId(THOUGHT_TOKENS.start)).toBe(512);
+    expect(() => grown.decode([505])).toThrow(/not in the vocabulary/);
+    expect(() => base.withSpecialTokens(markers, 499)).toThrow(/ids below 500 are taken/);
+  });
+
   it("refuses a token the tokenizer has, an empty one, or one listed twice", () => {
     expect(() => base.withSpecialTokens([CHAT_TOKENS.user])).toThrow(/already in this tokenizer/);
     expect(() => base.withSpecialTokens([""])).toThrow(TokenizerError);

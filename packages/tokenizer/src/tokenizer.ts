@@ -426,12 +426,18 @@ export class Tokenizer {
   }
 
   /**
-   * This tokenizer with more special tokens, given ids from `vocabSize` up in order (the way a
-   * model grows its vocabulary: new rows after the last). Everything else is shared: ordinary
-   * text encodes to the same ids as before. A token it already has, an empty one or one listed
-   * twice is an error naming it.
+   * This tokenizer with more special tokens, given ids from `firstId` (default `vocabSize`) up
+   * in order — the way a model grows its vocabulary: new rows after the last (a model with
+   * more rows than the tokenizer has ids passes its own size). Everything else is shared:
+   * ordinary text encodes to the same ids as before. A token it already has, an empty one or
+   * one listed twice is an error naming it.
    */
-  withSpecialTokens(contents: readonly string[]): Tokenizer {
+  withSpecialTokens(contents: readonly string[], firstId = this.vocabSize): Tokenizer {
+    if (!Number.isInteger(firstId) || firstId < this.vocabSize)
+      throw new TokenizerError(
+        "E_INPUT",
+        `new special tokens start at id ${firstId}; ids below ${this.vocabSize} are taken`,
+      );
     const seen = new Set<string>();
     for (const content of contents) {
       if (typeof content !== "string" || content.length === 0)
@@ -444,7 +450,7 @@ export class Tokenizer {
       seen.add(content);
     }
     const specials = new Map(this.specialTokens);
-    for (const [i, content] of contents.entries()) specials.set(content, this.vocabSize + i);
+    for (const [i, content] of contents.entries()) specials.set(content, firstId + i);
     return new Tokenizer({
       tokens: Array.from({ length: this.vocabSize }, (_, id) =>
         this.specialById.has(id) ? undefined : this.tokenBytes[id],
