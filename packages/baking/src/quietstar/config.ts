@@ -32,6 +32,10 @@ export interface QuietStarConfig {
   thoughtTemperature: number;
   /** The most thoughts one reply may hold. */
   maxThoughts: number;
+  /** The most answer tokens of a reply (thoughts not counted). */
+  maxNewTokens: number;
+  /** Answer sampling temperature (0 = greedy; rounds then differ only by their thoughts). */
+  temperature: number;
   /** The dataset: a GSM8K-format JSONL file or a forge task file (the CLI resolves names). */
   evalDataset?: string;
   /** Items in the A/B test (their successful thought traces are what gets baked). */
@@ -69,6 +73,8 @@ export const DEFAULT_QUIETSTAR: QuietStarConfig = {
   samplesPerPoint: 1,
   thoughtTemperature: 0.7,
   maxThoughts: 4,
+  maxNewTokens: 32,
+  temperature: 0.7,
   evalSamples: 100,
   heldOutSamples: 100,
   abTestRounds: 3,
@@ -115,6 +121,8 @@ const CHECKS: Record<keyof QuietStarConfig, Check> = {
   samplesPerPoint: integer(1),
   thoughtTemperature: number((n) => n >= 0, "a number ≥ 0"),
   maxThoughts: integer(1),
+  maxNewTokens: integer(1),
+  temperature: number((n) => n >= 0, "a number ≥ 0"),
   evalDataset: text,
   evalSamples: integer(2),
   heldOutSamples: integer(2),
