@@ -62,6 +62,8 @@ export {
   type AbEvent,
   type AbResult,
   type AbRound,
+  type AbSummary,
+  type ArmRun,
   abTest,
   decideAb,
   modeSettings,
