@@ -35,7 +35,7 @@ export function quietStarSummary(result: QuietStarResult): string {
   const h = result.heldOut;
   lines.push("");
   lines.push(`Held-out accuracy (${result.heldOutItems.length} items):`);
-  lines.push(`  base (no thoughts)      ${pct(h.base.accuracy)}`);
+  lines.push(`  base (natural mode)     ${pct(h.base.accuracy)}`);
   lines.push(`  base + thoughts         ${pct(h.thoughts.accuracy)}`);
   if (h.baked) lines.push(`  baked (natural mode)    ${pct(h.baked.accuracy)}`);
   if (result.bakedImprovement) {
@@ -97,7 +97,7 @@ export function quietStarMarkdown(result: QuietStarResult): string {
   );
   out.push(`## Held-out accuracy (${result.heldOutItems.length} items)`, "");
   out.push("| model | accuracy |", "|---|---|");
-  out.push(`| base (no thoughts) | ${pct(result.heldOut.base.accuracy)} |`);
+  out.push(`| base (natural mode) | ${pct(result.heldOut.base.accuracy)} |`);
   out.push(`| base + injected thoughts | ${pct(result.heldOut.thoughts.accuracy)} |`);
   if (result.heldOut.baked)
     out.push(`| baked (natural mode) | ${pct(result.heldOut.baked.accuracy)} |`);

@@ -1,7 +1,8 @@
 /**
  * The Quiet-STaR pipeline: thought tokens → A/B test (baseline vs thoughts over R rounds) →
- * if thoughts win, bake the successful traces into the weights → compare base, base + injected
- * thoughts and the baked model (its own natural mode) on held-out items → report.
+ * if thoughts win, bake the successful traces into the weights → compare the base (its natural
+ * mode), base + injected thoughts and the baked model (its natural mode) on held-out items →
+ * report.
  *
  * The output directory (claimed as @forge/core `claimOutput` says: never one forge did not
  * make; a previous one only with `force`) holds `report.json`, `report.md`, `accuracy.svg`,
@@ -65,7 +66,11 @@ export interface QuietStarRunOptions {
   onEvent?: (event: QuietStarEvent) => void;
 }
 
-/** Accuracy of one mode on the held-out items, with the per-item scores. */
+/**
+ * Accuracy of one mode on the held-out items, with the per-item scores. The base and the baked
+ * model answer in their natural mode (thoughts neither injected nor banned: a model may open
+ * one itself); "thoughts" is the base with thoughts injected.
+ */
 export interface HeldOutAccuracy {
   accuracy: number;
   scores: number[];
@@ -244,7 +249,7 @@ async function runPipeline(
       return { accuracy: run.accuracy, scores: run.scored.map((s) => s.score) };
     };
     const [baseHeld, thoughtsHeld] = await timed("held-out", async () => [
-      await evaluate("baseline"),
+      await evaluate("natural"),
       await evaluate("thoughts"),
     ]);
 
