@@ -69,6 +69,45 @@ describe("forge bake-quietstar", () => {
     if (!summary.baked) expect(again.stderr).toMatch(/--require-win: nothing baked/);
   }, 600_000);
 
+  it("--tokens-only writes the model with thought tokens (HF added_tokens); generate hides thoughts unless asked", async () => {
+    const out = at("tokens");
+    const run = await forge(["bake-quietstar", "--tokens-only", "--out", out, "--json"]);
+    expect(run.code).toBe(0);
+    expect(JSON.parse(run.stdout)).toMatchObject({ added: true, tokens: { startId: 1024 } });
+    const tokenizer = JSON.parse(readFileSync(path.join(out, "tokenizer.json"), "utf8"));
+    expect(
+      tokenizer.added_tokens
+        .filter((t: { content: string }) => t.content.includes("thought"))
+        .map((t: { id: number; content: string }) => [t.id, t.content]),
+    ).toEqual([
+      [1024, "<|startofthought|>"],
+      [1025, "<|endofthought|>"],
+    ]);
+    const config = JSON.parse(readFileSync(path.join(out, "config.json"), "utf8"));
+    expect(config.vocab_size).toBe(1026);
+    const record = JSON.parse(readFileSync(path.join(out, "forge.json"), "utf8"));
+    expect(record.thoughtTokens).toMatchObject({ start: "<|startofthought|>", endId: 1025 });
+    for (const flags of [[], ["--show-thoughts"]]) {
+      const reply = await forge([
+        "generate",
+        out,
+        "--user",
+        "What is 12 + 7?",
+        "--temperature",
+        "0",
+        "--max-new-tokens",
+        "24",
+        ...flags,
+      ]);
+      expect(reply.code).toBe(0);
+      expect(reply.stdout).not.toContain("<|startofthought|>");
+      expect(reply.stdout.trim().length).toBeGreaterThan(0);
+    }
+    // Again into the same directory: forge's own model, replaced only with --force.
+    const again = await forge(["bake-quietstar", "--tokens-only", "--out", out]);
+    expect(again.code).toBe(2);
+  }, 300_000);
+
   it("refuses bad input with exit 2, naming the file, line or field", async () => {
     const noAnswer = at("no-answer.jsonl");
     writeFileSync(

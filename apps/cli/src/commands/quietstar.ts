@@ -9,6 +9,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import {
+  addThoughtTokens,
   bakeQuietStar,
   type QuietStarConfig,
   type QuietStarEvent,
@@ -19,7 +20,7 @@ import {
 import { claimOutput, interruptOnSignals } from "@forge/core";
 import { loadGsm8k, parseGsm8k, type Task, taskInputs } from "@forge/eval";
 import { ManifestWriter } from "@forge/manifest";
-import { describeBackend, type GPT, initBackend } from "@forge/model";
+import { describeBackend, type GPT, initBackend, saveModel } from "@forge/model";
 import { synthesizeThinking } from "@forge/tiny";
 import type { CAC } from "cac";
 import pkg from "../../package.json" with { type: "json" };
@@ -42,6 +43,7 @@ interface QuietStarCommandOptions {
   config?: string;
   seed?: string;
   requireWin?: boolean;
+  tokensOnly?: boolean;
   resume?: boolean;
   force?: boolean;
   json?: boolean;
@@ -121,10 +123,80 @@ const PHASE_LABEL: Record<string, string> = {
   save: "save",
 };
 
+/** The thought tokens recorded in a model directory's forge.json, if any. */
+function recordedThoughtTokens(modelDir: string): { start?: unknown; end?: unknown } | undefined {
+  const file = path.join(modelDir, "forge.json");
+  if (!existsSync(file)) return undefined;
+  let record: unknown;
+  try {
+    record = JSON.parse(readFileSync(file, "utf8"));
+  } catch (error) {
+    throw new UsageError(`${file}: not valid JSON (${(error as Error).message})`);
+  }
+  const tokens = (record as Record<string, unknown> | null)?.thoughtTokens;
+  return tokens && typeof tokens === "object"
+    ? (tokens as { start?: unknown; end?: unknown })
+    : undefined;
+}
+
+/**
+ * --tokens-only: the model with thought tokens added, written to --out as a model directory
+ * (to fine-tune on a thinking corpus before the A/B test).
+ */
+async function tokensOnly(
+  options: QuietStarCommandOptions,
+  config: QuietStarConfig,
+): Promise<number> {
+  const modelDir = await resolveModelLocation(options.model);
+  const backend = await initBackend();
+  if (!options.json) process.stderr.write(`${describeBackend(backend)}\n`);
+  const base = await loadBase(modelDir);
+  const recorded = recordedThoughtTokens(modelDir);
+  let added: ReturnType<typeof addThoughtTokens> | undefined;
+  try {
+    added = addThoughtTokens(base.model, base.tokenizer, {
+      start: config.startThoughtToken,
+      end: config.endThoughtToken,
+      init: config.thoughtInit,
+      source: modelDir,
+      ...(recorded ? { recorded } : {}),
+    });
+    await saveModel(added.model, options.out!, {
+      tokenizer: added.tokenizer,
+      forge: {
+        kind: "thought-tokens",
+        parentModel: path.resolve(modelDir),
+        thoughtTokens: {
+          start: added.tokens.start,
+          end: added.tokens.end,
+          startId: added.tokens.startId,
+          endId: added.tokens.endId,
+        },
+        thoughtInit: config.thoughtInit,
+        createdAt: new Date().toISOString(),
+      },
+      inputs: [modelDir],
+      flag: "--out",
+      ...(options.force ? { force: true } : {}),
+    });
+  } finally {
+    if (added && added.model !== base.model) added.model.dispose();
+    base.model.dispose();
+  }
+  const summary = { out: path.resolve(options.out!), added: added.added, tokens: added.tokens };
+  process.stdout.write(
+    options.json
+      ? `${JSON.stringify(summary, null, 2)}\n`
+      : `thought tokens ${added.added ? "added" : "present"}: ${added.tokens.start} (${added.tokens.startId}), ${added.tokens.end} (${added.tokens.endId}); model written to ${summary.out}\n`,
+  );
+  return 0;
+}
+
 async function quietStarCommand(options: QuietStarCommandOptions): Promise<number> {
   if (!options.out)
     throw new UsageError("--out <dir> is required: where the report and the baked model go");
   const config = quietStarSettings(options);
+  if (options.tokensOnly) return tokensOnly(options, config);
   const task = await loadDataset(config.evalDataset);
   const modelDir = await resolveModelLocation(options.model);
   const claim = await claimOutput(options.out, {
@@ -145,10 +217,7 @@ async function quietStarCommand(options: QuietStarCommandOptions): Promise<numbe
     if (!options.json) process.stderr.write(`${describeBackend(backend)}\n`);
     const base = await loadBase(modelDir);
     loaded = { model: base.model };
-    const forgeJson = path.join(modelDir, "forge.json");
-    const recorded = existsSync(forgeJson)
-      ? (JSON.parse(readFileSync(forgeJson, "utf8")) as Record<string, unknown>).thoughtTokens
-      : undefined;
+    const recorded = recordedThoughtTokens(modelDir);
     const manifestFile = path.join(claim.work, "manifest.json");
     manifest =
       claim.resumed && existsSync(manifestFile)
@@ -205,9 +274,7 @@ async function quietStarCommand(options: QuietStarCommandOptions): Promise<numbe
       out: options.out,
       output: claim,
       baseModel: path.resolve(modelDir),
-      ...(recorded && typeof recorded === "object"
-        ? { recordedThoughtTokens: recorded as { start?: unknown; end?: unknown } }
-        : {}),
+      ...(recorded ? { recordedThoughtTokens: recorded } : {}),
       signal: interrupt.signal,
       onEvent,
     });
@@ -318,6 +385,10 @@ export function register(cli: CAC): void {
     .option("--config <file.json>", "Settings (QuietStarConfig fields, camelCase); flags override")
     .option("--seed <n>", "Seed of item split, sampling and training (default 1)")
     .option("--require-win", "Exit 1 when thoughts do not win (nothing baked)")
+    .option(
+      "--tokens-only",
+      "Only add the thought tokens and write the model to --out (to fine-tune it on a thinking corpus first)",
+    )
     .option("--resume", "Continue a stopped run from <out>.partial")
     .option("--force", "Replace a previous run's output in --out")
     .option("--json", "Print a JSON summary")
