@@ -185,7 +185,8 @@ export function decideAb(
   const pRound = Number.isFinite(roundTest.p) ? roundTest.p : 1;
   const pItem = itemTest.mcnemar?.p ?? itemTest.tTest.p;
   const fmt = (x: number) => (x * 100).toFixed(1);
-  const tests = `p = ${pRound.toPrecision(2)} across ${rounds.length} rounds, p = ${pItem.toPrecision(2)} over ${items.length} items`;
+  const p = (x: number) => (x === 0 ? "< 1e-16" : `= ${x.toPrecision(2)}`);
+  const tests = `p ${p(pRound)} across ${rounds.length} rounds, p ${p(pItem)} over ${items.length} items`;
   let winner: AbResult["winner"] = "none";
   let reason: string;
   if (improvement >= threshold && pRound < alpha && pItem < alpha) {

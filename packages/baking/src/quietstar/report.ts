@@ -6,7 +6,8 @@ import type { QuietStarResult } from "./run.js";
 
 const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
 const fixed = (x: number) => x.toFixed(3);
-const pValue = (p: number) => (p < 1e-4 ? p.toExponential(1) : p.toFixed(4));
+/** A p-value as text; 0 (below what a double resolves, or a zero-variance test) as "< 1e-16". */
+const pValue = (p: number) => (p === 0 ? "< 1e-16" : p < 1e-4 ? p.toExponential(1) : p.toFixed(4));
 
 /** The A/B lines and the closing summary, as the CLI prints them. */
 export function quietStarSummary(result: QuietStarResult): string {
