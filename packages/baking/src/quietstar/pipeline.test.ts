@@ -134,6 +134,75 @@ describe("the pipeline", () => {
   });
 });
 
+describe("stopping and resuming the pipeline", () => {
+  it("keeps the A/B result of a stopped run and reuses it on --resume; a different configuration is refused", async () => {
+    const settings = resolveQuietStar({
+      evalSamples: 6,
+      heldOutSamples: 4,
+      abTestRounds: 2,
+      maxThoughtLength: 4,
+      maxNewTokens: 6,
+      seed: 4,
+    });
+    const out = path.join(dir, "resume");
+    const model = GPT.create({ ...config, vocabSize: tokenizer.vocabSize }, { seed: 8 });
+    const controller = new AbortController();
+    await expect(
+      bakeQuietStar(model, tokenizer, {
+        config: settings,
+        task,
+        out,
+        signal: controller.signal,
+        onEvent: (event) => {
+          if (event.type === "phase-end" && event.phase === "ab") controller.abort();
+        },
+      }),
+    ).rejects.toThrow(/stopped before held-out; .* run again with --resume/);
+    expect(existsSync(out)).toBe(false);
+    const phases: string[] = [];
+    const resumed = await bakeQuietStar(model, tokenizer, {
+      config: settings,
+      task,
+      out,
+      resume: true,
+      onEvent: (event) => {
+        if (event.type === "phase-start") phases.push(event.phase);
+      },
+    });
+    expect(phases).not.toContain("ab");
+    expect(phases).toContain("held-out");
+    const fresh = await bakeQuietStar(model, tokenizer, {
+      config: settings,
+      task,
+      out: path.join(dir, "resume-reference"),
+    });
+    expect(resumed.ab.rounds).toEqual(fresh.ab.rounds);
+    expect(resumed.heldOut).toEqual(fresh.heldOut);
+    // A stopped run of other settings is not resumed with these.
+    const again = new AbortController();
+    await expect(
+      bakeQuietStar(model, tokenizer, {
+        config: settings,
+        task,
+        out: path.join(dir, "resume-other"),
+        signal: again.signal,
+        onEvent: (event) => {
+          if (event.type === "phase-end" && event.phase === "ab") again.abort();
+        },
+      }),
+    ).rejects.toThrow(/stopped/);
+    await expect(
+      bakeQuietStar(model, tokenizer, {
+        config: { ...settings, seed: 5 },
+        task,
+        out: path.join(dir, "resume-other"),
+        resume: true,
+      }),
+    ).rejects.toThrow(/different model, dataset or configuration; start over with --force/);
+    model.dispose();
+  }, 120_000);
+});
+
 describe("baking traces", () => {
   let model: GPT;
   let thinker: Tokenizer;
