@@ -6,15 +6,16 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { Rng } from "@forge/core";
 import { parseGsm8k } from "@forge/eval";
-import { GPT, initBackend } from "@forge/model";
+import { GPT, initBackend, loadModel } from "@forge/model";
 import { THOUGHT_TOKENS, type Tokenizer, train as trainTokenizer } from "@forge/tokenizer";
 import * as tf from "@tensorflow/tfjs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { decideAb, modeSettings, runArm } from "./ab.js";
 import { resolveQuietStar } from "./config.js";
 import { bakeQuietStar, splitItems } from "./run.js";
-import { addThoughtTokens } from "./tokens.js";
+import { addThoughtTokens, thoughtTokensOf } from "./tokens.js";
 import { splitByItem, successfulTraces, traceExamples, traceLoss, trainOnTraces } from "./train.js";
 
 const dir = mkdtempSync(path.join(os.tmpdir(), "forge-quietstar-run-"));
@@ -314,4 +315,119 @@ describe("baking traces", () => {
     straight.dispose();
     resumedModel.dispose();
   }, 120_000);
+});
+
+describe("a model that thinks better than it answers", () => {
+  // A task where thinking helps, trained here in seconds: "Repeat 34." — half the training
+  // replies think first and are right (<|startofthought|>34<|endofthought|>34.), half answer
+  // at once with a random number. Answering at once the model is right by chance; with a
+  // thought started for it, it copies.
+  it("wins the A/B test, bakes the successful traces (resumable) and saves a model with its thought tokens", async () => {
+    const numbers = Array.from({ length: 40 }, (_, i) => 10 + i * 2);
+    const rng = new Rng(3);
+    const corpus = Array.from({ length: 400 }, () => {
+      const x = numbers[rng.int(numbers.length)]!;
+      const think = rng.next() < 0.5;
+      const noise = numbers[rng.int(numbers.length)]!;
+      return {
+        q: `Repeat ${x}.`,
+        a: think ? `${THOUGHT_TOKENS.start}${x}${THOUGHT_TOKENS.end}${x}.` : `${noise}.`,
+      };
+    });
+    const base = trainTokenizer(
+      corpus.map((c) => `${c.q} ${c.a.replace(/<\|[a-z]+\|>/g, " ")}`),
+      { vocabSize: 300 },
+    );
+    const model0 = GPT.create(
+      { vocabSize: base.vocabSize, nLayer: 1, nHead: 2, nEmbd: 32, blockSize: 48 },
+      { seed: 1 },
+    );
+    const added = addThoughtTokens(model0, base, {
+      start: THOUGHT_TOKENS.start,
+      end: THOUGHT_TOKENS.end,
+    });
+    model0.dispose();
+    const { model, tokenizer: thinker } = added;
+    const examples = corpus.map((c, i) => {
+      const rendered = thinker.renderChat([
+        { role: "user", content: c.q },
+        { role: "assistant", content: c.a },
+      ]);
+      return { item: String(i), ids: rendered.ids, promptLength: rendered.spans[1]!.start + 1 };
+    });
+    expect(examples.some((e) => e.ids.includes(added.tokens.startId))).toBe(true);
+    await trainOnTraces(model, examples, [], {
+      ...resolveQuietStar({ bakeMode: "full", learningRate: 5e-3, numEpochs: 40, batchSize: 16 }),
+    });
+    const repeat = parseGsm8k(
+      numbers
+        .map((x, i) =>
+          JSON.stringify({ id: `r${i}`, question: `Repeat ${x}.`, answer: `#### ${x}` }),
+        )
+        .join("\n"),
+      "repeat.jsonl",
+      { maxNewTokens: 6 },
+    );
+    const settings = resolveQuietStar({
+      evalSamples: 20,
+      heldOutSamples: 20,
+      abTestRounds: 3,
+      thoughtProbability: 1,
+      injectAt: ["start"],
+      maxThoughts: 1,
+      maxThoughtLength: 4,
+      maxNewTokens: 6,
+      numEpochs: 3,
+      batchSize: 4,
+    });
+    const out = path.join(dir, "win");
+    const tensors = tf.memory().numTensors;
+    // Stopped during the bake…
+    const controller = new AbortController();
+    await expect(
+      bakeQuietStar(model, thinker, {
+        config: settings,
+        task: repeat,
+        out,
+        signal: controller.signal,
+        onEvent: (event) => {
+          if (event.type === "train" && event.event.type === "step-end" && event.event.step === 2)
+            controller.abort();
+        },
+      }),
+    ).rejects.toThrow(/the bake stopped at step 2; .* --resume/);
+    expect(existsSync(out)).toBe(false);
+    expect(model.lora).toBeUndefined(); // the stopped bake took its adapter with it
+    // …and resumed: the A/B result is kept, training continues from its checkpoint.
+    const result = await bakeQuietStar(model, thinker, {
+      config: settings,
+      task: repeat,
+      out,
+      resume: true,
+    });
+    expect(tf.memory().numTensors).toBe(tensors);
+    expect(result.ab.winner).toBe("thoughts");
+    expect(result.ab.thoughts.mean).toBeGreaterThan(result.ab.baseline.mean + 0.5);
+    expect(result.ab.roundTest.p).toBeLessThan(0.05);
+    expect(result.baked).toBe(true);
+    expect(result.training!.resumedFrom).toBe(2);
+    expect(result.training!.steps).toBeGreaterThan(2);
+    expect(result.heldOut.baked).toBeDefined();
+    expect(result.bakedImprovement).toBeDefined();
+    const traces = readFileSync(path.join(out, "traces.jsonl"), "utf8").trim().split("\n");
+    expect(traces.length).toBe(
+      result.training!.trainExamples + result.training!.validationExamples,
+    );
+    expect(JSON.parse(traces[0]!).text).toContain(THOUGHT_TOKENS.start);
+    const saved = await loadModel(path.join(out, "model"));
+    expect(thoughtTokensOf(saved.tokenizer!)).toEqual(added.tokens);
+    expect(saved.model.config.vocabSize).toBe(thinker.vocabSize);
+    expect(saved.forge?.thoughtTokens).toMatchObject({
+      start: THOUGHT_TOKENS.start,
+      endId: added.tokens.endId,
+    });
+    expect(saved.model.lora).toBeUndefined(); // the adapter is merged into the weights
+    saved.model.dispose();
+    model.dispose();
+  }, 300_000);
 });

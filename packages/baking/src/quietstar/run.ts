@@ -293,18 +293,33 @@ async function runPipeline(
           `no successful trace fits the model's context of ${model.config.blockSize} tokens`,
         );
       const steps = Math.max(1, Math.ceil(train.length / config.batchSize) * config.numEpochs);
-      const training: TraceTraining = await timed("bake", () =>
-        trainOnTraces(model, train, validation, config, {
-          checkpointDir: path.join(work, "checkpoints"),
-          resume: claim.resumed,
-          ...(options.signal ? { signal: options.signal } : {}),
-          onEvent: (event) => emit({ type: "train", event, steps }),
-        }),
-      );
-      if (training.result.reason === "aborted")
+      // A stopped or failed bake leaves no adapter on the caller's model.
+      const dropAdapter = () => {
+        if (config.bakeMode === "lora" && model.lora) {
+          model.lora.dispose();
+          model.lora = undefined;
+        }
+      };
+      let training: TraceTraining;
+      try {
+        training = await timed("bake", () =>
+          trainOnTraces(model, train, validation, config, {
+            checkpointDir: path.join(work, "checkpoints"),
+            resume: claim.resumed,
+            ...(options.signal ? { signal: options.signal } : {}),
+            onEvent: (event) => emit({ type: "train", event, steps }),
+          }),
+        );
+      } catch (error) {
+        dropAdapter();
+        throw error;
+      }
+      if (training.result.reason === "aborted") {
+        dropAdapter();
         throw new InterruptedError(
           `the bake stopped at step ${training.result.step}; its checkpoint is in ${work}: run again with --resume`,
         );
+      }
       if (config.bakeMode === "lora") mergeLora(model);
       const bakedHeld = await timed("baked-eval", () => evaluate("natural"));
       const comparison = pairedComparison(
