@@ -29,6 +29,11 @@ const GROUPS: Record<
       "Bake a prompt into a model's weights (stim → rollout → LoRA bake → KL before/after)",
     load: () => import("./commands/bake.js"),
   },
+  "bake-quietstar": {
+    description:
+      "Quiet-STaR: thought tokens, an A/B test of thinking, and baking successful thoughts into the weights if it wins",
+    load: () => import("./commands/quietstar.js"),
+  },
   pursue: {
     description:
       "Prompt pursuit: re-bake a prompt into its own baked model while an eval score improves",

@@ -53,6 +53,74 @@ export {
   readLineage,
   repromptTable,
 } from "./pursue.js";
+/**
+ * Quiet-STaR: thought tokens, replies that think (injected at the start and at sentence or
+ * clause boundaries), an A/B test of thinking over rounds, and baking successful thought traces
+ * into the weights.
+ */
+export {
+  type AbEvent,
+  type AbResult,
+  type AbRound,
+  type AbSummary,
+  type ArmRun,
+  abTest,
+  decideAb,
+  modeSettings,
+  runArm,
+  type ScoredTrace,
+  type ThinkingMode,
+} from "./quietstar/ab.js";
+export {
+  DEFAULT_QUIETSTAR,
+  INJECTION_POINTS,
+  type InjectionPoint,
+  type QuietStarConfig,
+  resolveQuietStar,
+} from "./quietstar/config.js";
+export {
+  type QualityDistribution,
+  qualityDistribution,
+  type TraceQuality,
+  traceQuality,
+} from "./quietstar/quality.js";
+export { accuracySvg, quietStarMarkdown, quietStarSummary } from "./quietstar/report.js";
+export {
+  bakeQuietStar,
+  type HeldOutAccuracy,
+  type QuietStarEvent,
+  type QuietStarPhase,
+  type QuietStarResult,
+  type QuietStarRunOptions,
+  splitItems,
+} from "./quietstar/run.js";
+export {
+  extractThoughts,
+  formatTrace,
+  injectionPoints,
+  splitThoughts,
+  type ThinkingEvalModel,
+  type ThinkingSettings,
+  type Thought,
+  type Trace,
+  thinkingEvalModel,
+  thinkingReplies,
+} from "./quietstar/thoughts.js";
+export {
+  type AddThoughtTokensOptions,
+  addThoughtTokens,
+  type ThoughtTokens,
+  thoughtTokensOf,
+  type WithThoughtTokens,
+} from "./quietstar/tokens.js";
+export {
+  splitByItem,
+  successfulTraces,
+  type TraceExample,
+  type TraceTraining,
+  traceExamples,
+  trainOnTraces,
+} from "./quietstar/train.js";
 /** Prompts, stimuli and trajectories, and their JSONL files. */
 export {
   type BakePrompt,

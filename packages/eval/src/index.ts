@@ -17,7 +17,9 @@ export {
   type TaskComparison,
 } from "./compare.js";
 export { EvaluationError, type EvaluationErrorCode } from "./errors.js";
+export { type Gsm8kOptions, gsm8kFinalAnswer, loadGsm8k, parseGsm8k } from "./gsm8k.js";
 export type { ChatMessage, EvalModel, GenerateOptions, LogprobRequest } from "./model.js";
+export { extractNumber } from "./numbers.js";
 export {
   deltaSvg,
   heatmapSvg,

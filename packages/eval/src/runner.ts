@@ -12,6 +12,7 @@ import { pathToFileURL } from "node:url";
 import { ForgeError, writeFileAtomic } from "@forge/core";
 import { EvaluationError } from "./errors.js";
 import type { ChatMessage, EvalModel, GenerateOptions, LogprobRequest } from "./model.js";
+import { extractNumber } from "./numbers.js";
 import {
   codeRefusal,
   type Item,
@@ -58,13 +59,6 @@ export interface EvalResults {
 
 type ScoreFn = (output: string, item: Item) => number;
 
-/** The first or last number in a text (thousands separators removed). */
-const numberIn = (text: string, pick: "first" | "last" = "first") => {
-  const matches = text.replace(/,(?=\d{3}\b)/g, "").match(/-?\d+(?:\.\d+)?/g);
-  if (!matches) return undefined;
-  return Number(pick === "first" ? matches[0] : matches.at(-1));
-};
-
 /**
  * A scorer for the text scorers; logprob is handled by the runner. A `js` scorer's module is
  * loaded only with `options.allowCode`, and only from inside the task file's directory unless
@@ -90,7 +84,7 @@ export async function makeScorer(task: Task, options: TaskOptions = {}): Promise
           : 0;
     case "numeric":
       return (output, item) => {
-        const value = numberIn(output, s.pick);
+        const value = extractNumber(output, s.pick);
         const expected = Number(target(item));
         return value !== undefined && Math.abs(value - expected) <= (s.tolerance ?? 0) ? 1 : 0;
       };

@@ -36,6 +36,11 @@ export interface GenerateOptions {
   useCache?: boolean;
   /** Called after every step with the token each unfinished sequence produced (null: finished). */
   onStep?: (step: number, tokens: ReadonlyArray<number | null>) => void;
+  /**
+   * Also return each new token's log-probability under the model (the softmax of its logits at
+   * temperature 1, before banning, top-k or top-p): how likely the model finds what it wrote.
+   */
+  logprobs?: boolean;
 }
 
 export type FinishReason = "stop" | "length";
@@ -44,6 +49,17 @@ export interface Generation {
   /** The new tokens of each sequence (prompt excluded, stop token included). */
   tokens: number[][];
   finishReasons: FinishReason[];
+  /** With `logprobs`: log P(token | context) of each new token, aligned with `tokens`. */
+  logprobs?: number[][];
+}
+
+/** log softmax(row)[index], in float64. */
+function logprobOf(row: ArrayLike<number>, index: number): number {
+  let max = Number.NEGATIVE_INFINITY;
+  for (let i = 0; i < row.length; i++) if (row[i]! > max) max = row[i]!;
+  let sum = 0;
+  for (let i = 0; i < row.length; i++) sum += Math.exp(row[i]! - max);
+  return row[index]! - max - Math.log(sum);
 }
 
 function checkOptions(
@@ -225,7 +241,9 @@ export function generate(
   const tokens: number[][] = prompts.map(() => []);
   const finishReasons: FinishReason[] = prompts.map(() => "length");
   const done = new Array<boolean>(batch).fill(false);
-  if (options.maxNewTokens === 0) return { tokens, finishReasons };
+  const logprobs = options.logprobs ? prompts.map((): number[] => []) : undefined;
+  const result = () => ({ tokens, finishReasons, ...(logprobs ? { logprobs } : {}) });
+  if (options.maxNewTokens === 0) return result();
 
   let cache: LayerCache[] | undefined;
   let pads: number[] = [];
@@ -264,12 +282,10 @@ export function generate(
           produced.push(null);
           continue;
         }
-        const token = sampleToken(
-          logits.subarray(b * vocabSize, (b + 1) * vocabSize),
-          sampling,
-          rng,
-        );
+        const row = logits.subarray(b * vocabSize, (b + 1) * vocabSize);
+        const token = sampleToken(row, sampling, rng);
         tokens[b]!.push(token);
+        if (logprobs) logprobs[b]!.push(logprobOf(row, token));
         contexts[b]!.push(token);
         produced.push(token);
         if (stops.has(token)) {
@@ -327,5 +343,5 @@ export function generate(
   } finally {
     disposeCache();
   }
-  return { tokens, finishReasons };
+  return result();
 }

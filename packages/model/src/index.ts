@@ -144,3 +144,5 @@ export {
   type TrainTask,
   trainModel,
 } from "./train.js";
+/** Growing the vocabulary: new token rows (embedding and tied output layer) started from existing ones. */
+export { growVocabulary } from "./vocabulary.js";

@@ -45,3 +45,13 @@ export {
   type QualityRow,
   trainingQuestions,
 } from "./quality.js";
+export {
+  DEFAULT_THINKING_SYNTH,
+  directAnswer,
+  type Gsm8kItem,
+  synthesizeThinking,
+  type ThinkingCorpus,
+  type ThinkingSynthOptions,
+  thinkingAnswer,
+  workedSteps,
+} from "./thinking.js";

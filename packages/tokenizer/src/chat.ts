@@ -19,6 +19,16 @@ export const CHAT_TOKENS = {
   endOfTurn: "<|eot|>",
 } as const;
 
+/**
+ * Quiet-STaR's thought markers. A tokenizer that carries them (as special tokens) lets an
+ * assistant turn hold thoughts: `renderChat` encodes these two in assistant content as their
+ * ids (the model learns to think), and nothing else.
+ */
+export const THOUGHT_TOKENS = {
+  start: "<|startofthought|>",
+  end: "<|endofthought|>",
+} as const;
+
 export type ChatRole = "system" | "user" | "assistant";
 
 export interface ChatMessage {
@@ -92,9 +102,17 @@ function checkMessages(messages: readonly ChatMessage[]): void {
   });
 }
 
+/** The thought markers this tokenizer carries (both, or none). */
+function thoughtMarkers(tokenizer: Tokenizer): string[] {
+  const markers = [THOUGHT_TOKENS.start, THOUGHT_TOKENS.end];
+  return markers.every((token) => tokenizer.specialTokens.has(token)) ? markers : [];
+}
+
 /**
  * Render messages with forge's chat format. Special-token text inside a message's content is
- * encoded as plain text: content can never inject a role token.
+ * encoded as plain text: content can never inject a role token. The one exception is an
+ * assistant's thoughts: when the tokenizer carries both THOUGHT_TOKENS, their text in
+ * assistant content encodes as their ids (a trained thought is `<|startofthought|>…<|endofthought|>`).
  */
 export function renderChat(
   tokenizer: Tokenizer,
@@ -106,11 +124,18 @@ export function renderChat(
   const ids: number[] = [];
   const mask: number[] = [];
   const spans: ChatSpan[] = [];
+  const thoughts = thoughtMarkers(tokenizer);
   for (const message of messages) {
     const start = ids.length;
     ids.push(roles[message.role]);
     mask.push(0);
-    const content = tokenizer.encode(message.content, { disallowedSpecial: "none" });
+    const content =
+      message.role === "assistant" && thoughts.length > 0
+        ? tokenizer.encode(message.content, {
+            allowedSpecial: thoughts,
+            disallowedSpecial: "none",
+          })
+        : tokenizer.encode(message.content, { disallowedSpecial: "none" });
     const learn = message.role === "assistant" ? 1 : 0;
     for (const id of content) {
       ids.push(id);

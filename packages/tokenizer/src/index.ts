@@ -10,6 +10,7 @@ export {
   type RenderChatOptions,
   type RenderedChat,
   renderChat,
+  THOUGHT_TOKENS,
 } from "./chat.js";
 export { TokenizerError, type TokenizerErrorCode } from "./errors.js";
 export {

@@ -453,6 +453,46 @@ export class Tokenizer {
     return copy;
   }
 
+  /**
+   * This tokenizer with more special tokens, given ids from `firstId` (default `vocabSize`) up
+   * in order — the way a model grows its vocabulary: new rows after the last (a model with
+   * more rows than the tokenizer has ids passes its own size). Everything else is shared:
+   * ordinary text encodes to the same ids as before. A token it already has, an empty one or
+   * one listed twice is an error naming it.
+   */
+  withSpecialTokens(contents: readonly string[], firstId = this.vocabSize): Tokenizer {
+    if (!Number.isInteger(firstId) || firstId < this.vocabSize)
+      throw new TokenizerError(
+        "E_INPUT",
+        `new special tokens start at id ${firstId}; ids below ${this.vocabSize} are taken`,
+      );
+    const seen = new Set<string>();
+    for (const content of contents) {
+      if (typeof content !== "string" || content.length === 0)
+        throw new TokenizerError("E_INPUT", "a special token to add is empty");
+      if (this.specialTokens.has(content) || seen.has(content))
+        throw new TokenizerError(
+          "E_INPUT",
+          `the special token ${JSON.stringify(content)} is ${seen.has(content) ? "listed twice" : `already in this tokenizer (id ${this.specialTokens.get(content)})`}`,
+        );
+      seen.add(content);
+    }
+    const specials = new Map(this.specialTokens);
+    for (const [i, content] of contents.entries()) specials.set(content, firstId + i);
+    return new Tokenizer({
+      tokens: Array.from({ length: this.vocabSize }, (_, id) =>
+        this.specialById.has(id) ? undefined : this.tokenBytes[id],
+      ),
+      merges: this.merges,
+      specialTokens: specials,
+      pattern: this.pattern,
+      ignoreMerges: this.ignoreMerges,
+      ...(this.normalizer ? { normalizer: this.normalizer } : {}),
+      ...(this.chatTemplate !== undefined ? { chatTemplate: this.chatTemplate } : {}),
+      templateVariables: { ...this.templateVariables },
+    });
+  }
+
   /** How many ids `text` encodes to (special tokens allowed). */
   countTokens(text: string): number {
     return this.encode(text, { allowedSpecial: "all" }).length;

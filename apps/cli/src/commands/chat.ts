@@ -3,6 +3,7 @@
  * `forge generate <model-dir> --system … --user …` (one shot).
  */
 import readline from "node:readline";
+import { formatTrace, thinkingReplies, thoughtTokensOf } from "@forge/baking";
 import { readTextFile } from "@forge/core";
 import {
   type GenerationDefaults,
@@ -92,9 +93,50 @@ export async function loadChatModel(location: string): Promise<ChatModel> {
   };
 }
 
-/** The assistant's next reply to `messages`. The context window crops the oldest tokens. */
-export function reply(chat: ChatModel, messages: ChatMessage[], sampling: Sampling): string {
-  return generateReply(chat.model, chat.tokenizer, messages, sampling);
+/**
+ * The assistant's next reply to `messages`. The context window crops the oldest tokens. A
+ * model whose tokenizer has thought tokens may think before and while it answers: `answer` is
+ * the reply without its thoughts (what the conversation keeps), `shown` the same or, with
+ * `showThoughts`, the reply with its thoughts in place.
+ */
+export function reply(
+  chat: ChatModel,
+  messages: ChatMessage[],
+  sampling: Sampling,
+  options: { showThoughts?: boolean } = {},
+): { answer: string; shown: string } {
+  const tokens = thoughtTokensOf(chat.tokenizer);
+  if (!tokens) {
+    const answer = generateReply(chat.model, chat.tokenizer, messages, sampling);
+    return { answer, shown: answer };
+  }
+  const [trace] = thinkingReplies(
+    chat.model,
+    chat.tokenizer,
+    [chat.tokenizer.promptIds(messages)],
+    {
+      tokens,
+      inject: false,
+      allowThoughts: true,
+      points: ["start"],
+      probability: 0,
+      maxThoughtLength: sampling.maxNewTokens,
+      samplesPerPoint: 1,
+      thoughtTemperature: sampling.temperature,
+      maxThoughts: 4,
+      maxNewTokens: sampling.maxNewTokens,
+      temperature: sampling.temperature,
+      ...(sampling.topK !== undefined ? { topK: sampling.topK } : {}),
+      ...(sampling.topP !== undefined ? { topP: sampling.topP } : {}),
+      seed: sampling.seed,
+    },
+  );
+  return {
+    answer: trace!.answer,
+    shown: formatTrace(trace!, chat.tokenizer, tokens, {
+      ...(options.showThoughts ? { showThoughts: true } : {}),
+    }),
+  };
 }
 
 const HELP = `commands:
@@ -110,7 +152,9 @@ interface SystemOptions {
   systemFile?: string;
 }
 
-interface ChatCommandOptions extends SamplingOptions, SystemOptions {}
+interface ChatCommandOptions extends SamplingOptions, SystemOptions {
+  showThoughts?: boolean;
+}
 
 /**
  * The system prompt to start with: --system, else the contents of --system-file, else the
@@ -184,9 +228,14 @@ async function chatCommand(dir: string, options: ChatCommandOptions): Promise<nu
       ...(system ? [{ role: "system" as const, content: system }] : []),
       ...history,
     ];
-    const answer = reply(chat, messages, { ...sampling, seed: sampling.seed + turn++ });
+    const { answer, shown } = reply(
+      chat,
+      messages,
+      { ...sampling, seed: sampling.seed + turn++ },
+      { showThoughts: Boolean(options.showThoughts) },
+    );
     history.push({ role: "assistant", content: answer });
-    out(interactive ? `${pc.cyan("forge>")} ${answer}` : answer);
+    out(interactive ? `${pc.cyan("forge>")} ${shown}` : shown);
     if (interactive) rl.prompt();
   }
   rl.close();
@@ -197,6 +246,7 @@ async function chatCommand(dir: string, options: ChatCommandOptions): Promise<nu
 interface GenerateCommandOptions extends SamplingOptions, SystemOptions {
   user?: string;
   json?: boolean;
+  showThoughts?: boolean;
 }
 
 async function generateCommand(dir: string, options: GenerateCommandOptions): Promise<number> {
@@ -208,9 +258,13 @@ async function generateCommand(dir: string, options: GenerateCommandOptions): Pr
     ...(system ? [{ role: "system" as const, content: system }] : []),
     { role: "user", content: String(options.user) },
   ];
-  const answer = reply(chat, messages, sampling);
+  const { answer, shown } = reply(chat, messages, sampling, {
+    showThoughts: Boolean(options.showThoughts),
+  });
   process.stdout.write(
-    options.json ? `${JSON.stringify({ messages, reply: answer, sampling })}\n` : `${answer}\n`,
+    options.json
+      ? `${JSON.stringify({ messages, reply: answer, ...(options.showThoughts ? { withThoughts: shown } : {}), sampling })}\n`
+      : `${shown}\n`,
   );
   chat.model.dispose();
   return 0;
@@ -225,7 +279,11 @@ function samplingFlags(command: ReturnType<CAC["command"]>) {
     .option("--top-k <k>", "Keep the k most likely tokens")
     .option("--top-p <p>", "Nucleus sampling threshold")
     .option("--seed <n>", "Sampling seed (default 0)")
-    .option("--max-new-tokens <n>", "Longest reply in tokens (default 64)");
+    .option("--max-new-tokens <n>", "Longest reply in tokens (default 64)")
+    .option(
+      "--show-thoughts",
+      "Show a thinking model's thoughts (between its thought tokens) in the reply; hidden by default",
+    );
 }
 
 export function registerChat(cli: CAC): void {

@@ -1,11 +1,17 @@
 import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { claimOutput, writeOutputDirectory } from "@forge/core";
-import { buildTokenCaches, DEFAULT_SYNTH, synthesize } from "@forge/tiny";
+import {
+  buildTokenCaches,
+  DEFAULT_SYNTH,
+  DEFAULT_THINKING_SYNTH,
+  synthesize,
+  synthesizeThinking,
+} from "@forge/tiny";
 import { loadTokenizer } from "@forge/tokenizer";
 import type { CAC } from "cac";
 import { UsageError } from "../errors.js";
-import { integerOption } from "../options.js";
+import { integerOption, numberOption } from "../options.js";
 import { ProgressBar } from "../progress.js";
 
 /** `--out` is claimed as forge's output of `kind` (see @forge/core claimOutput). */
@@ -22,14 +28,75 @@ const jsonl = (records: readonly unknown[]) =>
 interface SynthCommandOptions {
   force?: boolean;
   out?: string;
+  corpus?: string;
   seed?: string | number;
   conversations?: string | number;
   heldOut?: string | number;
+  thoughtShare?: string | number;
   json?: boolean;
+}
+
+/** The thinking corpus (@forge/tiny synthesizeThinking): its held-out items in GSM8K's format. */
+async function thinkingCommand(options: SynthCommandOptions): Promise<number> {
+  if (options.heldOut !== undefined)
+    throw new UsageError(
+      "--held-out is for the tiny corpus; the thinking corpus holds out 10% of the operand pairs",
+    );
+  const share =
+    numberOption(options.thoughtShare, "thought-share", (n) => n >= 0 && n <= 1, "in [0, 1]") ??
+    DEFAULT_THINKING_SYNTH.thoughtShare;
+  const settings = {
+    seed: integerOption(options.seed, "seed", {
+      minimum: 0,
+      fallback: DEFAULT_THINKING_SYNTH.seed,
+    }),
+    conversations: integerOption(options.conversations, "conversations", {
+      minimum: 1,
+      fallback: DEFAULT_THINKING_SYNTH.conversations,
+    }),
+    thoughtShare: share,
+  };
+  const started = performance.now();
+  const corpus = synthesizeThinking(settings);
+  const meta = {
+    generator: "forge thinking corpus (two-digit sums, some answers thinking first)",
+    version: 1,
+    settings,
+    files: {
+      "train.jsonl": corpus.train.length,
+      "heldout.jsonl": corpus.heldOut.length,
+      "pretrain.jsonl": corpus.pretrain.length,
+    },
+  };
+  await writeOutputDirectory(options.out!, outputOptions("corpus", options), async (staging) => {
+    writeFileSync(path.join(staging, "train.jsonl"), jsonl(corpus.train));
+    writeFileSync(path.join(staging, "heldout.jsonl"), jsonl(corpus.heldOut));
+    writeFileSync(
+      path.join(staging, "pretrain.jsonl"),
+      jsonl(corpus.pretrain.map((text) => ({ text }))),
+    );
+    writeFileSync(path.join(staging, "meta.json"), `${JSON.stringify(meta, null, 2)}\n`);
+  });
+  const seconds = (performance.now() - started) / 1000;
+  if (options.json)
+    process.stdout.write(`${JSON.stringify({ ...meta, out: options.out, seconds }, null, 2)}\n`);
+  else
+    process.stdout.write(
+      `wrote ${corpus.train.length} training conversations (${Math.round(100 * settings.thoughtShare)}% thinking first), ` +
+        `${corpus.heldOut.length} held-out items (GSM8K format) and ${corpus.pretrain.length} pretraining sentences ` +
+        `to ${options.out} in ${seconds.toFixed(1)} s (seed ${settings.seed})\n`,
+    );
+  return 0;
 }
 
 async function synthCommand(options: SynthCommandOptions): Promise<number> {
   if (!options.out) throw new UsageError("--out <dir> is required");
+  const kind = options.corpus ?? "tiny";
+  if (kind === "thinking") return thinkingCommand(options);
+  if (kind !== "tiny")
+    throw new UsageError(`--corpus must be tiny or thinking; got ${JSON.stringify(kind)}`);
+  if (options.thoughtShare !== undefined)
+    throw new UsageError("--thought-share is for --corpus thinking");
   const settings = {
     ...DEFAULT_SYNTH,
     seed: integerOption(options.seed, "seed", { minimum: 0, fallback: DEFAULT_SYNTH.seed }),
@@ -151,18 +218,27 @@ export function register(cli: CAC): void {
       "--out <dir>",
       "Where to write train.jsonl, heldout.jsonl, pretrain.jsonl and meta.json",
     )
+    .option(
+      "--corpus <name>",
+      "tiny (default: forge-tiny's corpus) or thinking (two-digit sums, some answers thinking first; held-out items in GSM8K format)",
+    )
     .option("--seed <n>", "Random seed (default 1)")
     .option(
       "--conversations <n>",
-      `Training conversations (default ${DEFAULT_SYNTH.conversations})`,
+      `Training conversations (default ${DEFAULT_SYNTH.conversations}; thinking ${DEFAULT_THINKING_SYNTH.conversations})`,
     )
     .option(
       "--held-out <n>",
       `Held-out items per task × setting (default ${DEFAULT_SYNTH.heldOutPerCell})`,
     )
+    .option(
+      "--thought-share <f>",
+      `thinking: share of answers that think first (default ${DEFAULT_THINKING_SYNTH.thoughtShare})`,
+    )
     .option("--force", "Replace a corpus forge wrote in --out before")
     .option("--json", "Print a JSON summary")
     .example("forge data synth --out data/synth")
+    .example("forge data synth --corpus thinking --out data/thinking")
     .action((options: SynthCommandOptions) => synthCommand(options));
 
   cli
