@@ -238,6 +238,21 @@ describe("pullModel", () => {
     expect(readFileSync(path.join(cacheOf(), "refs", "v1"), "utf8")).toBe(FIXTURE_COMMIT);
   });
 
+  it("refuses to write a repository another live process is pulling", async () => {
+    const lock = path.join(
+      home,
+      "hub",
+      ".locks",
+      "models--forge-test--tiny-llama",
+      "forge-pull.lock",
+    );
+    mkdirSync(path.dirname(lock), { recursive: true });
+    const holder = { pid: process.pid, startedAt: new Date().toISOString(), command: "forge pull" };
+    writeFileSync(lock, JSON.stringify(holder));
+    await expect(pullModel(REPO, options())).rejects.toThrow(/held by another forge process/);
+    expect(resolves()).toEqual([]);
+  });
+
   it("never reuses a snapshot file of the wrong size", async () => {
     const snapshot = path.join(cacheOf(), "snapshots", FIXTURE_COMMIT);
     mkdirSync(snapshot, { recursive: true });

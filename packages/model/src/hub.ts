@@ -24,7 +24,7 @@ import {
 } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { ForgeError, ioError, writeFileAtomic } from "@forge/core";
+import { acquireLock, ForgeError, ioError, writeFileAtomic } from "@forge/core";
 import { ModelError } from "./errors.js";
 
 /** The files a model needs, as `include` globs: weights, configuration, tokenizer, adapter. */
@@ -429,7 +429,16 @@ async function downloadBlob(
       stripEtag(response.headers.get("x-linked-etag")) ??
       stripEtag(response.headers.get("etag")) ??
       etag;
-    const append = have > 0 && response.status === 206;
+    const rangeStart = Number(
+      /^bytes (\d+)-/.exec(response.headers.get("content-range") ?? "")?.[1],
+    );
+    const append = have > 0 && response.status === 206 && rangeStart === have;
+    if (response.status === 206 && !append) {
+      // a partial answer that does not continue what we hold: start over
+      await response.body?.cancel().catch(() => undefined);
+      await writeFile(incomplete, new Uint8Array(0));
+      throw new Retryable(`the server answered ${file.path} from byte ${rangeStart}, not ${have}`);
+    }
     const handle = await open(incomplete, append ? "a" : "w").catch((error) => {
       throw ioError(error, incomplete);
     });
@@ -562,11 +571,35 @@ export async function pullModel(repoId: string, options: PullOptions = {}): Prom
     throw ioError(error, repoDir);
   }
   const cachedBytes = selected
-    .filter((f) => f.size !== undefined && existsSync(path.join(snapshot, f.path)))
+    .filter(
+      (f) => statSync(path.join(snapshot, f.path), { throwIfNoEntry: false })?.size === f.size,
+    )
     .reduce((sum, f) => sum + (f.size ?? 0), 0);
   const totalBytes = selected.reduce((sum, f) => sum + (f.size ?? 0), 0);
   ctx.onProgress({ type: "listed", files: selected, bytes: totalBytes, cachedBytes });
 
+  const lock = acquireLock(
+    path.join(cacheDir, ".locks", path.basename(repoDir), "forge-pull.lock"),
+    `forge pull ${repo}`,
+    { what: `the cache of ${repo}` },
+  );
+  try {
+    return await fetchFiles(ctx, listing, selected, repoDir, snapshot, revision, totalBytes);
+  } finally {
+    lock.release();
+  }
+}
+
+async function fetchFiles(
+  ctx: Context,
+  listing: Listing,
+  selected: HubFile[],
+  repoDir: string,
+  snapshot: string,
+  revision: string,
+  totalBytes: number,
+): Promise<PullResult> {
+  const blobs = path.join(repoDir, "blobs");
   const files: PulledFile[] = [];
   let downloadedBytes = 0;
   for (const file of selected) {
@@ -616,7 +649,7 @@ export async function pullModel(repoId: string, options: PullOptions = {}): Prom
     }
   }
   return {
-    repo,
+    repo: ctx.repo,
     revision,
     commit: listing.commit,
     dir: snapshot,
