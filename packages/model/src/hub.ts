@@ -43,8 +43,10 @@ export const HUB_MODEL_FILES: readonly string[] = [
   "adapter_config.json",
 ];
 
+/** The hub forge talks to when `HF_ENDPOINT` is not set. */
 export const DEFAULT_HUB_ENDPOINT = "https://huggingface.co";
 
+/** Where the hub and the cache are. */
 export interface HubOptions {
   /** The hub's address (default: `HF_ENDPOINT`, else https://huggingface.co). */
   endpoint?: string;
@@ -56,6 +58,7 @@ export interface HubOptions {
   env?: NodeJS.ProcessEnv;
 }
 
+/** What to pull, and how patiently. */
 export interface PullOptions extends HubOptions {
   /** A branch, tag or commit (default `main`). */
   revision?: string;
@@ -71,6 +74,7 @@ export interface PullOptions extends HubOptions {
   onProgress?: (event: PullEvent) => void;
 }
 
+/** Progress of a pull, in order: listed, then per file start, bytes…, done (retries between). */
 export type PullEvent =
   | { type: "listed"; files: HubFile[]; bytes: number; cachedBytes: number }
   | { type: "file-start"; path: string; size: number | undefined; resumeFrom: number }
@@ -88,6 +92,7 @@ export interface HubFile {
   sha256?: string;
 }
 
+/** A file of the snapshot a pull returns. */
 export interface PulledFile {
   path: string;
   size: number;
@@ -97,6 +102,7 @@ export interface PulledFile {
   cached: boolean;
 }
 
+/** What a pull did: the snapshot directory, its files, the bytes it downloaded. */
 export interface PullResult {
   repo: string;
   revision: string;

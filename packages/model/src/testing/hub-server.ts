@@ -11,6 +11,7 @@ import { createHash } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 
+/** A repository the server serves. */
 export interface FixtureRepo {
   /** `org/name`. */
   id: string;
@@ -22,12 +23,14 @@ export interface FixtureRepo {
   gated?: string;
 }
 
+/** What the server serves, and whether it wants a token. */
 export interface HubServerOptions {
   repos: FixtureRepo[];
   /** When set, every request must carry `Authorization: Bearer <token>` (else 401). */
   token?: string;
 }
 
+/** A request the server received (for assertions: ranges, tokens, which URLs). */
 export interface HubRequest {
   method: string;
   url: string;
@@ -35,6 +38,7 @@ export interface HubRequest {
   authorization: string | undefined;
 }
 
+/** A running stand-in hub: its address, its request log, fault switches. */
 export interface HubServer {
   endpoint: string;
   /** Every request received, in order. */
@@ -48,14 +52,17 @@ export interface HubServer {
   close(): Promise<void>;
 }
 
+/** The commit `main` points at unless a repository says otherwise. */
 export const FIXTURE_COMMIT = "0123456789abcdef0123456789abcdef01234567";
 
 const bytesOf = (content: Uint8Array | string) =>
   typeof content === "string" ? Buffer.from(content, "utf8") : Buffer.from(content);
 
+/** A git blob id: sha1 of `blob <size>\0` + content (the hub's id and etag for files kept in git). */
 export const gitBlobId = (content: Uint8Array) =>
   createHash("sha1").update(`blob ${content.byteLength}\0`).update(content).digest("hex");
 
+/** The sha256 of some bytes, hex (the hub's LFS oid). */
 export const sha256Of = (content: Uint8Array) => createHash("sha256").update(content).digest("hex");
 
 /** Start the server on an ephemeral port of 127.0.0.1. */
