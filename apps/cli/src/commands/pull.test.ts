@@ -163,4 +163,15 @@ describe("--model org/name", () => {
     expect(offline.stderr).not.toContain("downloading");
     expect(server.requests).toEqual([]);
   });
+
+  it("forge init --base-model org/name records the pulled snapshot as the base model", async () => {
+    const run = await forge(
+      ["init", "bot", "--base-model", REPO, "--json"],
+      env(),
+      undefined,
+      home,
+    );
+    expect(run.code, explain(run)).toBe(0);
+    expect(JSON.parse(run.stdout).baseModel).toBe(snapshot());
+  });
 });
