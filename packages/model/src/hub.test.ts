@@ -33,6 +33,21 @@ const shard = randomBytes(50_000);
 const config = JSON.stringify({ model_type: "llama", hidden_size: 8 });
 const tokenizer = JSON.stringify({ model: { type: "BPE", vocab: {}, merges: [] } });
 
+const index = {
+  metadata: { total_size: 2000 },
+  weight_map: {
+    "model.embed_tokens.weight": "model-00001-of-00002.safetensors",
+    "lm_head.weight": "model-00002-of-00002.safetensors",
+  },
+};
+const sharded = [
+  { path: "config.json", content: config },
+  { path: "model.safetensors.index.json", content: JSON.stringify(index) },
+  { path: "model-00001-of-00002.safetensors", content: randomBytes(1000), lfs: true },
+  { path: "model-00002-of-00002.safetensors", content: randomBytes(1000), lfs: true },
+  { path: "consolidated.safetensors", content: randomBytes(2000), lfs: true },
+];
+
 let server: HubServer;
 let home: string;
 
@@ -46,14 +61,15 @@ const files = [
   { path: "pytorch_model.bin", content: randomBytes(1000), lfs: true },
 ];
 
+const repos = () => [
+  { id: REPO, refs: { main: FIXTURE_COMMIT, v1: FIXTURE_COMMIT }, files },
+  { id: "forge-test/gated", files, gated: "granted" },
+  { id: "forge-test/no-weights", files: [{ path: "config.json", content: config }] },
+  { id: "forge-test/sharded", files: sharded },
+];
+
 beforeAll(async () => {
-  server = await startHubServer({
-    repos: [
-      { id: REPO, refs: { main: FIXTURE_COMMIT, v1: FIXTURE_COMMIT }, files },
-      { id: "forge-test/gated", files, gated: "granted" },
-      { id: "forge-test/no-weights", files: [{ path: "config.json", content: config }] },
-    ],
-  });
+  server = await startHubServer({ repos: repos() });
 });
 afterAll(() => server.close());
 beforeEach(() => {
@@ -166,13 +182,7 @@ describe("pullModel", () => {
     } finally {
       // corruption stays on for this server: restart it clean for the other tests
       await server.close();
-      server = await startHubServer({
-        repos: [
-          { id: REPO, refs: { main: FIXTURE_COMMIT, v1: FIXTURE_COMMIT }, files },
-          { id: "forge-test/gated", files, gated: "granted" },
-          { id: "forge-test/no-weights", files: [{ path: "config.json", content: config }] },
-        ],
-      });
+      server = await startHubServer({ repos: repos() });
     }
     const blobs = readdirSync(path.join(cacheOf(), "blobs"));
     expect(blobs.filter((f) => f.includes(sha256Of(weights)))).toEqual([]);
@@ -251,6 +261,24 @@ describe("pullModel", () => {
     writeFileSync(lock, JSON.stringify(holder));
     await expect(pullModel(REPO, options())).rejects.toThrow(/held by another forge process/);
     expect(resolves()).toEqual([]);
+  });
+
+  it("downloads a sharded checkpoint's index first, then only the shards it names", async () => {
+    const events: PullEvent[] = [];
+    const result = await pullModel(
+      "forge-test/sharded",
+      options({ onProgress: (e: PullEvent) => events.push(e) }),
+    );
+    expect(result.files.map((f) => f.path)).toEqual([
+      "model.safetensors.index.json",
+      "model-00001-of-00002.safetensors",
+      "model-00002-of-00002.safetensors",
+      "config.json",
+    ]);
+    expect(server.requests.some((r) => r.url.endsWith("/consolidated.safetensors"))).toBe(false);
+    const listed = events.find((e) => e.type === "listed");
+    expect(listed?.type === "listed" && listed.bytes).toBe(result.totalBytes);
+    expect(result.totalBytes).toBe(result.files.reduce((sum, f) => sum + f.size, 0));
   });
 
   it("never reuses a snapshot file of the wrong size", async () => {

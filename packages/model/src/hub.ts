@@ -18,13 +18,14 @@ import {
   readlink,
   rename,
   stat,
+  statfs,
   symlink,
   unlink,
   writeFile,
 } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { acquireLock, ForgeError, ioError, writeFileAtomic } from "@forge/core";
+import { acquireLock, ForgeError, ioError, parseJson, writeFileAtomic } from "@forge/core";
 import { ModelError } from "./errors.js";
 
 /** The files a model needs, as `include` globs: weights, configuration, tokenizer, adapter. */
@@ -551,7 +552,7 @@ export async function pullModel(repoId: string, options: PullOptions = {}): Prom
   const listing = await listRepository(ctx, revision);
   const include = options.include ?? HUB_MODEL_FILES;
   const patterns = include.map(globToRegExp);
-  const selected = listing.files.filter((f) => patterns.some((p) => p.test(f.path)));
+  let selected = listing.files.filter((f) => patterns.some((p) => p.test(f.path)));
   if (options.include === undefined && !selected.some((f) => f.path.endsWith(".safetensors"))) {
     const names = listing.files
       .map((f) => f.path)
@@ -576,93 +577,139 @@ export async function pullModel(repoId: string, options: PullOptions = {}): Prom
   } catch (error) {
     throw ioError(error, repoDir);
   }
-  const cachedBytes = selected
-    .filter(
-      (f) => statSync(path.join(snapshot, f.path), { throwIfNoEntry: false })?.size === f.size,
-    )
-    .reduce((sum, f) => sum + (f.size ?? 0), 0);
-  const totalBytes = selected.reduce((sum, f) => sum + (f.size ?? 0), 0);
-  ctx.onProgress({ type: "listed", files: selected, bytes: totalBytes, cachedBytes });
-
   const lock = acquireLock(
     path.join(cacheDir, ".locks", path.basename(repoDir), "forge-pull.lock"),
     `forge pull ${repo}`,
     { what: `the cache of ${repo}` },
   );
   try {
-    return await fetchFiles(ctx, listing, selected, repoDir, snapshot, revision, totalBytes);
+    const files: PulledFile[] = [];
+    let downloadedBytes = 0;
+    const fetchOne = async (file: HubFile) => {
+      const pulled = await fetchFile(ctx, listing.commit, file, blobs, snapshot);
+      files.push(pulled.file);
+      downloadedBytes += pulled.received;
+      return pulled.file;
+    };
+    // a sharded checkpoint: its index first, then only the shards it names (a repository may
+    // also ship the same weights in another layout, e.g. consolidated.safetensors)
+    const index = selected.find((f) => f.path === "model.safetensors.index.json");
+    const prefetched = options.include === undefined && index !== undefined;
+    if (prefetched) {
+      const shards = shardsOf((await fetchOne(index)).file, `${repo}/${index.path}`);
+      selected = selected.filter(
+        (f) =>
+          f === index ||
+          !f.path.endsWith(".safetensors") ||
+          f.path.startsWith("adapter_") ||
+          shards.has(f.path),
+      );
+      for (const f of listing.files)
+        if (shards.has(f.path) && !selected.includes(f)) selected.splice(-1, 0, f);
+      const missing = [...shards].filter((shard) => !listing.files.some((f) => f.path === shard));
+      if (missing.length > 0)
+        throw new ModelError(
+          "E_INPUT",
+          `${repo}@${revision}: model.safetensors.index.json names shards the repository does not have: ${missing.join(", ")}`,
+        );
+    }
+    const cachedBytes = selected
+      .filter(
+        (f) => statSync(path.join(snapshot, f.path), { throwIfNoEntry: false })?.size === f.size,
+      )
+      .reduce((sum, f) => sum + (f.size ?? 0), 0);
+    const totalBytes = selected.reduce((sum, f) => sum + (f.size ?? 0), 0);
+    await checkFreeSpace(blobs, totalBytes - cachedBytes, repo);
+    ctx.onProgress({ type: "listed", files: selected, bytes: totalBytes, cachedBytes });
+    for (const file of selected) if (!(prefetched && file === index)) await fetchOne(file);
+    if (revision !== listing.commit) {
+      const ref = path.join(repoDir, "refs", ...revision.split("/"));
+      const current = existsSync(ref) ? readFileSync(ref, "utf8").trim() : undefined;
+      if (current !== listing.commit) await writeFileAtomic(ref, listing.commit);
+    }
+    return {
+      repo,
+      revision,
+      commit: listing.commit,
+      dir: snapshot,
+      files,
+      downloadedBytes,
+      totalBytes,
+    };
   } finally {
     lock.release();
   }
 }
 
-async function fetchFiles(
-  ctx: Context,
-  listing: Listing,
-  selected: HubFile[],
-  repoDir: string,
-  snapshot: string,
-  revision: string,
-  totalBytes: number,
-): Promise<PullResult> {
-  const blobs = path.join(repoDir, "blobs");
-  const files: PulledFile[] = [];
-  let downloadedBytes = 0;
-  for (const file of selected) {
-    const target = path.join(snapshot, ...file.path.split("/"));
-    const known = file.sha256 ?? file.blobId;
-    if (existsSync(target)) {
-      const size = statSync(target).size;
-      if (file.size === undefined || size === file.size) {
-        files.push({ path: file.path, size, file: target, cached: true });
-        ctx.onProgress({ type: "file-done", path: file.path, size, cached: true });
-        continue;
-      }
-    }
-    if (
-      known !== undefined &&
-      existsSync(path.join(blobs, known)) &&
-      statSync(path.join(blobs, known)).size === file.size
-    ) {
-      await linkIntoSnapshot(path.join(blobs, known), target);
-      files.push({ path: file.path, size: file.size, file: target, cached: true });
-      ctx.onProgress({ type: "file-done", path: file.path, size: file.size, cached: true });
-      continue;
-    }
-    const incomplete = path.join(
-      blobs,
-      `${known ?? `unverified-${createHash("sha256").update(`${listing.commit}/${file.path}`).digest("hex")}`}.incomplete`,
+/** The shard files a `model.safetensors.index.json` names (its `weight_map` values). */
+function shardsOf(file: string, source: string): Set<string> {
+  const index = parseJson(readFileSync(file, "utf8"), source) as { weight_map?: unknown };
+  const map = index?.weight_map;
+  if (typeof map !== "object" || map === null || Array.isArray(map))
+    throw new ModelError("E_FORMAT", `${source}: no "weight_map" object of tensor → shard file`);
+  const shards = new Set<string>();
+  for (const shard of Object.values(map)) {
+    if (typeof shard !== "string" || !shard.endsWith(".safetensors"))
+      throw new ModelError(
+        "E_FORMAT",
+        `${source}: weight_map names ${JSON.stringify(shard)}, not a .safetensors file`,
+      );
+    shards.add(safeRelativePath(shard, source));
+  }
+  return shards;
+}
+
+/** Refuse before downloading when the disk cannot hold what is left to fetch. */
+async function checkFreeSpace(dir: string, bytes: number, repo: string): Promise<void> {
+  const fs = await statfs(dir).catch(() => undefined);
+  if (!fs) return;
+  const free = Number(fs.bavail) * Number(fs.bsize);
+  if (bytes > free)
+    throw new ModelError(
+      "E_IO",
+      `${repo} needs ${(bytes / 1e9).toFixed(2)} GB more in ${dir}, but only ${(free / 1e9).toFixed(2)} GB is free: free some space, or point HF_HOME elsewhere`,
+      { category: "io" },
     );
-    const { etag, received } = await downloadBlob(ctx, listing.commit, file, incomplete);
-    downloadedBytes += received;
-    const blobName = await verify(ctx, file, incomplete, etag);
-    const blob = path.join(blobs, blobName);
-    try {
-      await rename(incomplete, blob);
-    } catch (error) {
-      throw ioError(error, blob);
-    }
-    await linkIntoSnapshot(blob, target);
-    const size = (await stat(blob)).size;
-    files.push({ path: file.path, size, file: target, cached: false });
-    ctx.onProgress({ type: "file-done", path: file.path, size, cached: false });
-  }
-  if (revision !== listing.commit) {
-    const ref = path.join(repoDir, "refs", ...revision.split("/"));
-    const current = existsSync(ref) ? readFileSync(ref, "utf8").trim() : undefined;
-    if (current !== listing.commit) {
-      await writeFileAtomic(ref, listing.commit);
-    }
-  }
-  return {
-    repo: ctx.repo,
-    revision,
-    commit: listing.commit,
-    dir: snapshot,
-    files,
-    downloadedBytes,
-    totalBytes,
+}
+
+/** One file into the snapshot: from the snapshot or a blob already there, else downloaded and checked. */
+async function fetchFile(
+  ctx: Context,
+  commit: string,
+  file: HubFile,
+  blobs: string,
+  snapshot: string,
+): Promise<{ file: PulledFile; received: number }> {
+  const target = path.join(snapshot, ...file.path.split("/"));
+  const known = file.sha256 ?? file.blobId;
+  const done = (size: number, cached: boolean, received: number) => {
+    ctx.onProgress({ type: "file-done", path: file.path, size, cached });
+    return { file: { path: file.path, size, file: target, cached }, received };
   };
+  const present = statSync(target, { throwIfNoEntry: false });
+  if (present?.isFile() && (file.size === undefined || present.size === file.size))
+    return done(present.size, true, 0);
+  const existing = known !== undefined ? path.join(blobs, known) : undefined;
+  if (
+    existing &&
+    file.size !== undefined &&
+    statSync(existing, { throwIfNoEntry: false })?.size === file.size
+  ) {
+    await linkIntoSnapshot(existing, target);
+    return done(file.size, true, 0);
+  }
+  const name =
+    known ?? `unverified-${createHash("sha256").update(`${commit}/${file.path}`).digest("hex")}`;
+  const incomplete = path.join(blobs, `${name}.incomplete`);
+  const { etag, received } = await downloadBlob(ctx, commit, file, incomplete);
+  const blob = path.join(blobs, await verify(ctx, file, incomplete, etag));
+  try {
+    await rename(incomplete, blob);
+  } catch (error) {
+    throw ioError(error, blob);
+  }
+  await linkIntoSnapshot(blob, target);
+  return done((await stat(blob)).size, false, received);
 }
 
 /**
