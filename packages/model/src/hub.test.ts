@@ -207,7 +207,7 @@ describe("pullModel", () => {
       /forge-test\/tiny-llama has no revision "v9"/,
     );
     await expect(pullModel("forge-test/gated", options())).rejects.toThrow(
-      /private or gated .*HF_TOKEN/,
+      /gated model \(401\): accept its terms .*HF_TOKEN/,
     );
     await expect(pullModel("forge-test/gated", options({ token: "wrong" }))).rejects.toThrow(
       /gated model \(403\)/,

@@ -244,11 +244,16 @@ function statusError(ctx: Context, response: Response, what: string, revision: s
   const where = `${ctx.endpoint}/${ctx.repo}`;
   if (status >= 500 || status === 429 || status === 408)
     return new Retryable(`the hub answered ${status} for ${what}`);
+  if (status === 401 && code === "GatedRepo")
+    return new ModelError(
+      "E_INPUT",
+      `${ctx.repo} is a gated model (401): accept its terms at ${where} and set HF_TOKEN to a token of that account`,
+    );
   if (status === 401)
     return new ModelError(
       "E_INPUT",
       ctx.token
-        ? `${ctx.repo}: the hub refused HF_TOKEN (401): the token is invalid or has no access to ${where}`
+        ? `${ctx.repo}: no such model repository at ${ctx.endpoint}, or HF_TOKEN is invalid or has no access to it (401)`
         : `${ctx.repo}: no such model repository at ${ctx.endpoint}, or it is private or gated (401): if it exists, set HF_TOKEN to a token with access`,
     );
   if (status === 403)

@@ -127,7 +127,9 @@ describe("forge pull", () => {
   it("sends HF_TOKEN as a Bearer header; a gated model without it says so", async () => {
     const refused = await forge(["pull", "forge-test/gated"], env());
     expect(refused.code, explain(refused)).toBe(2);
-    expect(refused.stderr).toMatch(/private or gated .*set HF_TOKEN/);
+    expect(refused.stderr).toMatch(
+      /forge-test\/gated is a gated model \(401\): accept its terms .*set HF_TOKEN/,
+    );
     server.requests.length = 0;
     const run = await forge(["pull", "forge-test/gated"], env({ HF_TOKEN: "hf_granted" }));
     expect(run.code, explain(run)).toBe(0);
