@@ -8,6 +8,7 @@
 import { existsSync, statSync } from "node:fs";
 import path from "node:path";
 import { loadBaked } from "@forge/baking";
+import { ForgeError } from "@forge/core";
 import { ModelStore } from "@forge/git-recipe";
 import {
   cachedSnapshot,
@@ -49,7 +50,16 @@ export async function resolveModelLocation(location: string | undefined): Promis
     process.stderr.write(
       `${location} is not a directory: downloading it from the Hugging Face hub into ${hubCacheDir()}\n`,
     );
-    return (await pullWithProgress(repo, { ...(revision ? { revision } : {}) })).dir;
+    try {
+      return (await pullWithProgress(repo, { ...(revision ? { revision } : {}) })).dir;
+    } catch (error) {
+      if (!ForgeError.isInstance(error)) throw error;
+      throw new ForgeError(
+        error.code,
+        `${location} is not a directory, and as a Hugging Face model: ${error.message}`,
+        { cause: error, category: error.category },
+      );
+    }
   }
   return location;
 }

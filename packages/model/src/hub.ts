@@ -307,9 +307,15 @@ async function request(
       });
     } catch (error) {
       if (controller.signal.reason instanceof Retryable) throw controller.signal.reason;
-      throw new Retryable(
-        `cannot reach ${new URL(current).origin}: ${describeNetworkError(error)}`,
-      );
+      const reason = `cannot reach ${new URL(current).origin}: ${describeNetworkError(error)}`;
+      // a name that does not resolve will not resolve a second later: no network, or a typo
+      if ((error as { cause?: { code?: string } }).cause?.code === "ENOTFOUND")
+        throw new ModelError(
+          "E_IO",
+          `${ctx.repo}: ${reason}; offline? HF_HUB_OFFLINE=1 answers from the cache only, HF_ENDPOINT names another hub`,
+          { cause: error, category: "io" },
+        );
+      throw new Retryable(reason);
     } finally {
       clearTimeout(timer);
     }

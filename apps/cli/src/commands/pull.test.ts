@@ -166,6 +166,19 @@ describe("--model org/name", () => {
     expect(server.requests).toEqual([]);
   });
 
+  it("a path that is neither a directory nor reachable on the hub says both, at once", async () => {
+    const started = performance.now();
+    const run = await forge(
+      ["generate", "typo/model", "--user", "hi"],
+      env({ HF_ENDPOINT: "http://no-such-host.invalid" }),
+    );
+    expect(run.code, explain(run)).toBe(2);
+    expect(run.stderr).toMatch(
+      /typo\/model is not a directory, and as a Hugging Face model: typo\/model: cannot reach http:\/\/no-such-host\.invalid: ENOTFOUND/,
+    );
+    expect(performance.now() - started).toBeLessThan(60_000); // not retried: a name does not resolve later
+  });
+
   it("forge init --base-model org/name records the pulled snapshot as the base model", async () => {
     const run = await forge(
       ["init", "bot", "--base-model", REPO, "--json"],
