@@ -150,6 +150,21 @@ describe("pullModel", () => {
     expect(result.downloadedBytes).toBe(result.totalBytes);
   });
 
+  it("abandons a stalled download after timeoutMs and resumes it", async () => {
+    server.stallAfter("model.safetensors", 70_000);
+    const events: PullEvent[] = [];
+    const result = await pullModel(
+      REPO,
+      options({ timeoutMs: 1500, onProgress: (e: PullEvent) => events.push(e) }),
+    );
+    expect(readFileSync(path.join(result.dir, "model.safetensors")).equals(weights)).toBe(true);
+    expect(events.find((e) => e.type === "retry")).toMatchObject({
+      reason: "the download stalled",
+    });
+    const ranges = server.requests.filter((r) => r.url.startsWith("/cdn/")).map((r) => r.range);
+    expect(ranges[1]).toMatch(/^bytes=[1-9]\d*-$/);
+  });
+
   it("resumes in a later run from the .incomplete file a failed run left", async () => {
     server.cutAfter("model.safetensors", 120_000);
     await expect(pullModel(REPO, options({ retries: 0 }))).rejects.toMatchObject({

@@ -45,6 +45,8 @@ export interface HubServer {
   requests: HubRequest[];
   /** Cut the connection after `bytes` bytes of this file's body, the next `times` times (default 1). */
   cutAfter(path: string, bytes: number, times?: number): void;
+  /** Send `bytes` bytes of this file's body, then nothing more (the connection stays open), the next `times` times. */
+  stallAfter(path: string, bytes: number, times?: number): void;
   /** Serve this file with one byte flipped (the listing keeps the true hash). */
   corrupt(path: string): void;
   /** Answer the next `times` requests for this file with `status` (a 5xx, say). */
@@ -80,7 +82,7 @@ export async function startHubServer(options: HubServerOptions): Promise<HubServ
   const byHash = new Map<string, Buffer>();
   for (const repo of repos.values())
     for (const f of repo.files) if (f.lfs) byHash.set(sha256Of(f.bytes), f.bytes);
-  const cuts = new Map<string, { bytes: number; times: number }>();
+  const cuts = new Map<string, { bytes: number; times: number; stall?: boolean }>();
   const corrupted = new Set<string>();
   const failures = new Map<string, { status: number; times: number }>();
   const requests: HubRequest[] = [];
@@ -130,7 +132,7 @@ export async function startHubServer(options: HubServerOptions): Promise<HubServ
     if (cut && cut.times > 0) {
       cut.times--;
       res.write(slice.subarray(0, Math.min(cut.bytes, slice.length)), () => {
-        setTimeout(() => res.socket?.destroy(), 20);
+        if (!cut.stall) setTimeout(() => res.socket?.destroy(), 20);
       });
       return;
     }
@@ -230,6 +232,7 @@ export async function startHubServer(options: HubServerOptions): Promise<HubServ
     endpoint: `http://127.0.0.1:${port}`,
     requests,
     cutAfter: (p, bytes, times = 1) => void cuts.set(p, { bytes, times }),
+    stallAfter: (p, bytes, times = 1) => void cuts.set(p, { bytes, times, stall: true }),
     corrupt: (p) => void corrupted.add(p),
     failWith: (p, status, times = 1) => void failures.set(p, { status, times }),
     close: () =>
