@@ -66,6 +66,7 @@ const repos = () => [
   { id: "forge-test/gated", files, gated: "granted" },
   { id: "forge-test/no-weights", files: [{ path: "config.json", content: config }] },
   { id: "forge-test/sharded", files: sharded },
+  { id: "forge-test/bare", files, bareSiblings: true },
 ];
 
 beforeAll(async () => {
@@ -294,6 +295,16 @@ describe("pullModel", () => {
     const listed = events.find((e) => e.type === "listed");
     expect(listed?.type === "listed" && listed.bytes).toBe(result.totalBytes);
     expect(result.totalBytes).toBe(result.files.reduce((sum, f) => sum + f.size, 0));
+  });
+
+  it("takes sizes and hashes from the paged tree API when the revision listing names files only", async () => {
+    const result = await pullModel("forge-test/bare", options({ include: ["**"] }));
+    expect(result.files).toHaveLength(files.length);
+    const pages = server.requests.filter((r) => r.url.includes("/tree/"));
+    expect(pages.length).toBeGreaterThan(2); // three entries a page
+    expect(result.totalBytes).toBe(result.files.reduce((sum, f) => sum + f.size, 0));
+    const blob = path.join(home, "hub", "models--forge-test--bare", "blobs", sha256Of(weights));
+    expect(readFileSync(blob).equals(weights)).toBe(true); // named by the LFS oid: it was checked
   });
 
   it("never reuses a snapshot file of the wrong size", async () => {

@@ -401,6 +401,56 @@ async function listRepository(ctx: Context, revision: string): Promise<Listing> 
   });
 }
 
+/**
+ * Sizes and hashes from the tree API (`/api/models/{repo}/tree/{commit}?recursive=true`, paged
+ * through its Link headers), for a hub whose revision listing names the files only.
+ */
+async function completeFromTree(ctx: Context, commit: string, files: HubFile[]): Promise<void> {
+  const known = new Map<string, HubFile>();
+  let url: string | undefined =
+    `${ctx.endpoint}/api/models/${ctx.repo}/tree/${commit}?recursive=true`;
+  for (let page = 0; url !== undefined && page < 10_000; page++) {
+    const current: string = url;
+    url = await withRetries(ctx, "listing the repository's files", async () => {
+      const response = await request(
+        ctx,
+        current,
+        { accept: "application/json" },
+        new AbortController(),
+      );
+      if (!response.ok) {
+        await response.body?.cancel().catch(() => undefined);
+        throw statusError(ctx, response, "the repository's file tree", commit);
+      }
+      let entries: unknown;
+      try {
+        entries = await response.json();
+      } catch (error) {
+        throw new Retryable(`the file tree was not JSON: ${describeNetworkError(error)}`);
+      }
+      if (!Array.isArray(entries))
+        throw new ModelError("E_INPUT", `${current}: the hub's file tree is not a list`);
+      for (const entry of entries as Array<Record<string, unknown>>) {
+        if (entry?.type !== "file" || typeof entry.path !== "string") continue;
+        const lfs = entry.lfs as { oid?: unknown; size?: unknown } | undefined;
+        known.set(entry.path, {
+          path: entry.path,
+          ...(typeof entry.size === "number" ? { size: entry.size } : {}),
+          ...(typeof entry.oid === "string" && /^[0-9a-f]{40}$/.test(entry.oid)
+            ? { blobId: entry.oid }
+            : {}),
+          ...(typeof lfs?.oid === "string" && /^[0-9a-f]{64}$/.test(lfs.oid)
+            ? { sha256: lfs.oid }
+            : {}),
+        });
+      }
+      const next = /<([^>]+)>;\s*rel="next"/.exec(response.headers.get("link") ?? "")?.[1];
+      return next !== undefined ? new URL(next, current).toString() : undefined;
+    });
+  }
+  for (const file of files) Object.assign(file, known.get(file.path));
+}
+
 /** sha256 (LFS) or git blob sha1 of a file, streamed. */
 async function hashFile(file: string, kind: "sha256" | "git-sha1", size: number): Promise<string> {
   const hash = createHash(kind === "sha256" ? "sha256" : "sha1");
@@ -576,6 +626,8 @@ export async function pullModel(repoId: string, options: PullOptions = {}): Prom
   }
   if (selected.length === 0)
     throw new ModelError("E_INPUT", `no file of ${repo}@${revision} matches ${include.join(", ")}`);
+  if (listing.files.some((f) => f.size === undefined || (f.sha256 ?? f.blobId) === undefined))
+    await completeFromTree(ctx, listing.commit, listing.files);
   // config.json last: its presence marks a complete snapshot (cachedSnapshot)
   selected.sort((a, b) => Number(a.path === "config.json") - Number(b.path === "config.json"));
 

@@ -19,6 +19,8 @@ export interface FixtureRepo {
   refs?: Record<string, string>;
   /** Files at that commit; `lfs: true` serves it through the LFS path (sha256, CDN redirect). */
   files: Array<{ path: string; content: Uint8Array | string; lfs?: boolean }>;
+  /** List only file names at the revision endpoint (an older hub or a mirror): sizes and hashes come from the tree API. */
+  bareSiblings?: boolean;
   /** A gated repository: the token that was granted access (401 without a token, 403 with another). */
   gated?: string;
 }
@@ -66,6 +68,14 @@ export const gitBlobId = (content: Uint8Array) =>
 
 /** The sha256 of some bytes, hex (the hub's LFS oid). */
 export const sha256Of = (content: Uint8Array) => createHash("sha256").update(content).digest("hex");
+
+/** The git blob id of an LFS file's pointer (what git stores in its place). */
+const pointerId = (content: Uint8Array) =>
+  gitBlobId(
+    Buffer.from(
+      `version https://git-lfs.github.com/spec/v1\noid sha256:${sha256Of(content)}\nsize ${content.byteLength}\n`,
+    ),
+  );
 
 /** Start the server on an ephemeral port of 127.0.0.1. */
 export async function startHubServer(options: HubServerOptions): Promise<HubServer> {
@@ -162,18 +172,61 @@ export async function startHubServer(options: HubServerOptions): Promise<HubServ
     }
     if (options.token && auth !== `Bearer ${options.token}`) return fail(res, 401);
     const api = /^\/api\/models\/([^/]+\/[^/]+)\/revision\/([^/]+)$/.exec(url.pathname);
+    const tree = /^\/api\/models\/([^/]+\/[^/]+)\/tree\/([^/]+)$/.exec(url.pathname);
     const resolve = /^\/([^/]+\/[^/]+)\/resolve\/([^/]+)\/(.+)$/.exec(url.pathname);
-    const id = api?.[1] ?? resolve?.[1];
+    const id = api?.[1] ?? tree?.[1] ?? resolve?.[1];
     const repo = id ? repos.get(id) : undefined;
     if (!repo) return fail(res, id ? 401 : 404, "RepoNotFound");
     if (repo.gated !== undefined && !auth) return fail(res, 401, "GatedRepo");
     if (repo.gated !== undefined && auth !== `Bearer ${repo.gated}`)
       return fail(res, 403, "GatedRepo");
-    const revision = decodeURIComponent((api ?? resolve)![2]!);
+    const revision = decodeURIComponent((api ?? tree ?? resolve)![2]!);
     const commit =
       repo.refs[revision] ?? (Object.values(repo.refs).includes(revision) ? revision : undefined);
     if (!commit) return fail(res, 404, "RevisionNotFound");
+    if (tree) {
+      // recursive listing, three entries a page, the next page in a Link header (as the hub pages)
+      const entries: unknown[] = [];
+      const dirs = new Set<string>();
+      for (const f of repo.files) {
+        const parts = f.path.split("/");
+        for (let i = 1; i < parts.length; i++) {
+          const dir = parts.slice(0, i).join("/");
+          if (!dirs.has(dir))
+            entries.push({ type: "directory", oid: "0".repeat(40), size: 0, path: dir });
+          dirs.add(dir);
+        }
+        entries.push({
+          type: "file",
+          oid: f.lfs ? pointerId(f.bytes) : gitBlobId(f.bytes),
+          size: f.bytes.length,
+          path: f.path,
+          ...(f.lfs
+            ? { lfs: { oid: sha256Of(f.bytes), size: f.bytes.length, pointerSize: 130 } }
+            : {}),
+        });
+      }
+      const cursor = Number(url.searchParams.get("cursor") ?? 0);
+      const next = cursor + 3;
+      const headers: Record<string, string> = { "content-type": "application/json" };
+      if (next < entries.length)
+        headers.link = `<http://${req.headers.host}${url.pathname}?recursive=true&cursor=${next}>; rel="next"`;
+      res.writeHead(200, headers);
+      res.end(JSON.stringify(entries.slice(cursor, next)));
+      return;
+    }
     if (api) {
+      if (repo.bareSiblings) {
+        res.writeHead(200, { "content-type": "application/json" });
+        res.end(
+          JSON.stringify({
+            id: repo.id,
+            sha: commit,
+            siblings: repo.files.map((f) => ({ rfilename: f.path })),
+          }),
+        );
+        return;
+      }
       res.writeHead(200, { "content-type": "application/json" });
       res.end(
         JSON.stringify({
@@ -182,13 +235,7 @@ export async function startHubServer(options: HubServerOptions): Promise<HubServ
           siblings: repo.files.map((f) => ({
             rfilename: f.path,
             size: f.bytes.length,
-            blobId: f.lfs
-              ? gitBlobId(
-                  Buffer.from(
-                    `version https://git-lfs.github.com/spec/v1\noid sha256:${sha256Of(f.bytes)}\nsize ${f.bytes.length}\n`,
-                  ),
-                )
-              : gitBlobId(f.bytes),
+            blobId: f.lfs ? pointerId(f.bytes) : gitBlobId(f.bytes),
             ...(f.lfs
               ? { lfs: { sha256: sha256Of(f.bytes), size: f.bytes.length, pointerSize: 130 } }
               : {}),
