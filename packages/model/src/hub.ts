@@ -233,7 +233,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function describeNetworkError(error: unknown): string {
   const cause = (error as { cause?: { code?: string; message?: string } }).cause;
-  if (cause?.code) return `${cause.code}${cause.message ? ` (${cause.message})` : ""}`;
+  if (cause?.code) return `${cause.code}${cause.message ? `: ${cause.message}` : ""}`;
   return error instanceof Error ? error.message : String(error);
 }
 
@@ -532,9 +532,7 @@ async function downloadBlob(
     } catch (error) {
       if (ForgeError.isInstance(error) || error instanceof Retryable) throw error;
       if (controller.signal.reason instanceof Retryable) throw controller.signal.reason;
-      throw new Retryable(
-        `the connection broke while downloading ${file.path}: ${describeNetworkError(error)}`,
-      );
+      throw new Retryable(`the connection broke (${describeNetworkError(error)})`);
     } finally {
       clearTimeout(timer);
       await handle.close().catch(() => undefined);
