@@ -307,6 +307,14 @@ describe("pullModel", () => {
     expect(readFileSync(blob).equals(weights)).toBe(true); // named by the LFS oid: it was checked
   });
 
+  it("starts over from an .incomplete file longer than the file", async () => {
+    const blobs = path.join(cacheOf(), "blobs");
+    mkdirSync(blobs, { recursive: true });
+    writeFileSync(path.join(blobs, `${sha256Of(weights)}.incomplete`), randomBytes(400_000));
+    const result = await pullModel(REPO, options({ retries: 0 }));
+    expect(readFileSync(path.join(result.dir, "model.safetensors")).equals(weights)).toBe(true);
+  });
+
   it("never reuses a snapshot file of the wrong size", async () => {
     const snapshot = path.join(cacheOf(), "snapshots", FIXTURE_COMMIT);
     mkdirSync(snapshot, { recursive: true });

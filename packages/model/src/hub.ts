@@ -473,7 +473,12 @@ async function downloadBlob(
   let received = 0;
   let first = true;
   await withRetries(ctx, file.path, async () => {
-    const have = existsSync(incomplete) ? statSync(incomplete).size : 0;
+    let have = existsSync(incomplete) ? statSync(incomplete).size : 0;
+    if (file.size !== undefined && have > file.size) {
+      // longer than the file can be: not a prefix of it
+      await writeFile(incomplete, new Uint8Array(0));
+      have = 0;
+    }
     if (first) {
       ctx.onProgress({ type: "file-start", path: file.path, size: file.size, resumeFrom: have });
       first = false;
