@@ -332,6 +332,13 @@ describe("hub ids and globs", () => {
       expect(isHubRepoId(text)).toBe(false);
   });
 
+  it("finds the cache where the hub's tools do", () => {
+    expect(hubCacheDir({ HF_HUB_CACHE: "/c", HF_HOME: "/h" })).toBe("/c");
+    expect(hubCacheDir({ HF_HOME: "/h" })).toBe(path.join("/h", "hub"));
+    expect(hubCacheDir({ XDG_CACHE_HOME: "/x" })).toBe(path.join("/x", "huggingface", "hub"));
+    expect(hubCacheDir({})).toBe(path.join(os.homedir(), ".cache", "huggingface", "hub"));
+  });
+
   it("matches globs within and across segments", () => {
     expect(globToRegExp("*.safetensors").test("model.safetensors")).toBe(true);
     expect(globToRegExp("*.safetensors").test("a/model.safetensors")).toBe(false);

@@ -163,6 +163,20 @@ describe("--model org/name", () => {
     expect(offline.code, explain(offline)).toBe(0);
     expect(offline.stdout).toBe(first.stdout);
     expect(offline.stderr).not.toContain("downloading");
+    // a revision: a commit names its snapshot directly
+    const pinned = await forge(
+      [
+        "generate",
+        `${REPO}@${FIXTURE_COMMIT}`,
+        "--user",
+        "What is 2 + 2?",
+        "--max-new-tokens",
+        "4",
+      ],
+      env({ HF_ENDPOINT: "http://127.0.0.1:9" }),
+    );
+    expect(pinned.code, explain(pinned)).toBe(0);
+    expect(pinned.stdout).toBe(first.stdout);
     expect(server.requests).toEqual([]);
   });
 
