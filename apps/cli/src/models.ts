@@ -90,6 +90,7 @@ export async function pullWithProgress(
       done = event.cachedBytes;
     } else if (event.type === "file-start") done += event.resumeFrom;
     else if (event.type === "bytes") done += event.bytes;
+    else if (event.type === "discarded") done -= event.bytes;
     else if (event.type === "retry")
       process.stderr.write(
         `\r\x1b[2K${event.path}: ${event.reason}; retrying in ${(event.delayMs / 1000).toFixed(1)} s\n`,

@@ -315,6 +315,28 @@ describe("pullModel", () => {
     expect(readFileSync(path.join(result.dir, "model.safetensors")).equals(weights)).toBe(true);
   });
 
+  it("starts over when the server answers a Range request with the whole file", async () => {
+    server.ignoreRange("model.safetensors");
+    const blobs = path.join(cacheOf(), "blobs");
+    mkdirSync(blobs, { recursive: true });
+    writeFileSync(path.join(blobs, `${sha256Of(weights)}.incomplete`), weights.subarray(0, 1000));
+    let progress = 0;
+    const result = await pullModel(
+      REPO,
+      options({
+        include: ["model.safetensors"],
+        onProgress: (e: PullEvent) => {
+          if (e.type === "file-start") progress += e.resumeFrom;
+          if (e.type === "bytes") progress += e.bytes;
+          if (e.type === "discarded") progress -= e.bytes;
+        },
+      }),
+    );
+    expect(readFileSync(path.join(result.dir, "model.safetensors")).equals(weights)).toBe(true);
+    expect(progress).toBe(weights.length); // the discarded prefix is not counted twice
+    expect(server.requests.find((r) => r.url.startsWith("/cdn/"))?.range).toBe("bytes=1000-");
+  });
+
   it("never reuses a snapshot file of the wrong size", async () => {
     const snapshot = path.join(cacheOf(), "snapshots", FIXTURE_COMMIT);
     mkdirSync(snapshot, { recursive: true });

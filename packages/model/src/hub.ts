@@ -80,6 +80,8 @@ export type PullEvent =
   | { type: "listed"; files: HubFile[]; bytes: number; cachedBytes: number }
   | { type: "file-start"; path: string; size: number | undefined; resumeFrom: number }
   | { type: "bytes"; path: string; bytes: number }
+  /** Bytes counted before (a partial download) that are thrown away: the file starts over. */
+  | { type: "discarded"; path: string; bytes: number }
   | { type: "retry"; path: string; attempt: number; reason: string; delayMs: number }
   | { type: "file-done"; path: string; size: number; cached: boolean };
 
@@ -472,11 +474,17 @@ async function downloadBlob(
   let etag: string | undefined;
   let received = 0;
   let first = true;
+  const discard = async (bytes: number) => {
+    await writeFile(incomplete, new Uint8Array(0)).catch((error) => {
+      throw ioError(error, incomplete);
+    });
+    if (!first && bytes > 0) ctx.onProgress({ type: "discarded", path: file.path, bytes });
+  };
   await withRetries(ctx, file.path, async () => {
     let have = existsSync(incomplete) ? statSync(incomplete).size : 0;
     if (file.size !== undefined && have > file.size) {
       // longer than the file can be: not a prefix of it
-      await writeFile(incomplete, new Uint8Array(0));
+      await discard(have);
       have = 0;
     }
     if (first) {
@@ -491,7 +499,7 @@ async function downloadBlob(
     if (response.status === 416) {
       // what we hold is not a prefix the server recognises: start again
       await response.body?.cancel().catch(() => undefined);
-      await writeFile(incomplete, new Uint8Array(0));
+      await discard(have);
       throw new Retryable(`the server refused to resume ${file.path} at byte ${have}`);
     }
     if (!response.ok) {
@@ -509,9 +517,10 @@ async function downloadBlob(
     if (response.status === 206 && !append) {
       // a partial answer that does not continue what we hold: start over
       await response.body?.cancel().catch(() => undefined);
-      await writeFile(incomplete, new Uint8Array(0));
+      await discard(have);
       throw new Retryable(`the server answered ${file.path} from byte ${rangeStart}, not ${have}`);
     }
+    if (!append && have > 0) await discard(have); // a whole file came instead of the rest
     const handle = await open(incomplete, append ? "a" : "w").catch((error) => {
       throw ioError(error, incomplete);
     });

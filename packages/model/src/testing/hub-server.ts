@@ -49,6 +49,8 @@ export interface HubServer {
   cutAfter(path: string, bytes: number, times?: number): void;
   /** Send `bytes` bytes of this file's body, then nothing more (the connection stays open), the next `times` times. */
   stallAfter(path: string, bytes: number, times?: number): void;
+  /** Answer Range requests for this file with the whole file (a server without Range support). */
+  ignoreRange(path: string): void;
   /** Serve this file with one byte flipped (the listing keeps the true hash). */
   corrupt(path: string): void;
   /** Answer the next `times` requests for this file with `status` (a 5xx, say). */
@@ -94,6 +96,7 @@ export async function startHubServer(options: HubServerOptions): Promise<HubServ
     for (const f of repo.files) if (f.lfs) byHash.set(sha256Of(f.bytes), f.bytes);
   const cuts = new Map<string, { bytes: number; times: number; stall?: boolean }>();
   const corrupted = new Set<string>();
+  const rangeless = new Set<string>();
   const failures = new Map<string, { status: number; times: number }>();
   const requests: HubRequest[] = [];
 
@@ -120,7 +123,7 @@ export async function startHubServer(options: HubServerOptions): Promise<HubServ
     }
     let start = 0;
     let status = 200;
-    const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? "");
+    const range = rangeless.has(key) ? null : /^bytes=(\d+)-$/.exec(req.headers.range ?? "");
     if (range) {
       start = Number(range[1]);
       if (start >= body.length) {
@@ -281,6 +284,7 @@ export async function startHubServer(options: HubServerOptions): Promise<HubServ
     cutAfter: (p, bytes, times = 1) => void cuts.set(p, { bytes, times }),
     stallAfter: (p, bytes, times = 1) => void cuts.set(p, { bytes, times, stall: true }),
     corrupt: (p) => void corrupted.add(p),
+    ignoreRange: (p) => void rangeless.add(p),
     failWith: (p, status, times = 1) => void failures.set(p, { status, times }),
     close: () =>
       Promise.all(
