@@ -115,6 +115,11 @@ const GROUPS: Record<
     description: "Read run manifests: show (summary with sparklines), plot (loss curves as SVG)",
     load: () => import("./commands/manifest.js"),
   },
+  pull: {
+    description:
+      "Download a model from the Hugging Face hub (resumable, checked) so --model org/name works offline",
+    load: () => import("./commands/pull.js"),
+  },
   chat: {
     description: "Chat with a model directory (interactive, or piped stdin)",
     load: async () => ({ register: (await import("./commands/chat.js")).registerChat }),

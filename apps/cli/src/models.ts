@@ -1,16 +1,33 @@
 /**
  * Where a command finds a model: a directory, a model id in the bake repositories' store
- * (`<repository>/<bake>/<step>`), or `forge-tiny` — the shipped model, found through the
- * @forge/tiny package wherever forge is installed (also the default).
+ * (`<repository>/<bake>/<step>`), a Hugging Face hub id (`org/name`, `org/name@revision`: its
+ * snapshot in the hub's cache, downloaded first when it is not there), or `forge-tiny` — the
+ * shipped model, found through the @forge/tiny package wherever forge is installed (also the
+ * default).
  */
 import { existsSync, statSync } from "node:fs";
 import path from "node:path";
 import { loadBaked } from "@forge/baking";
+import { ForgeError } from "@forge/core";
 import { ModelStore } from "@forge/git-recipe";
-import { evalModel, type GPT, type LocalEvalModel, loadModel } from "@forge/model";
+import {
+  cachedSnapshot,
+  evalModel,
+  type GPT,
+  hubCacheDir,
+  isHubRepoId,
+  type LocalEvalModel,
+  loadModel,
+  type PullEvent,
+  type PullOptions,
+  type PullResult,
+  parseHubRepoId,
+  pullModel,
+} from "@forge/model";
 import { FORGE_TINY_DIR } from "@forge/tiny";
 import type { Tokenizer } from "@forge/tokenizer";
 import { UsageError } from "./errors.js";
+import { ProgressBar } from "./progress.js";
 
 /** The model every command uses when none is given: the shipped forge-tiny. */
 export const DEFAULT_MODEL = FORGE_TINY_DIR;
@@ -26,7 +43,66 @@ export async function resolveModelLocation(location: string | undefined): Promis
       `${location} is neither a directory nor a model in the store at ${store.root} (forge models lists them)`,
     );
   }
+  if (isHubRepoId(location)) {
+    const { repo, revision } = parseHubRepoId(location);
+    const cached = cachedSnapshot(repo, revision ?? "main");
+    if (cached) return cached;
+    process.stderr.write(
+      `${location} is not a directory: downloading it from the Hugging Face hub into ${hubCacheDir()}\n`,
+    );
+    try {
+      return (await pullWithProgress(repo, { ...(revision ? { revision } : {}) })).dir;
+    } catch (error) {
+      if (!ForgeError.isInstance(error)) throw error;
+      throw new ForgeError(
+        error.code,
+        `${location} is not a directory, and as a Hugging Face model: ${error.message}`,
+        { cause: error, category: error.category },
+      );
+    }
+  }
   return location;
+}
+
+const MB = 1e6;
+
+/** "1.2 MB", "704 B". */
+export function formatBytes(bytes: number): string {
+  if (bytes < 1000) return `${bytes} B`;
+  if (bytes < MB) return `${(bytes / 1000).toFixed(1)} kB`;
+  if (bytes < 1000 * MB) return `${(bytes / MB).toFixed(1)} MB`;
+  return `${(bytes / (1000 * MB)).toFixed(2)} GB`;
+}
+
+/** pullModel with a progress bar in megabytes on stderr (drawn only on a terminal). */
+export async function pullWithProgress(
+  repo: string,
+  options: PullOptions = {},
+): Promise<PullResult> {
+  const bar = new ProgressBar(`pull ${repo}`, { unit: "MB" });
+  let total = 0;
+  let done = 0;
+  const show = (file: string) =>
+    bar.update(Math.round(done / (MB / 10)) / 10, Math.round(total / (MB / 10)) / 10, file);
+  const onProgress = (event: PullEvent) => {
+    if (event.type === "listed") {
+      total = event.bytes;
+      done = event.cachedBytes;
+    } else if (event.type === "file-start") done += event.resumeFrom;
+    else if (event.type === "bytes") done += event.bytes;
+    else if (event.type === "discarded") done -= event.bytes;
+    else if (event.type === "retry")
+      process.stderr.write(
+        `\r\x1b[2K${event.path}: ${event.reason}; retrying in ${(event.delayMs / 1000).toFixed(1)} s\n`,
+      );
+    if ("path" in event) show(event.path);
+    options.onProgress?.(event);
+  };
+  try {
+    return await pullModel(repo, { ...options, onProgress });
+  } finally {
+    bar.stop();
+  }
 }
 
 /** Load a model and its tokenizer, naming the directory when it is not one. */
@@ -51,6 +127,9 @@ export async function loadEvalModel(location: string): Promise<LocalEvalModel> {
     loaded.model.dispose();
     throw new UsageError(`${location} has no tokenizer.json`);
   }
-  const name = location === "forge-tiny" ? location : path.basename(path.resolve(dir));
+  const name =
+    location === "forge-tiny" || (isHubRepoId(location) && !existsSync(location))
+      ? location
+      : path.basename(path.resolve(dir));
   return evalModel(loaded.model, loaded.tokenizer, { name });
 }

@@ -86,6 +86,24 @@ export {
   type RunOptions,
   type RunResult,
 } from "./gpt.js";
+/** Models from the Hugging Face hub: resumable, checked downloads into the hub's cache layout. */
+export {
+  cachedSnapshot,
+  DEFAULT_HUB_ENDPOINT,
+  globToRegExp,
+  HUB_MODEL_FILES,
+  type HubFile,
+  type HubOptions,
+  hubCacheDir,
+  hubRepoDir,
+  isHubRepoId,
+  type PullEvent,
+  type PulledFile,
+  type PullOptions,
+  type PullResult,
+  parseHubRepoId,
+  pullModel,
+} from "./hub.js";
 /** LoRA adapters: attach, merge, their settings. */
 export {
   attachLora,

@@ -34,14 +34,14 @@ import {
   windows,
 } from "@forge/git-recipe";
 import { ManifestWriter } from "@forge/manifest";
-import { describeBackend, initBackend, TokenCacheWriter } from "@forge/model";
+import { describeBackend, initBackend, isHubRepoId, TokenCacheWriter } from "@forge/model";
 import { loadTokenizer, type Tokenizer } from "@forge/tokenizer";
 import type { CAC } from "cac";
 import pc from "picocolors";
 import pkg from "../../package.json" with { type: "json" };
 import { bakeEventSink } from "../bake-run.js";
 import { UsageError } from "../errors.js";
-import { DEFAULT_MODEL } from "../models.js";
+import { DEFAULT_MODEL, resolveModelLocation } from "../models.js";
 import { ProgressBar } from "../progress.js";
 
 const FORGE_JS = fileURLToPath(new URL("./forge.js", import.meta.url));
@@ -121,12 +121,22 @@ function lossLine(l: { latest: number; final: number; min: number; max: number }
 export function registerInit(cli: CAC): void {
   cli
     .command("<name>", "Create a bake repository ./<name>: input.yml, recipe.yml, .forge, hooks")
-    .option("--base-model <dir>", "The base model: a directory or a store id (default: forge-tiny)")
+    .option(
+      "--base-model <dir>",
+      "The base model: a directory, a store id, or a hub id org/name (pulled into the hub cache; default: forge-tiny)",
+    )
     .option("--json", "Print JSON")
     .example("forge init pirate-bot && cd pirate-bot")
     .action(async (name: string, options: { baseModel?: string; json?: boolean }) => {
+      // a hub id becomes its snapshot in the hub cache (downloaded when missing)
+      const hub =
+        options.baseModel !== undefined &&
+        isHubRepoId(options.baseModel) &&
+        !existsSync(options.baseModel);
       const repo = await BakeRepo.init(path.resolve(name), name, {
-        baseModel: options.baseModel ?? DEFAULT_MODEL,
+        baseModel: hub
+          ? await resolveModelLocation(options.baseModel)
+          : (options.baseModel ?? DEFAULT_MODEL),
         hookCommand: selfCommand(),
       });
       const state = await repo.readState();

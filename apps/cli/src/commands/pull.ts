@@ -1,0 +1,66 @@
+/**
+ * `forge pull <org/name>`: download a model from the Hugging Face hub into the hub's cache, so
+ * `--model org/name` works in every command (offline, once pulled).
+ */
+import type { PullResult } from "@forge/model";
+import type { CAC } from "cac";
+import pc from "picocolors";
+import { UsageError } from "../errors.js";
+import { formatBytes, pullWithProgress } from "../models.js";
+
+interface PullCommandOptions {
+  revision?: string;
+  include?: string | string[];
+  json?: boolean;
+}
+
+function render(result: PullResult): string {
+  const width = Math.max(...result.files.map((f) => f.path.length), 4);
+  const lines = [
+    `${pc.bold(result.repo)}@${result.revision} (commit ${result.commit.slice(0, 12)})`,
+    ...result.files.map(
+      (f) =>
+        `  ${f.path.padEnd(width)}  ${formatBytes(f.size).padStart(9)}  ${f.cached ? pc.dim("cached") : "downloaded"}`,
+    ),
+  ];
+  const total = result.files.reduce((sum, f) => sum + f.size, 0);
+  lines.push(
+    `${result.files.length} file${result.files.length === 1 ? "" : "s"}, ${formatBytes(total)}: ${formatBytes(result.downloadedBytes)} downloaded`,
+    `in ${result.dir}`,
+    `use it: forge chat ${result.repo}${result.revision === "main" ? "" : `@${result.revision}`}`,
+  );
+  return lines.join("\n");
+}
+
+async function pullCommand(repo: string | undefined, options: PullCommandOptions): Promise<number> {
+  if (repo === undefined) throw new UsageError("forge pull needs a model id: forge pull org/name");
+  const include =
+    options.include === undefined
+      ? undefined
+      : (Array.isArray(options.include) ? options.include : [options.include]).map(String);
+  const result = await pullWithProgress(repo, {
+    ...(options.revision !== undefined ? { revision: String(options.revision) } : {}),
+    ...(include ? { include } : {}),
+  });
+  process.stdout.write(
+    options.json ? `${JSON.stringify(result, null, 2)}\n` : `${render(result)}\n`,
+  );
+  return 0;
+}
+
+export function register(cli: CAC): void {
+  cli
+    .command(
+      "[repo]",
+      "Download a model from the Hugging Face hub into its cache (HF_ENDPOINT, HF_TOKEN, HF_HOME, HF_HUB_OFFLINE)",
+    )
+    .option("--revision <revision>", "Branch, tag or commit (default main; also org/name@revision)")
+    .option(
+      "--include <glob>",
+      "Files to download, a glob (repeatable; default: config, tokenizer, generation config, *.safetensors, adapter files)",
+    )
+    .option("--json", "Print the result as JSON")
+    .example("forge pull HuggingFaceTB/SmolLM2-135M-Instruct")
+    .example("forge pull Qwen/Qwen2.5-0.5B-Instruct --revision main --include '*.json'")
+    .action((repo: string | undefined, options: PullCommandOptions) => pullCommand(repo, options));
+}
