@@ -340,7 +340,15 @@ export async function writeAdapterFiles(
   const adapter = model.lora;
   if (!adapter) throw new ModelError("E_INPUT", "the model has no LoRA adapter to save");
   const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
+  // an adapter applied on a subset of its blocks (`setActiveLayers`) is saved as that subset
+  const active = adapter.activeLayers;
+  const layers = active
+    ? (adapter.config.layers ?? active).filter((l) => active.includes(l))
+    : adapter.config.layers;
+  if (layers && layers.length === 0)
+    throw new ModelError("E_INPUT", "the adapter is active on none of the blocks it covers");
   for (const [prefix, a] of adapter.a) {
+    if (layers && !layers.includes(Number(prefix.split(".")[1]))) continue;
     const b = adapter.b.get(prefix)!;
     const aT = tf.tidy(() => tf.transpose(a)); // PEFT lora_A: [r, in]
     const bT = tf.tidy(() => tf.transpose(b)); // PEFT lora_B: [out, r]
@@ -361,6 +369,7 @@ export async function writeAdapterFiles(
     lora_alpha: adapter.config.alpha,
     lora_dropout: adapter.config.dropout,
     target_modules: adapter.config.targetModules,
+    ...(layers ? { layers_to_transform: layers } : {}),
     fan_in_fan_out: true,
     bias: "none",
     inference_mode: true,
@@ -395,12 +404,21 @@ export async function loadAdapter(model: GPT, dir: string): Promise<LoraAdapter>
     dropout: (raw.lora_dropout as number) ?? 0,
     targetModules: (Array.isArray(targets) ? targets : [targets]) as LoraTarget[],
   };
+  const layers = raw.layers_to_transform;
+  if (layers !== undefined && layers !== null)
+    config.layers = (Array.isArray(layers) ? layers : [layers]) as number[];
   const resolved = resolveLoraConfig(config, configFile);
   const weightsFile = path.join(dir, "adapter_model.safetensors");
   const { tensors } = await readSafetensors(weightsFile);
   const pairs = new Map<string, { a: tf.Tensor; b: tf.Tensor }>();
   try {
-    for (let i = 0; i < model.config.nLayer; i++) {
+    if (resolved.layers?.some((l) => l >= model.config.nLayer))
+      throw new ModelError(
+        "E_FORMAT",
+        `${configFile}: layers_to_transform names block ${resolved.layers.find((l) => l >= model.config.nLayer)}; the model has ${model.config.nLayer} blocks`,
+      );
+    const blocks = resolved.layers ?? Array.from({ length: model.config.nLayer }, (_, i) => i);
+    for (const i of blocks) {
       for (const target of resolved.targetModules) {
         const prefix = `h.${i}.${target}`;
         const a = tensors.get(`${PEFT_PREFIX}${prefix}.lora_A.weight`);
