@@ -2,11 +2,14 @@
  * @forge/baking: bake a prompt into a model's weights and measure it (Prompt Baking, Bhargava
  * et al.). Plumbing for forge's own packages and tests is in `@forge/baking/internal`.
  */
-/** The bake settings and their defaults. */
+/** The bake settings and their defaults; the losses a bake can train on. */
 export {
   type BakeSettings,
   type BakeTraining,
   DEFAULT_BAKE,
+  LOSS_DESCRIPTIONS,
+  LOSS_KINDS,
+  type LossKind,
   resolveBake,
 } from "./bake.js";
 /** Persona drift over a long conversation: prompted vs baked, per-turn curves with intervals. */
