@@ -7,13 +7,15 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { exitCodeFor } from "@forge/core";
-import { GPT, initBackend } from "@forge/model";
+import { GPT, initBackend, loadModel, saveModel } from "@forge/model";
 import { type Tokenizer, train as trainTokenizer } from "@forge/tokenizer";
+import * as tf from "@tensorflow/tfjs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LOSS_KINDS, prepareExamples, resolveBake } from "./bake.js";
+import { halfBake, parseLayers } from "./halfbake.js";
 import { systemPrompt } from "./records.js";
 import { rollout } from "./rollout.js";
-import { bakePrompt } from "./run.js";
+import { bakePrompt, loadBaked } from "./run.js";
 import { generateStimuli } from "./stim.js";
 
 const dir = mkdtempSync(path.join(os.tmpdir(), "forge-engine-"));
@@ -174,4 +176,75 @@ describe("the multiturn generator", () => {
     );
     model.dispose();
   }, 120_000);
+});
+
+describe("half-baking you can apply", () => {
+  it("halfBake at α writes a merged model equal to the scaled adapter; α = 0 is the base; a layer subset merges only those blocks", async () => {
+    const bakeDir = path.join(dir, "hb-bake");
+    const baseDir = path.join(dir, "hb-base");
+    const base = newModel(11);
+    await saveModel(base, baseDir, { tokenizer });
+    await bakePrompt(base, tokenizer, {
+      ...bakeOptions(bakeDir, {}),
+      rollout: { samples: 2, maxNewTokens: 8, seed: 2 },
+      baseModel: baseDir,
+    });
+    base.dispose();
+    const ids = () => tf.tensor2d([tokenizer.encode("Who are you? Arr")], undefined, "int32");
+    const logitsOf = (model: GPT) => {
+      const x = ids();
+      const out = Array.from(model.forward(x).dataSync());
+      x.dispose();
+      return out;
+    };
+    const maxGap = (a: number[], b: number[]) => Math.max(...a.map((v, i) => Math.abs(v - b[i]!)));
+    const baseLogits = logitsOf((await loadModel(baseDir)).model);
+    const baked = await loadBaked(bakeDir);
+    const full = logitsOf(baked.model);
+    expect(maxGap(full, baseLogits)).toBeGreaterThan(1e-3);
+
+    const merged: number[][] = [];
+    for (const alpha of [0, 0.5, 1]) {
+      const out = path.join(dir, `hb-${alpha}`);
+      const result = await halfBake(bakeDir, { alpha, out });
+      expect(result.record).toMatchObject({ kind: "halfbake", alpha, form: "merged" });
+      const loaded = await loadModel(out);
+      expect(loaded.model.lora).toBeUndefined();
+      merged.push(logitsOf(loaded.model));
+      // the merged model equals the adapter at strength α
+      baked.model.lora!.strength = alpha;
+      expect(maxGap(merged.at(-1)!, logitsOf(baked.model))).toBeLessThan(1e-4);
+      loaded.model.dispose();
+    }
+    expect(maxGap(merged[0]!, baseLogits)).toBeLessThan(1e-6);
+    expect(maxGap(merged[2]!, full)).toBeLessThan(1e-4);
+    // the half-baked model sits between: its distance to the base grows with α
+    expect(maxGap(merged[1]!, baseLogits)).toBeGreaterThan(0);
+    expect(maxGap(merged[1]!, baseLogits)).toBeLessThan(maxGap(merged[2]!, baseLogits));
+
+    // the adapter form with its scale, on block 1 only, reloads as a bake
+    const adapterOut = path.join(dir, "hb-adapter");
+    await halfBake(bakeDir, { alpha: 0.5, layers: [1], form: "adapter", out: adapterOut });
+    const peft = JSON.parse(readFileSync(path.join(adapterOut, "adapter_config.json"), "utf8"));
+    expect(peft).toMatchObject({ forge_strength: 0.5, layers_to_transform: [1] });
+    const again = await loadBaked(adapterOut);
+    baked.model.lora!.strength = 0.5;
+    baked.model.lora!.setActiveLayers([1]);
+    expect(maxGap(logitsOf(again.model), logitsOf(baked.model))).toBeLessThan(1e-6);
+    expect(maxGap(logitsOf(again.model), merged[1]!)).toBeGreaterThan(1e-5);
+
+    // refused: a bad α, blocks the model lacks, an output forge did not make
+    await expect(halfBake(bakeDir, { alpha: -1, out: path.join(dir, "x") })).rejects.toThrow(
+      /alpha must be a number in \[0, 16\]/,
+    );
+    await expect(
+      halfBake(bakeDir, { alpha: 1, layers: [0, 5], out: path.join(dir, "y") }),
+    ).rejects.toThrow(/the model has 2 blocks \(0…1\); no block 5/);
+    await expect(halfBake(bakeDir, { alpha: 1, out: baseDir })).rejects.toThrow(
+      /is the input|already exists/,
+    );
+    expect(parseLayers("0-1,3")).toEqual([0, 1, 3]);
+    expect(() => parseLayers("1-0", "--layers")).toThrow(/--layers .* runs backwards/);
+    for (const m of [baked.model, again.model]) m.dispose();
+  }, 180_000);
 });

@@ -31,8 +31,16 @@ export {
   BakingError,
   type BakingErrorCode,
 } from "./errors.js";
-/** Half-baking: behaviour as a function of the adapter strength α. */
+/**
+ * Half-baking: behaviour as a function of the adapter strength α; a bake applied at α (merged
+ * or as a scaled adapter), on all its blocks or a subset.
+ */
 export {
+  type HalfBakeOptions,
+  type HalfBakeResult,
+  halfBake,
+  MAX_HALFBAKE_ALPHA,
+  parseLayers,
   type StrengthPoint,
   strengthCurve,
 } from "./halfbake.js";
