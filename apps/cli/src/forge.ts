@@ -29,6 +29,11 @@ const GROUPS: Record<
       "Bake a prompt into a model's weights (stim → rollout → LoRA bake → KL before/after)",
     load: () => import("./commands/bake.js"),
   },
+  halfbake: {
+    description:
+      "Apply a bake at strength α (merged weights or a scaled adapter), on all or chosen layers",
+    load: () => import("./commands/halfbake.js"),
+  },
   pursue: {
     description:
       "Prompt pursuit: re-bake a prompt into its own baked model while an eval score improves",
