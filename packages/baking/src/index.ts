@@ -12,6 +12,25 @@ export {
   type LossKind,
   resolveBake,
 } from "./bake.js";
+/**
+ * The A/B cycle engine: A-cycles bake task prompts, B-cycles discover and bake a persona; a
+ * plateau detector with an adaptive threshold switches between them and stops the run.
+ */
+export {
+  CYCLE_STATE_FILE,
+  type CycleEvaluator,
+  type CycleEvent,
+  type CycleKind,
+  type CycleOptions,
+  type CycleRecord,
+  type CycleResult,
+  type CycleTask,
+  detectPlateau,
+  type PlateauOptions,
+  type PlateauVerdict,
+  personaCandidates,
+  runCycles,
+} from "./cycle.js";
 /** Persona drift over a long conversation: prompted vs baked, per-turn curves with intervals. */
 export {
   CONTEXT_POLICIES,
