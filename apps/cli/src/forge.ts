@@ -29,6 +29,11 @@ const GROUPS: Record<
       "Bake a prompt into a model's weights (stim → rollout → LoRA bake → KL before/after)",
     load: () => import("./commands/bake.js"),
   },
+  cycle: {
+    description:
+      "A/B cycles: bake task prompts and a self-discovered persona until both plateau (history, resume)",
+    load: () => import("./commands/cycle.js"),
+  },
   halfbake: {
     description:
       "Apply a bake at strength α (merged weights or a scaled adapter), on all or chosen layers",
