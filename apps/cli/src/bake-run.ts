@@ -72,9 +72,24 @@ export function parseStim(values: string[]): StimSpec[] {
         return { type: "self", count: count("self") };
       case "persona":
         return rest ? { type: "persona", count: count("persona") } : { type: "persona" };
+      case "multiturn": {
+        // multiturn:N or multiturn:N:T — N conversations of up to T teacher-written turns
+        const [n, turns, ...extra] = rest.split(":");
+        const positive = (text: string | undefined) =>
+          Number.isInteger(Number(text)) && Number(text) >= 1;
+        if (!positive(n) || (turns !== undefined && !positive(turns)) || extra.length)
+          throw new UsageError(
+            `--stim multiturn:N[:T] needs N conversations and optionally T turns, positive integers; got ${JSON.stringify(value)}`,
+          );
+        return {
+          type: "multiturn",
+          count: Number(n),
+          ...(turns !== undefined ? { turns: Number(turns) } : {}),
+        };
+      }
       default:
         throw new UsageError(
-          `--stim ${JSON.stringify(value)}: unknown generator ${JSON.stringify(type)}; accepted: list, file, template, self, persona`,
+          `--stim ${JSON.stringify(value)}: unknown generator ${JSON.stringify(type)}; accepted: list, file, template, self, persona, multiturn`,
         );
     }
   });

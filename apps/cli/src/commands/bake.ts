@@ -171,7 +171,7 @@ export function register(cli: CAC): void {
     .option("--prompt-file <file>", "Read the prompt from a file")
     .option(
       "--stim <spec>",
-      "Stimuli (repeatable): list:Q1|Q2, file:<path>, template:<spec.json>, self:N, persona:N (default persona:20 self:40)",
+      "Stimuli (repeatable): list:Q1|Q2, file:<path>, template:<spec.json>, self:N, persona:N, multiturn:N[:T] (default persona:20 self:40)",
     )
     .option("--samples <k>", "Teacher samples per stimulus (default 2)")
     .option("--temperature <t>", "Rollout temperature (default 1)")

@@ -92,6 +92,7 @@ describe("forge bake --loss", () => {
       [["--layers", "1-0"], /--layers must be block indices .* runs backwards/],
       [["--layers", "0,7"], /the model has 4 blocks .*no block 7/],
       [["--progressive", "2"], /--progressive must be <from>\[:<fraction>\]/],
+      [["--stim", "multiturn:0"], /--stim multiturn:N\[:T\] needs N conversations/],
     ];
     for (const [i, [args, message]] of cases.entries()) {
       const out = at(`bad-${i}`);
@@ -101,6 +102,25 @@ describe("forge bake --loss", () => {
       expect(run.stderr).not.toMatch(/\n\s+at /);
       expect(existsSync(out)).toBe(false);
     }
+  }, 300_000);
+});
+
+describe("forge bake --stim multiturn", () => {
+  it("writes conversations whose earlier replies the teacher wrote, and bakes on them", async () => {
+    const out = at("multiturn");
+    const run = await forge(["bake", ...smallBake, "--stim", "multiturn:3:2", "--out", out]);
+    expectOk(run);
+    const stimuli = readFileSync(path.join(out, "stim.jsonl"), "utf8")
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line));
+    const multi = stimuli.filter((s: { source: string }) => s.source === "multiturn");
+    expect(multi).toHaveLength(3);
+    for (const s of multi) {
+      expect(s.messages.some((m: { role: string }) => m.role === "system")).toBe(false);
+      expect(s.messages.at(-1).role).toBe("user");
+    }
+    expect(multi.some((s: { teacherWritten?: boolean }) => s.teacherWritten)).toBe(true);
   }, 300_000);
 });
 
