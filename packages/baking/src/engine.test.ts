@@ -12,7 +12,7 @@ import { type Tokenizer, train as trainTokenizer } from "@forge/tokenizer";
 import * as tf from "@tensorflow/tfjs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LOSS_KINDS, prepareExamples, resolveBake } from "./bake.js";
-import { halfBake, parseLayers } from "./halfbake.js";
+import { halfBake, parseLayers, strengthCurve } from "./halfbake.js";
 import { systemPrompt } from "./records.js";
 import { rollout } from "./rollout.js";
 import { bakePrompt, loadBaked } from "./run.js";
@@ -243,6 +243,17 @@ describe("half-baking you can apply", () => {
     await expect(halfBake(bakeDir, { alpha: 1, out: baseDir })).rejects.toThrow(
       /is the input|already exists/,
     );
+    // the strength curve on a layer subset: α = 1 on block 1 equals the block-1 half-bake at 1
+    baked.model.lora!.setActiveLayers(undefined);
+    baked.model.lora!.strength = 1;
+    const curve = await strengthCurve(baked.model, [0, 1], (m) => logitsOf(m)[0]!, {
+      layers: [1],
+    });
+    expect(curve[0]!.value).toBe(baseLogits[0]);
+    baked.model.lora!.setActiveLayers([1]);
+    expect(curve[1]!.value).toBeCloseTo(logitsOf(baked.model)[0]!, 5);
+    baked.model.lora!.setActiveLayers(undefined);
+    expect(baked.model.lora!.activeLayers).toBeUndefined();
     expect(parseLayers("0-1,3")).toEqual([0, 1, 3]);
     expect(() => parseLayers("1-0", "--layers")).toThrow(/--layers .* runs backwards/);
     for (const m of [baked.model, again.model]) m.dispose();

@@ -14,16 +14,23 @@ export interface StrengthPoint {
   value: number;
 }
 
-/** `metric(model)` at each adapter strength α; the adapter's strength is restored afterwards. */
+/**
+ * `metric(model)` at each adapter strength α — on every block the adapter covers, or with
+ * `layers` on those blocks only; the adapter's strength and blocks are restored afterwards.
+ */
 export async function strengthCurve(
   model: GPT,
   alphas: readonly number[],
   metric: (model: GPT) => number | Promise<number>,
+  options: { layers?: readonly number[] } = {},
 ): Promise<StrengthPoint[]> {
   const adapter = model.lora;
   if (!adapter)
     throw new BakingError("E_INPUT", "a strength curve needs a model with a LoRA adapter attached");
   const original = adapter.strength;
+  const originalLayers = adapter.activeLayers;
+  if (options.layers)
+    adapter.setActiveLayers(parseLayers(options.layers.join(","), "layers", model.config.nLayer));
   const points: StrengthPoint[] = [];
   try {
     for (const alpha of alphas) {
@@ -32,6 +39,7 @@ export async function strengthCurve(
     }
   } finally {
     adapter.strength = original;
+    adapter.setActiveLayers(originalLayers);
   }
   return points;
 }
