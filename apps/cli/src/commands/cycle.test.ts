@@ -117,6 +117,13 @@ describe("forge cycle", () => {
     const window = await forge([...args(out), "--window", "0"]);
     expect(window.code).toBe(2);
     expect(window.stderr).toMatch(/--window must be an integer ≥ 1/);
+    const tasks = await forge([
+      ...args(out),
+      "--task-evals",
+      `${at("tasks", "capitals.yaml")},${at("tasks", "nope.yaml")}`,
+    ]);
+    expect(tasks.code).toBe(2);
+    expect(tasks.stderr).toMatch(/--task-evals .*nope\.yaml/);
     expect(existsSync(out)).toBe(false);
   }, 300_000);
 });

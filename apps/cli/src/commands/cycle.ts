@@ -120,7 +120,7 @@ export function historySvg(
 
 async function cycleCommand(options: CycleCommandOptions): Promise<number> {
   if (!options.out) throw new UsageError("--out <dir> is required: where the cycle run goes");
-  const taskFiles = asList(options.taskEvals);
+  const taskFiles = asList(options.taskEvals).flatMap((v) => v.split(",").filter(Boolean));
   if (taskFiles.length === 0)
     throw new UsageError("--task-evals <files> is required: the task files A-cycles are scored on");
   if (!options.personaEval)
@@ -141,8 +141,8 @@ async function cycleCommand(options: CycleCommandOptions): Promise<number> {
   const stim = parseStim(
     asList(options.stim).length ? asList(options.stim) : ["persona:20", "self:40"],
   );
-  const tasks = await loadTasks(taskFiles);
-  const [personaTask] = await loadTasks([options.personaEval]);
+  const tasks = await loadTasks(taskFiles, {}, "--task-evals");
+  const [personaTask] = await loadTasks([options.personaEval], {}, "--persona-eval");
   const modelDir = await resolveModelLocation(options.model);
   const claim = await claimOutput(options.out, {
     kind: "cycle",
