@@ -4,17 +4,20 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
-import type {
-  BakeEvent,
-  BakePhase,
-  BakeRunResult,
-  BakeSettings,
-  KLMeasurement,
-  MeasureSettings,
-  RolloutSettings,
-  StimSpec,
+import {
+  type BakeEvent,
+  type BakePhase,
+  type BakeRunResult,
+  type BakeSettings,
+  type KLMeasurement,
+  LOSS_KINDS,
+  type LossKind,
+  type MeasureSettings,
+  parseLayers,
+  type RolloutSettings,
+  type StimSpec,
 } from "@forge/baking";
-import { InterruptedError, type OutputClaim } from "@forge/core";
+import { ForgeError, InterruptedError, type OutputClaim } from "@forge/core";
 import type { ManifestWriter } from "@forge/manifest";
 import { UsageError } from "./errors.js";
 import { numberOption as num, positiveInt } from "./options.js";
@@ -69,9 +72,24 @@ export function parseStim(values: string[]): StimSpec[] {
         return { type: "self", count: count("self") };
       case "persona":
         return rest ? { type: "persona", count: count("persona") } : { type: "persona" };
+      case "multiturn": {
+        // multiturn:N or multiturn:N:T — N conversations of up to T teacher-written turns
+        const [n, turns, ...extra] = rest.split(":");
+        const positive = (text: string | undefined) =>
+          Number.isInteger(Number(text)) && Number(text) >= 1;
+        if (!positive(n) || (turns !== undefined && !positive(turns)) || extra.length)
+          throw new UsageError(
+            `--stim multiturn:N[:T] needs N conversations and optionally T turns, positive integers; got ${JSON.stringify(value)}`,
+          );
+        return {
+          type: "multiturn",
+          count: Number(n),
+          ...(turns !== undefined ? { turns: Number(turns) } : {}),
+        };
+      }
       default:
         throw new UsageError(
-          `--stim ${JSON.stringify(value)}: unknown generator ${JSON.stringify(type)}; accepted: list, file, template, self, persona`,
+          `--stim ${JSON.stringify(value)}: unknown generator ${JSON.stringify(type)}; accepted: list, file, template, self, persona, multiturn`,
         );
     }
   });
@@ -95,6 +113,10 @@ export interface BakeCommandOptions {
   targets?: string;
   full?: boolean;
   loss?: string;
+  lossBeta?: string;
+  lossTemperature?: string;
+  progressive?: string;
+  layers?: string;
   valFraction?: string;
   snapshots?: string;
   measure?: string | boolean;
@@ -122,9 +144,22 @@ export function bakeSettingsFrom(options: BakeCommandOptions): {
     lora.targetModules = options.targets.split(",") as NonNullable<
       BakeSettings["lora"]["targetModules"]
     >;
-  if (options.loss !== undefined && options.loss !== "full" && options.loss !== "topk") {
-    throw new UsageError(`--loss must be full or topk; got ${JSON.stringify(options.loss)}`);
-  }
+  const loss = lossOption(options.loss);
+  const lossBeta = num(options.lossBeta, "loss-beta", (n) => n >= 0 && n <= 1, "in [0, 1]");
+  if (lossBeta !== undefined && loss !== "jsd" && loss !== "topk-jsd")
+    throw new UsageError(`--loss-beta is the β of --loss jsd or topk-jsd; the loss is ${loss}`);
+  const lossTemperature = num(
+    options.lossTemperature,
+    "loss-temperature",
+    (n) => n > 0,
+    "positive",
+  );
+  if (lossTemperature !== undefined && loss !== "distillation")
+    throw new UsageError(
+      `--loss-temperature is the temperature of --loss distillation; the loss is ${loss}`,
+    );
+  if (options.layers !== undefined) lora.layers = layersOption(options.layers, "layers");
+  const progressive = progressiveOption(options.progressive);
   const snapshots = options.snapshots
     ? options.snapshots.split(",").map((f) => {
         const n = Number(f);
@@ -167,7 +202,10 @@ export function bakeSettingsFrom(options: BakeCommandOptions): {
       steps: positiveInt(options.steps, "steps"),
       batchSize: positiveInt(options.batchSize, "batch-size"),
       learningRate: num(options.lr, "lr", (n) => n > 0, "positive"),
-      loss: options.loss as BakeSettings["loss"] | undefined,
+      loss,
+      lossBeta,
+      lossTemperature,
+      progressive,
       validationFraction: num(
         options.valFraction,
         "val-fraction",
@@ -179,6 +217,47 @@ export function bakeSettingsFrom(options: BakeCommandOptions): {
     }),
     measure,
   };
+}
+
+/** `--loss`: one of the bake's losses (default forward-kl; "full" is its older name). */
+export function lossOption(value: string | undefined): LossKind {
+  if (value === undefined) return "forward-kl";
+  if (value === "full") return "forward-kl";
+  if (!(LOSS_KINDS as readonly string[]).includes(value))
+    throw new UsageError(
+      `--loss must be one of ${LOSS_KINDS.join(", ")}; got ${JSON.stringify(value)}`,
+    );
+  return value as LossKind;
+}
+
+/** A block list flag (`--layers 0-1,3`), its error naming the flag. */
+export function layersOption(value: unknown, flag: string): number[] {
+  try {
+    return parseLayers(String(value), `--${flag}`);
+  } catch (error) {
+    if (ForgeError.isInstance(error)) throw new UsageError((error as Error).message);
+    throw error;
+  }
+}
+
+/** `--progressive <from>[:<fraction>]`: α ramps from `from` to 1 over that fraction of training (default 0.5). */
+export function progressiveOption(
+  value: string | undefined,
+): { from: number; fraction: number } | undefined {
+  if (value === undefined) return undefined;
+  const [fromText, fractionText = "0.5", ...rest] = String(value).split(":");
+  const from = Number(fromText);
+  const fraction = Number(fractionText);
+  if (
+    rest.length ||
+    fromText?.trim() === "" ||
+    !(from >= 0 && from <= 1) ||
+    !(fraction > 0 && fraction <= 1)
+  )
+    throw new UsageError(
+      `--progressive must be <from>[:<fraction>] with from in [0, 1] and fraction in (0, 1], e.g. 0.2:0.5; got ${JSON.stringify(value)}`,
+    );
+  return { from, fraction };
 }
 
 export const PHASE_LABEL: Record<BakePhase, string> = {

@@ -27,7 +27,11 @@ export async function expandInputs(patterns: string[], flag = "--input"): Promis
  * `data:` and js scorer modules stay inside each task file's directory and js scorers are
  * refused, unless `options` allow them (--allow-outside, --allow-code).
  */
-export async function loadTasks(patterns: string[], options: TaskOptions = {}): Promise<Task[]> {
+export async function loadTasks(
+  patterns: string[],
+  options: TaskOptions = {},
+  flag = "--tasks",
+): Promise<Task[]> {
   const expanded = patterns.map((p) =>
     p === "forge-tiny"
       ? path.join(FORGE_TINY_TASKS, "*.yaml")
@@ -35,7 +39,5 @@ export async function loadTasks(patterns: string[], options: TaskOptions = {}): 
         ? path.join(FORGE_TINY_TASKS, `${p.slice("forge-tiny:".length)}.yaml`)
         : p,
   );
-  return Promise.all(
-    (await expandInputs(expanded, "--tasks")).map((file) => loadTask(file, options)),
-  );
+  return Promise.all((await expandInputs(expanded, flag)).map((file) => loadTask(file, options)));
 }

@@ -34,6 +34,16 @@ const GROUPS: Record<
       "Quiet-STaR: thought tokens, an A/B test of thinking, and baking successful thoughts into the weights if it wins",
     load: () => import("./commands/quietstar.js"),
   },
+  cycle: {
+    description:
+      "A/B cycles: bake task prompts and a self-discovered persona until both plateau (history, resume)",
+    load: () => import("./commands/cycle.js"),
+  },
+  halfbake: {
+    description:
+      "Apply a bake at strength α (merged weights or a scaled adapter), on all or chosen layers",
+    load: () => import("./commands/halfbake.js"),
+  },
   pursue: {
     description:
       "Prompt pursuit: re-bake a prompt into its own baked model while an eval score improves",

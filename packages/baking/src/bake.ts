@@ -1,13 +1,26 @@
 /**
  * The bake: train the student (the model without the prompt, plus a LoRA adapter by default)
  * so that, on each trajectory, its next-token distributions match the teacher's (the model
- * with the prompt): forward KL(teacher ‖ student) over the full vocabulary at every response
- * position, averaged over response tokens — or over the teacher's cached top-K plus a tail
- * bucket. Teacher distributions are computed once, before training, and reused every epoch.
+ * with the prompt): a divergence between the two at every response position, averaged over
+ * response tokens — forward KL(teacher ‖ student) over the full vocabulary by default (the
+ * paper's), or reverse KL, Jensen–Shannon, generalised JSD(β), distillation at a temperature,
+ * or a divergence over the teacher's cached top-K plus a tail bucket (`LOSS_KINDS`). Teacher
+ * distributions are computed once, before training, and reused every epoch.
+ *
+ * Packing: a stimulus whose earlier assistant turns the teacher wrote (the `multiturn`
+ * generator) trains the student on those turns as well — one sequence, every reply in it a
+ * target — so a conversation of n turns costs one forward pass instead of n.
  */
 
 import { Rng } from "@forge/core";
-import { forwardKL, topKForwardKL } from "@forge/losses";
+import {
+  distillation,
+  forwardKL,
+  generalizedJSD,
+  reverseKL,
+  topKDivergence,
+  topKForwardKL,
+} from "@forge/losses";
 import {
   attachLora,
   type BatchSource,
@@ -23,7 +36,41 @@ import type { Tokenizer } from "@forge/tokenizer";
 import * as tf from "@tensorflow/tfjs";
 import { BakingError } from "./errors.js";
 import type { BakePrompt, Stimulus, Trajectory } from "./records.js";
-import { responseLogits } from "./score.js";
+import { positionLogits } from "./score.js";
+
+/**
+ * The divergences a bake can train on. The `topk…` kinds use the teacher's cached top-K
+ * log-probabilities plus one tail bucket (rollout.cacheTopK > 0; no teacher forward passes);
+ * the others the teacher's full distributions.
+ */
+export const LOSS_KINDS = [
+  "forward-kl",
+  "reverse-kl",
+  "js",
+  "jsd",
+  "distillation",
+  "topk",
+  "topk-reverse-kl",
+  "topk-js",
+  "topk-jsd",
+] as const;
+export type LossKind = (typeof LOSS_KINDS)[number];
+
+/** What each loss is, in a line (help texts, documentation). */
+export const LOSS_DESCRIPTIONS: Record<LossKind, string> = {
+  "forward-kl": "KL(teacher ‖ student) over the vocabulary — the paper's loss (default)",
+  "reverse-kl": "KL(student ‖ teacher): mode-seeking",
+  js: "Jensen–Shannon divergence (symmetric, bounded by ln 2)",
+  jsd: "generalised JSD(β), β = lossBeta (0 is forward KL, 1 reverse KL)",
+  distillation: "T² · KL at temperature T = lossTemperature (Hinton et al.)",
+  topk: "forward KL over the teacher's cached top-K + a tail bucket",
+  "topk-reverse-kl": "reverse KL over the cached top-K + tail",
+  "topk-js": "Jensen–Shannon over the cached top-K + tail",
+  "topk-jsd": "generalised JSD(β) over the cached top-K + tail",
+};
+
+/** Whether a loss trains on the teacher's cached top-K rather than its full distributions. */
+export const usesTopK = (loss: LossKind): boolean => loss.startsWith("topk");
 
 export interface BakeSettings {
   /** "lora" (default: only adapter weights train) or "full" (every weight trains). */
@@ -43,8 +90,22 @@ export interface BakeSettings {
   /** Evaluate every N steps (0: epoch ends only). */
   evalEvery: number;
   earlyStopping?: { patience: number; minDelta: number };
-  /** "full" (default) or "topk": the loss over the teacher's cached top-K + tail. */
-  loss: "full" | "topk";
+  /**
+   * The divergence trained on (`LOSS_KINDS`; default "forward-kl"). The older names are
+   * accepted: "full" is "forward-kl"; "topk" stays "topk" (forward KL over the cached top-K).
+   */
+  loss: LossKind | "full";
+  /** β of "jsd" and "topk-jsd": the teacher's weight in the mixture (default 0.5). */
+  lossBeta?: number;
+  /** T of "distillation" (default 2). */
+  lossTemperature?: number;
+  /** Train on the teacher-written earlier turns of multiturn stimuli too (default true). */
+  packTurns: boolean;
+  /**
+   * Progressive baking: the adapter's strength α ramps linearly from `from` to 1 over the first
+   * `fraction` of the steps, then stays at 1 (validation always measures α = 1). LoRA only.
+   */
+  progressive?: { from: number; fraction: number };
   /** Save adapter snapshots at these fractions of training (half-baking). */
   snapshotFractions: number[];
   seed: number;
@@ -78,7 +139,8 @@ export const DEFAULT_BAKE: BakeSettings = {
   gradClip: 1,
   validationFraction: 0.1,
   evalEvery: 0,
-  loss: "full",
+  loss: "forward-kl",
+  packTurns: true,
   snapshotFractions: [],
   seed: 1,
 };
@@ -94,11 +156,45 @@ export function resolveBake(input: Partial<BakeSettings>): BakeSettings {
       "E_INPUT",
       `bake.mode must be "lora" or "full"; got ${JSON.stringify(s.mode)}`,
     );
-  if (s.loss !== "full" && s.loss !== "topk")
+  if (s.loss === "full") s.loss = "forward-kl";
+  if (!(LOSS_KINDS as readonly string[]).includes(s.loss))
     throw new BakingError(
       "E_INPUT",
-      `bake.loss must be "full" or "topk"; got ${JSON.stringify(s.loss)}`,
+      `bake.loss must be one of ${LOSS_KINDS.join(", ")}; got ${JSON.stringify(s.loss)}`,
     );
+  if (s.lossBeta !== undefined && !(s.lossBeta >= 0 && s.lossBeta <= 1))
+    throw new BakingError("E_INPUT", `bake.lossBeta must be in [0, 1]; got ${s.lossBeta}`);
+  if (s.lossBeta !== undefined && s.loss !== "jsd" && s.loss !== "topk-jsd")
+    throw new BakingError(
+      "E_INPUT",
+      `bake.lossBeta is the β of "jsd" and "topk-jsd"; the loss is ${JSON.stringify(s.loss)}`,
+    );
+  if (
+    s.lossTemperature !== undefined &&
+    !(Number.isFinite(s.lossTemperature) && s.lossTemperature > 0)
+  )
+    throw new BakingError(
+      "E_INPUT",
+      `bake.lossTemperature must be a positive number; got ${s.lossTemperature}`,
+    );
+  if (s.lossTemperature !== undefined && s.loss !== "distillation")
+    throw new BakingError(
+      "E_INPUT",
+      `bake.lossTemperature is the temperature of "distillation"; the loss is ${JSON.stringify(s.loss)}`,
+    );
+  if (s.progressive !== undefined) {
+    const { from, fraction } = s.progressive;
+    if (!(from >= 0 && from <= 1) || !(fraction > 0 && fraction <= 1))
+      throw new BakingError(
+        "E_INPUT",
+        `bake.progressive needs from in [0, 1] and fraction in (0, 1]; got ${JSON.stringify(s.progressive)}`,
+      );
+    if (s.mode !== "lora")
+      throw new BakingError(
+        "E_INPUT",
+        "bake.progressive ramps a LoRA adapter's strength: mode must be lora",
+      );
+  }
   for (const [name, value] of [
     ["epochs", s.epochs],
     ["batchSize", s.batchSize],
@@ -121,16 +217,46 @@ export interface BakeExample {
   /** Student prompt ids followed by the response (the last response token is only a target). */
   studentPrompt: number[];
   response: number[];
-  /** Teacher logits [R · V] at the response positions (loss "full"). */
+  /**
+   * Packing: positions inside `studentPrompt` whose next token is trained too — the
+   * teacher-written earlier turns of a multiturn stimulus (each reply's tokens and its end of
+   * turn). Their targets come first in `teacherLogits`.
+   */
+  earlier?: number[];
+  /** Teacher logits [(earlier + R) · V] at the trained positions (full-distribution losses). */
   teacherLogits?: Float32Array;
-  /** Teacher top-K per response position (loss "topk"). */
+  /** Teacher top-K per response position (the `topk…` losses). */
   teacherTopK?: { ids: number[][]; logprobs: number[][] };
+}
+
+/**
+ * Input positions that predict the assistant turns of a stimulus's own messages (not the
+ * prompt's), in a rendering of `prefix` + messages: for each assistant message, the positions
+ * of its role token through its last content token (they predict its content and end of turn).
+ */
+function assistantPositions(
+  tokenizer: Tokenizer,
+  prefix: BakePrompt["teacher"],
+  stimulus: Stimulus,
+): { ids: number[]; positions: number[]; targets: number[] } {
+  const rendered = tokenizer.renderChat([...prefix, ...stimulus.messages], {
+    addGenerationPrompt: true,
+  });
+  const own = rendered.spans.slice(rendered.spans.length - stimulus.messages.length);
+  const positions: number[] = [];
+  for (const span of own) {
+    if (span.role !== "assistant") continue;
+    for (let p = span.start; p < span.end - 1; p++) positions.push(p);
+  }
+  return { ids: rendered.ids, positions, targets: positions.map((p) => rendered.ids[p + 1]!) };
 }
 
 /**
  * Build the examples: the student's view (prompt.student + stimulus) of each trajectory, and
  * the teacher's distributions on it — computed here from `teacher` (the model before any
- * adapter is attached), or taken from the rollout's cached top-K.
+ * adapter is attached), or taken from the rollout's cached top-K. With `packTurns`, the first
+ * sample of a stimulus the teacher wrote earlier turns for (`teacherWritten`) is trained on
+ * those turns as well (full-distribution losses only: a cached top-K covers the response).
  */
 export function prepareExamples(
   teacher: GPT,
@@ -140,8 +266,12 @@ export function prepareExamples(
   trajectories: readonly Trajectory[],
   loss: BakeSettings["loss"],
   onProgress?: (done: number, total: number) => void,
+  options: { packTurns?: boolean } = {},
 ): BakeExample[] {
   const byId = new Map(stimuli.map((s) => [s.id, s]));
+  const topK = loss !== "full" && usesTopK(loss);
+  const pack = (options.packTurns ?? true) && !topK;
+  const earlierOf = new Map<string, { student: number[]; teacher: number[] }>();
   const examples: BakeExample[] = trajectories.map((t) => {
     const stimulus = byId.get(t.stimulusId);
     if (!stimulus)
@@ -149,11 +279,24 @@ export function prepareExamples(
         "E_INPUT",
         `trajectory ${t.id} names stimulus ${t.stimulusId}, which is not among the stimuli`,
       );
-    return {
+    const example: BakeExample = {
       id: t.id,
       studentPrompt: tokenizer.promptIds([...prompt.student, ...stimulus.messages]),
       response: t.tokenIds,
     };
+    if (pack && stimulus.teacherWritten && !earlierOf.has(stimulus.id)) {
+      const student = assistantPositions(tokenizer, prompt.student, stimulus);
+      const teacherSide = assistantPositions(tokenizer, prompt.teacher, stimulus);
+      if (
+        student.positions.length > 0 &&
+        student.targets.length === teacherSide.targets.length &&
+        student.targets.every((id, i) => id === teacherSide.targets[i])
+      ) {
+        earlierOf.set(stimulus.id, { student: student.positions, teacher: teacherSide.positions });
+        example.earlier = student.positions;
+      }
+    }
+    return example;
   });
   const blockSize = teacher.config.blockSize;
   for (const e of examples) {
@@ -164,24 +307,31 @@ export function prepareExamples(
       );
     }
   }
-  if (loss === "topk") {
+  if (topK) {
     trajectories.forEach((t, i) => {
       if (!t.topK)
         throw new BakingError(
           "E_INPUT",
-          `bake.loss "topk" needs cached teacher top-K; trajectory ${t.id} has none (rollout.cacheTopK)`,
+          `bake.loss ${JSON.stringify(loss)} needs cached teacher top-K; trajectory ${t.id} has none (rollout.cacheTopK)`,
         );
       examples[i]!.teacherTopK = t.topK;
     });
     return examples;
   }
-  const logits = responseLogits(
+  const logits = positionLogits(
     teacher,
-    trajectories.map((t) => ({
-      prompt: tokenizer.promptIds([...prompt.teacher, ...byId.get(t.stimulusId)!.messages]),
-      response: t.tokenIds,
-    })),
+    trajectories.map((t, i) => {
+      const stimulus = byId.get(t.stimulusId)!;
+      const promptIds = tokenizer.promptIds([...prompt.teacher, ...stimulus.messages]);
+      const earlier = examples[i]!.earlier ? earlierOf.get(stimulus.id)!.teacher : [];
+      return {
+        ids: [...promptIds, ...t.tokenIds.slice(0, -1)],
+        positions: [...earlier, ...t.tokenIds.map((_, r) => promptIds.length - 1 + r)],
+      };
+    }),
     { onProgress: (done) => onProgress?.(done, trajectories.length) },
+    (i, width) =>
+      `trajectory ${trajectories[i]!.id} needs ${width} positions with the prompt; the context window is ${blockSize}`,
   );
   logits.forEach((l, i) => {
     examples[i]!.teacherLogits = l;
@@ -216,19 +366,25 @@ export function packBatch(examples: readonly BakeExample[], vocabSize: number): 
     ids.set(e.studentPrompt, base);
     ids.set(e.response.slice(0, -1), base + e.studentPrompt.length);
     const first = base + e.studentPrompt.length - 1;
+    const earlier = e.earlier ?? [];
+    earlier.forEach((p, r) => {
+      mask[base + p] = 1;
+      teacher!.set(
+        e.teacherLogits!.subarray(r * vocabSize, (r + 1) * vocabSize),
+        (base + p) * vocabSize,
+      );
+    });
     for (let r = 0; r < e.response.length; r++) {
       mask[first + r] = 1;
-      if (teacher)
-        teacher.set(
-          e.teacherLogits!.subarray(r * vocabSize, (r + 1) * vocabSize),
-          (first + r) * vocabSize,
-        );
-      else {
+      if (teacher) {
+        const at = (earlier.length + r) * vocabSize;
+        teacher.set(e.teacherLogits!.subarray(at, at + vocabSize), (first + r) * vocabSize);
+      } else {
         topIds!.set(e.teacherTopK!.ids[r]!, (first + r) * k);
         topLogprobs!.set(e.teacherTopK!.logprobs[r]!, (first + r) * k);
       }
     }
-    tokens += e.response.length;
+    tokens += earlier.length + e.response.length;
   });
   return {
     ids: tf.tensor2d(ids, [b, width], "int32"),
@@ -252,7 +408,15 @@ export function disposeBakeBatch(batch: BakeBatch): void {
   if (batch.teacherTopK) tf.dispose([batch.teacherTopK.ids, batch.teacherTopK.logprobs]);
 }
 
-/** Epochs of shuffled examples, position saved and restored for resume. */
+/** Batches drawn together when grouping by length: a window of this many batches. */
+const LENGTH_WINDOW = 8;
+
+/**
+ * Epochs of shuffled examples, position saved and restored for resume. Each epoch's shuffled
+ * order is grouped by length: every window of 8 batches is sorted by sequence length, cut into
+ * batches, and the batches are shuffled again — so a short single-turn example is not padded to
+ * the width of a long conversation (padding costs as much as real tokens).
+ */
 export class BakeSampler implements BatchSource<BakeBatch> {
   private order: number[] = [];
   private epoch = 0;
@@ -269,7 +433,18 @@ export class BakeSampler implements BatchSource<BakeBatch> {
   }
 
   private shuffle(): void {
-    this.order = new Rng(this.seed * 31 + this.epoch).shuffle([...this.examples.keys()]);
+    const rng = new Rng(this.seed * 31 + this.epoch);
+    const shuffled = rng.shuffle([...this.examples.keys()]);
+    const length = (i: number) =>
+      this.examples[i]!.studentPrompt.length + this.examples[i]!.response.length;
+    const size = Math.min(this.batchSize, this.examples.length);
+    const batches: number[][] = [];
+    const window = size * LENGTH_WINDOW;
+    for (let start = 0; start < shuffled.length; start += window) {
+      const sorted = shuffled.slice(start, start + window).sort((a, b) => length(a) - length(b));
+      for (let b = 0; b < sorted.length; b += size) batches.push(sorted.slice(b, b + size));
+    }
+    this.order = rng.shuffle(batches).flat();
   }
 
   next(): BakeBatch {
@@ -297,27 +472,69 @@ export class BakeSampler implements BatchSource<BakeBatch> {
   }
 }
 
-/** KL(teacher ‖ student) of a batch, averaged over response tokens. */
+/** The loss a bake trains on: its kind and parameters (from `BakeSettings`). */
+export interface BakeLossSpec {
+  loss: LossKind | "full";
+  lossBeta?: number;
+  lossTemperature?: number;
+}
+
+/**
+ * The bake's loss of a batch, averaged over the trained tokens: the divergence `spec` names
+ * (default forward KL, over the full vocabulary or the cached top-K + tail — whichever the
+ * batch carries).
+ */
 export function bakeLoss(
   model: GPT,
   batch: BakeBatch,
   context: { training: boolean; seed: number },
+  spec: BakeLossSpec = { loss: "forward-kl" },
 ): tf.Scalar {
   return tf.tidy(() => {
     const { logits } = model.run(batch.ids, { training: context.training, seed: context.seed });
-    if (batch.teacherTopK)
-      return topKForwardKL(batch.teacherTopK, logits, {
-        mask: batch.mask,
-        reduction: "mean",
+    const options = { mask: batch.mask, reduction: "mean" as const };
+    const kind = spec.loss === "full" ? "forward-kl" : spec.loss;
+    if (batch.teacherTopK) {
+      const divergence =
+        kind === "topk-reverse-kl"
+          ? "reverse-kl"
+          : kind === "topk-js" || kind === "topk-jsd"
+            ? "jsd"
+            : "forward-kl";
+      if (divergence === "forward-kl")
+        return topKForwardKL(batch.teacherTopK, logits, options) as tf.Scalar;
+      return topKDivergence(batch.teacherTopK, logits, {
+        ...options,
+        divergence,
+        beta: kind === "topk-jsd" ? (spec.lossBeta ?? 0.5) : 0.5,
       }) as tf.Scalar;
-    return forwardKL(batch.teacherLogits!, logits, {
-      mask: batch.mask,
-      reduction: "mean",
-    }) as tf.Scalar;
+    }
+    const teacher = batch.teacherLogits!;
+    switch (kind) {
+      case "reverse-kl":
+        return reverseKL(teacher, logits, options) as tf.Scalar;
+      case "js":
+        return generalizedJSD(teacher, logits, { ...options, beta: 0.5 }) as tf.Scalar;
+      case "jsd":
+        return generalizedJSD(teacher, logits, {
+          ...options,
+          beta: spec.lossBeta ?? 0.5,
+        }) as tf.Scalar;
+      case "distillation":
+        return distillation(teacher, logits, {
+          ...options,
+          temperature: spec.lossTemperature ?? 2,
+        }) as tf.Scalar;
+      default:
+        return forwardKL(teacher, logits, options) as tf.Scalar;
+    }
   });
 }
 
-/** Mean KL over examples (no dropout), in batches. */
+/**
+ * Mean forward KL(teacher ‖ student) over examples (no dropout), in batches: whatever loss the
+ * bake trains on, validation measures the KL (over the full vocabulary, or the cached top-K).
+ */
 export function validationKL(
   model: GPT,
   examples: readonly BakeExample[],
@@ -391,6 +608,27 @@ export async function trainStudent(
   const validationBefore = validation.length
     ? validationKL(model, validation, settings.batchSize)
     : undefined;
+  const progressive = settings.progressive;
+  /** The adapter's strength at a step of progressive baking. */
+  const strengthAt = (step: number) =>
+    progressive
+      ? Math.min(
+          1,
+          progressive.from +
+            ((1 - progressive.from) * step) / Math.max(1, Math.round(progressive.fraction * steps)),
+        )
+      : 1;
+  const atFullStrength = <T>(fn: () => T): T => {
+    const adapter = model.lora;
+    if (!progressive || !adapter) return fn();
+    const current = adapter.strength;
+    adapter.strength = 1;
+    try {
+      return fn();
+    } finally {
+      adapter.strength = current;
+    }
+  };
   const snapshots = new Map(
     settings.snapshotFractions.map((f) => [Math.max(1, Math.round(f * steps)), f]),
   );
@@ -399,11 +637,18 @@ export async function trainStudent(
     {
       model,
       train: new BakeSampler(train, settings.batchSize, model.config.vocabSize, settings.seed),
-      loss: (batch, context) => bakeLoss(model, batch, context),
+      loss: (batch, context) => {
+        if (progressive && model.lora && context.step !== undefined)
+          model.lora.strength = strengthAt(context.step);
+        return bakeLoss(model, batch, context, settings);
+      },
       tokens: (batch) => batch.tokens,
       dispose: disposeBakeBatch,
       ...(validation.length
-        ? { evaluate: () => validationKL(model, validation, settings.batchSize) }
+        ? {
+            evaluate: () =>
+              atFullStrength(() => validationKL(model, validation, settings.batchSize)),
+          }
         : {}),
     },
     {
@@ -434,6 +679,7 @@ export async function trainStudent(
     },
   );
   await Promise.all(pendingSnapshots);
+  if (progressive && model.lora) model.lora.strength = 1;
   if (options.checkpointDir && result.bestStep !== undefined) {
     await loadCheckpointWeights(`${options.checkpointDir}/best`, model.trainableParameters());
   }

@@ -2,13 +2,35 @@
  * @forge/baking: bake a prompt into a model's weights and measure it (Prompt Baking, Bhargava
  * et al.). Plumbing for forge's own packages and tests is in `@forge/baking/internal`.
  */
-/** The bake settings and their defaults. */
+/** The bake settings and their defaults; the losses a bake can train on. */
 export {
   type BakeSettings,
   type BakeTraining,
   DEFAULT_BAKE,
+  LOSS_DESCRIPTIONS,
+  LOSS_KINDS,
+  type LossKind,
   resolveBake,
 } from "./bake.js";
+/**
+ * The A/B cycle engine: A-cycles bake task prompts, B-cycles discover and bake a persona; a
+ * plateau detector with an adaptive threshold switches between them and stops the run.
+ */
+export {
+  CYCLE_STATE_FILE,
+  type CycleEvaluator,
+  type CycleEvent,
+  type CycleKind,
+  type CycleOptions,
+  type CycleRecord,
+  type CycleResult,
+  type CycleTask,
+  detectPlateau,
+  type PlateauOptions,
+  type PlateauVerdict,
+  personaCandidates,
+  runCycles,
+} from "./cycle.js";
 /** Persona drift over a long conversation: prompted vs baked, per-turn curves with intervals. */
 export {
   CONTEXT_POLICIES,
@@ -28,8 +50,16 @@ export {
   BakingError,
   type BakingErrorCode,
 } from "./errors.js";
-/** Half-baking: behaviour as a function of the adapter strength α. */
+/**
+ * Half-baking: behaviour as a function of the adapter strength α; a bake applied at α (merged
+ * or as a scaled adapter), on all its blocks or a subset.
+ */
 export {
+  type HalfBakeOptions,
+  type HalfBakeResult,
+  halfBake,
+  MAX_HALFBAKE_ALPHA,
+  parseLayers,
   type StrengthPoint,
   strengthCurve,
 } from "./halfbake.js";

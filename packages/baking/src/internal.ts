@@ -5,6 +5,7 @@
 export {
   type BakeBatch,
   type BakeExample,
+  type BakeLossSpec,
   BakeSampler,
   bakeLoss,
   disposeBakeBatch,
@@ -13,6 +14,7 @@ export {
   splitExamples,
   type TrainBakeOptions,
   trainStudent,
+  usesTopK,
   validationKL,
 } from "./bake.js";
 export {
@@ -32,6 +34,8 @@ export { repositoryBakeSettings } from "./repository.js";
 export { checkPromptFits } from "./rollout.js";
 export {
   logSoftmaxRow,
+  type PositionedSequence,
+  positionLogits,
   responseLogits,
   type ScoredSequence,
   topKOf,

@@ -41,6 +41,11 @@ export interface Stimulus {
   messages: ChatMessage[];
   /** Which generator made it. */
   source?: string;
+  /**
+   * The assistant turns in `messages` were written by the teacher, prompted (the `multiturn`
+   * generator): the bake trains the student on them too, not only on the final reply.
+   */
+  teacherWritten?: boolean;
 }
 
 export interface Trajectory {
@@ -83,6 +88,8 @@ export function checkStimulus(value: unknown, source: string, line: number): Sti
   });
   if (record.messages.at(-1)!.role !== "user")
     fail(source, line, "a stimulus must end with a user message");
+  if (record.teacherWritten !== undefined && typeof record.teacherWritten !== "boolean")
+    fail(source, line, '"teacherWritten" must be true or false');
   return record as Stimulus;
 }
 

@@ -24,7 +24,10 @@ export interface RepositoryBakeSettings {
   learningRate?: number;
   rank?: number;
   alpha?: number;
-  loss?: "full" | "topk";
+  /** A `LOSS_KINDS` name (or "full", the older name of forward-kl). */
+  loss?: string;
+  lossBeta?: number;
+  lossTemperature?: number;
   validationFraction?: number;
   seed?: number;
 }
@@ -74,7 +77,9 @@ export function repositoryBakeSettings(b: RepositoryBakeSettings): Partial<BakeS
     ...(b.steps !== undefined ? { steps: b.steps } : {}),
     ...(b.batchSize !== undefined ? { batchSize: b.batchSize } : {}),
     ...(b.learningRate !== undefined ? { learningRate: b.learningRate } : {}),
-    ...(b.loss !== undefined ? { loss: b.loss } : {}),
+    ...(b.loss !== undefined ? { loss: b.loss as BakeSettings["loss"] } : {}),
+    ...(b.lossBeta !== undefined ? { lossBeta: b.lossBeta } : {}),
+    ...(b.lossTemperature !== undefined ? { lossTemperature: b.lossTemperature } : {}),
     ...(b.validationFraction !== undefined ? { validationFraction: b.validationFraction } : {}),
     ...(b.seed !== undefined ? { seed: b.seed } : {}),
     ...(b.rank !== undefined || b.alpha !== undefined

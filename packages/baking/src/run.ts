@@ -38,10 +38,12 @@ import type { Tokenizer } from "@forge/tokenizer";
 import {
   type BakeSettings,
   type BakeTraining,
+  type LossKind,
   prepareExamples,
   resolveBake,
   splitExamples,
   trainStudent,
+  usesTopK,
 } from "./bake.js";
 import { BakingError } from "./errors.js";
 import {
@@ -139,10 +141,10 @@ export async function bakePrompt(
 ): Promise<BakeRunResult> {
   const rolloutSettings = resolveRollout(options.rollout ?? {});
   const bakeSettings = resolveBake(options.bake ?? {});
-  if (bakeSettings.loss === "topk" && rolloutSettings.cacheTopK === 0) {
+  if (usesTopK(bakeSettings.loss as LossKind) && rolloutSettings.cacheTopK === 0) {
     throw new BakingError(
       "E_INPUT",
-      'bake.loss "topk" needs rollout.cacheTopK > 0 (the teacher top-K to train on)',
+      `bake.loss ${JSON.stringify(bakeSettings.loss)} needs rollout.cacheTopK > 0 (the teacher top-K to train on)`,
     );
   }
   checkPromptFits(tokenizer, options.prompt, model.config.blockSize);
@@ -245,6 +247,8 @@ async function runBake(
         generateStimuli(options.stim, {
           seed: rolloutSettings.seed,
           teacher,
+          reserve: rolloutSettings.maxNewTokens,
+          temperature: rolloutSettings.temperature,
           onProgress: (done, total) => emit({ type: "progress", phase: "stim", done, total }),
         }),
       );
@@ -269,6 +273,7 @@ async function runBake(
       trajectories,
       bakeSettings.loss,
       (done, total) => emit({ type: "progress", phase: "teacher", done, total }),
+      { packTurns: bakeSettings.packTurns },
     ),
   );
   const measure = options.measure === false ? undefined : { ...options.measure };

@@ -19,28 +19,61 @@ export function responseLogits(
   sequences: readonly ScoredSequence[],
   options: { batchSize?: number; onProgress?: (done: number) => void } = {},
 ): Float32Array[] {
+  return positionLogits(
+    model,
+    sequences.map((s) => {
+      lengthOf(s); // a non-empty prompt and response
+      return {
+        ids: [...s.prompt, ...s.response.slice(0, -1)],
+        positions: Array.from({ length: s.response.length }, (_, r) => s.prompt.length - 1 + r),
+      };
+    }),
+    options,
+    (i, width) =>
+      `sequence ${i} needs ${width} positions (prompt ${sequences[i]!.prompt.length} + response ${sequences[i]!.response.length} − 1); the context window is ${model.config.blockSize}`,
+  );
+}
+
+/** A sequence of input ids and the positions whose next-token logits are wanted. */
+export interface PositionedSequence {
+  ids: readonly number[];
+  /** Indexes into `ids`, each < ids.length. */
+  positions: readonly number[];
+}
+
+/**
+ * Logits [P · V] (row-major, in `positions` order) for each sequence, in input order: the
+ * model's next-token distribution after ids[0…p] for each position p. Batched by length.
+ */
+export function positionLogits(
+  model: GPT,
+  sequences: readonly PositionedSequence[],
+  options: { batchSize?: number; onProgress?: (done: number) => void } = {},
+  tooLong: (index: number, width: number) => string = (i, width) =>
+    `sequence ${i} is ${width} tokens; the context window is ${model.config.blockSize}`,
+): Float32Array[] {
   const { blockSize, vocabSize } = model.config;
   const batchSize = options.batchSize ?? 16;
+  for (const [i, s] of sequences.entries()) {
+    if (s.ids.length === 0) throw new BakingError("E_INPUT", `sequence ${i} has no ids`);
+    if (s.positions.some((p) => !Number.isInteger(p) || p < 0 || p >= s.ids.length))
+      throw new BakingError("E_INPUT", `sequence ${i}: a position lies outside its ids`);
+  }
   const order = [...sequences.keys()].sort(
-    (a, b) => lengthOf(sequences[a]!) - lengthOf(sequences[b]!),
+    (a, b) => sequences[a]!.ids.length - sequences[b]!.ids.length,
   );
   const out = new Array<Float32Array>(sequences.length);
   let done = 0;
   for (let start = 0; start < order.length; start += batchSize) {
     const indices = order.slice(start, start + batchSize);
-    const width = Math.max(...indices.map((i) => lengthOf(sequences[i]!)));
+    const width = Math.max(...indices.map((i) => sequences[i]!.ids.length));
     if (width > blockSize) {
-      const worst = indices.find((i) => lengthOf(sequences[i]!) === width)!;
-      throw new BakingError(
-        "E_CONTEXT",
-        `sequence ${worst} needs ${width} positions (prompt ${sequences[worst]!.prompt.length} + response ${sequences[worst]!.response.length} − 1); the context window is ${blockSize}`,
-      );
+      const worst = indices.find((i) => sequences[i]!.ids.length === width)!;
+      throw new BakingError("E_CONTEXT", tooLong(worst, width));
     }
     const ids = new Int32Array(indices.length * width);
     indices.forEach((i, row) => {
-      const { prompt, response } = sequences[i]!;
-      ids.set(prompt, row * width);
-      ids.set(response.slice(0, -1), row * width + prompt.length);
+      ids.set(sequences[i]!.ids, row * width);
     });
     const logits = tf.tidy(
       () => model.run(tf.tensor2d(ids, [indices.length, width], "int32")).logits,
@@ -48,9 +81,13 @@ export function responseLogits(
     const values = logits.dataSync() as Float32Array;
     logits.dispose();
     indices.forEach((i, row) => {
-      const { prompt, response } = sequences[i]!;
-      const from = (row * width + prompt.length - 1) * vocabSize;
-      out[i] = values.slice(from, from + response.length * vocabSize);
+      const { positions } = sequences[i]!;
+      const rows = new Float32Array(positions.length * vocabSize);
+      positions.forEach((p, k) => {
+        const from = (row * width + p) * vocabSize;
+        rows.set(values.subarray(from, from + vocabSize), k * vocabSize);
+      });
+      out[i] = rows;
     });
     done += indices.length;
     options.onProgress?.(done);

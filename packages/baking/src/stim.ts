@@ -7,7 +7,12 @@
  * - `template` a template with {slots}: the cartesian product of the slot values, sampled
  *              without replacement when `count` is smaller;
  * - `self`     the teacher itself, prompted with u, asked to write user questions (de-duplicated);
- * - `persona`  probing questions about identity and style.
+ * - `persona`  probing questions about identity and style;
+ * - `multiturn` conversations whose earlier turns the teacher writes itself: user turns drawn
+ *              from a pool of questions (given, or the other generators' questions), each
+ *              answered by the teacher with the prompt in its context — the prompt is never in
+ *              the stimulus, only the teacher's replies are. The bake trains on those replies
+ *              too (`teacherWritten`), so a baked persona holds deep into a long chat.
  *
  * Everything is seeded; duplicates across generators are dropped (first kept).
  */
@@ -28,9 +33,23 @@ export type StimSpec =
       temperature?: number;
       maxNewTokens?: number;
     }
-  | { type: "persona"; count?: number };
+  | { type: "persona"; count?: number }
+  | {
+      type: "multiturn";
+      /** Conversations to write. */
+      count: number;
+      /** Most earlier (user, teacher) turns in a conversation (default 8); each conversation
+       * draws its own number in 1…turns, and stops sooner when the context window is full. */
+      turns?: number;
+      /** User turns to draw from (default: the questions the other generators made). */
+      questions?: string[];
+      /** Sampling temperature of the teacher's earlier replies (default: the rollout's, else 1). */
+      temperature?: number;
+      /** Longest earlier reply (default: the room kept for the final reply). */
+      maxNewTokens?: number;
+    };
 
-export const STIM_TYPES = ["list", "file", "template", "self", "persona"] as const;
+export const STIM_TYPES = ["list", "file", "template", "self", "persona", "multiturn"] as const;
 
 /** Questions that probe who the assistant is and how it talks. */
 export const PERSONA_PROBES = [
@@ -58,8 +77,15 @@ export const PERSONA_PROBES = [
 
 export interface StimContext {
   seed: number;
-  /** Needed by the `self` generator. */
+  /** Needed by the `self` and `multiturn` generators. */
   teacher?: { model: GPT; tokenizer: Tokenizer; prompt: BakePrompt };
+  /**
+   * Tokens a conversation leaves free for the teacher's final reply (the rollout's
+   * maxNewTokens; default 48): `multiturn` stops adding turns before the window is fuller.
+   */
+  reserve?: number;
+  /** The rollout's temperature: `multiturn`'s default for the teacher's earlier replies. */
+  temperature?: number;
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -180,6 +206,106 @@ function fromSelf(
   return out;
 }
 
+/** The most conversations the multiturn generator writes (each costs teacher generations). */
+export const MAX_MULTITURN_COUNT = 10_000;
+/** The most earlier turns one multiturn conversation may ask for. */
+export const MAX_MULTITURN_TURNS = 64;
+
+/**
+ * Conversations the teacher carries on with itself: every conversation draws its number of
+ * earlier turns in 1…turns; each round, every open conversation gets a question from the pool
+ * and the teacher (prompted) answers all of them in one batch. A conversation ends when it has
+ * its turns or when one more would not leave `reserve` tokens for the final reply; its last
+ * question is then left unanswered — the stimulus the rollout answers. The stimulus holds the
+ * user turns and the teacher's replies, never the prompt.
+ */
+function fromMultiturn(
+  spec: Extract<StimSpec, { type: "multiturn" }>,
+  pool: readonly string[],
+  context: StimContext,
+  rng: Rng,
+  where: string,
+): ChatMessage[][] {
+  if (!context.teacher)
+    throw new BakingError("E_INPUT", `${where}: the multiturn generator needs the teacher model`);
+  if (pool.length === 0)
+    throw new BakingError(
+      "E_INPUT",
+      `${where}: multiturn needs questions to draw user turns from: give "questions", or other generators before it (list, file, template, self, persona)`,
+    );
+  const { model, tokenizer, prompt } = context.teacher;
+  const blockSize = model.config.blockSize;
+  const reserve = context.reserve ?? 48;
+  const replyBudget = Math.max(reserve, spec.maxNewTokens ?? reserve);
+  const maxTurns = spec.turns ?? 8;
+  const fits = (history: readonly ChatMessage[], question: string, budget: number) =>
+    tokenizer.promptIds([...prompt.teacher, ...history, { role: "user", content: question }])
+      .length +
+      budget <=
+    blockSize;
+  const conversations = Array.from({ length: spec.count }, () => ({
+    turns: 1 + rng.int(maxTurns),
+    history: [] as ChatMessage[],
+    final: undefined as string | undefined,
+  }));
+  const draw = () => pool[rng.int(pool.length)]!;
+  for (let round = 0; round <= maxTurns; round++) {
+    const open = conversations.filter((c) => c.final === undefined);
+    if (open.length === 0) break;
+    const asking: { conversation: (typeof conversations)[number]; question: string }[] = [];
+    for (const conversation of open) {
+      const question = draw();
+      const answered = conversation.history.length / 2;
+      if (answered < conversation.turns && fits(conversation.history, question, replyBudget)) {
+        asking.push({ conversation, question });
+        continue;
+      }
+      // the conversation ends here: its last user turn must leave room for the final reply
+      if (fits(conversation.history, question, reserve)) conversation.final = question;
+      else if (answered > 0) {
+        // the previous question fitted with a reply budget ≥ reserve: end on it instead
+        const previous = conversation.history.splice(-2, 2);
+        conversation.final = previous[0]!.content;
+      } else
+        throw new BakingError(
+          "E_CONTEXT",
+          `${where}: the question ${JSON.stringify(question.slice(0, 60))} with the prompt leaves no room for a reply of ${reserve} tokens in the context window of ${blockSize}`,
+        );
+    }
+    if (asking.length === 0) continue;
+    const batchSeed = rng.seed();
+    const replies = generateReplies(
+      model,
+      tokenizer,
+      asking.map((a) => [
+        ...prompt.teacher,
+        ...a.conversation.history,
+        { role: "user" as const, content: a.question },
+      ]),
+      {
+        maxNewTokens: replyBudget,
+        temperature: spec.temperature ?? context.temperature ?? 1,
+        seed: () => batchSeed,
+        batchSize: asking.length,
+      },
+    );
+    asking.forEach(({ conversation, question }, i) => {
+      conversation.history.push(
+        { role: "user", content: question },
+        { role: "assistant", content: replies[i]!.text },
+      );
+    });
+    context.onProgress?.(
+      conversations.reduce((a, c) => a + c.history.length / 2, 0),
+      conversations.reduce((a, c) => a + c.turns, 0),
+    );
+  }
+  return conversations.map((c) => {
+    const final = c.final ?? draw();
+    return [...c.history, { role: "user", content: final }];
+  });
+}
+
 /** Run the generators in order; the result is de-duplicated and ids are "<type>-<n>". */
 export async function generateStimuli(
   specs: readonly StimSpec[],
@@ -189,7 +315,13 @@ export async function generateStimuli(
   const rng = new Rng(context.seed);
   const seen = new Set<string>();
   const out: Stimulus[] = [];
-  for (const [index, spec] of specs.entries()) {
+  // multiturn draws its user turns from the other generators' questions: it runs after them
+  const order = [...specs.keys()].sort(
+    (a, b) => Number(specs[a]!.type === "multiturn") - Number(specs[b]!.type === "multiturn"),
+  );
+  const made: Stimulus[][] = specs.map(() => []);
+  for (const index of order) {
+    const spec = specs[index]!;
     let conversations: ChatMessage[][];
     switch (spec.type) {
       case "list":
@@ -236,6 +368,36 @@ export async function generateStimuli(
         conversations = rng.shuffle(PERSONA_PROBES).slice(0, count).map(user);
         break;
       }
+      case "multiturn": {
+        const where = `stim[${index}] (multiturn)`;
+        if (spec.count === undefined)
+          throw new BakingError("E_INPUT", `${where}: give count, the conversations to write`);
+        checkCount(
+          spec.count,
+          where,
+          MAX_MULTITURN_COUNT,
+          "each conversation costs teacher generations",
+        );
+        if (
+          spec.turns !== undefined &&
+          (!Number.isInteger(spec.turns) || spec.turns < 1 || spec.turns > MAX_MULTITURN_TURNS)
+        )
+          throw new BakingError(
+            "E_INPUT",
+            `${where}: turns must be an integer in 1…${MAX_MULTITURN_TURNS}; got ${JSON.stringify(spec.turns)}`,
+          );
+        if (
+          spec.questions !== undefined &&
+          (!Array.isArray(spec.questions) ||
+            spec.questions.some((q) => typeof q !== "string" || q.trim() === ""))
+        )
+          throw new BakingError("E_INPUT", `${where}: questions must be non-empty strings`);
+        const pool = spec.questions ?? [
+          ...new Set(out.filter((s) => s.messages.length === 1).map((s) => s.messages[0]!.content)),
+        ];
+        conversations = fromMultiturn(spec, pool, context, rng, where);
+        break;
+      }
       default:
         throw new BakingError(
           "E_INPUT",
@@ -247,10 +409,17 @@ export async function generateStimuli(
       const key = JSON.stringify(messages);
       if (seen.has(key)) continue;
       seen.add(key);
-      out.push({ id: `${spec.type}-${index}-${n++}`, messages, source: spec.type });
+      const stimulus: Stimulus = {
+        id: `${spec.type}-${index}-${n++}`,
+        messages,
+        source: spec.type,
+      };
+      if (spec.type === "multiturn" && messages.length > 1) stimulus.teacherWritten = true;
+      made[index]!.push(stimulus);
+      out.push(stimulus);
     }
   }
   if (out.length === 0)
     throw new BakingError("E_INPUT", "the stimulus generators produced no stimuli");
-  return out;
+  return made.flat(); // in the order the generators were given
 }

@@ -141,7 +141,7 @@ export function compareResults(
 export function forgettingFromResults(
   base: EvalResults,
   baked: readonly EvalResults[],
-  options: { margin?: number; alpha?: number; seed?: number } = {},
+  options: { margin?: number; alpha?: number; seed?: number; degradationThreshold?: number } = {},
 ): ForgettingResult {
   const aligned = baked.map((b) => alignTasks(base, b));
   const tasks: TaskScores[] = aligned[0]!.map((t, k) => ({
@@ -152,8 +152,13 @@ export function forgettingFromResults(
   return forgettingAnalysis(tasks, [base.model.name, ...baked.map((b) => b.model.name)], options);
 }
 
-export type GateKind = "regression" | "no-improvement" | "forgetting";
-export const GATE_KINDS: GateKind[] = ["regression", "no-improvement", "forgetting"];
+export type GateKind = "regression" | "no-improvement" | "forgetting" | "max-degradation";
+export const GATE_KINDS: GateKind[] = [
+  "regression",
+  "no-improvement",
+  "forgetting",
+  "max-degradation",
+];
 
 export interface GateResult {
   gate: GateKind;
@@ -167,7 +172,9 @@ export interface GateResult {
  * Gates:
  * - `regression`: fails for each task where B is significantly worse than A (after Holm);
  * - `no-improvement`: fails unless at least one task shows B significantly better;
- * - `forgetting`: fails for each (baked model, task) that is not shown non-inferior to the base.
+ * - `forgetting`: fails for each (baked model, task) that is not shown non-inferior to the base;
+ * - `max-degradation`: fails for each baked model whose maximum relative degradation
+ *   (base − baked) / base over the tasks is not below the threshold (the paper's < 3.4%).
  */
 export function evaluateGates(
   kinds: readonly GateKind[],
@@ -200,6 +207,21 @@ export function evaluateGates(
           ? `B improves on ${wins.map((t) => t.task).join(", ")}`
           : "no task shows a significant improvement of B over A",
       });
+    } else if (kind === "max-degradation") {
+      if (!forgetting)
+        throw new EvaluationError(
+          "E_INPUT",
+          "the max-degradation gate needs a forgetting analysis",
+        );
+      const rel = (x: number) => `${(100 * x).toFixed(1)}%`;
+      for (const d of forgetting.degradation) {
+        out.push({
+          gate: kind,
+          task: d.model,
+          passed: d.passed,
+          message: `${d.model}: max degradation ${rel(d.maxDegradation)} on ${d.maxTask} (threshold ${rel(forgetting.degradationThreshold)}); tasks passed ${d.tasksPassed}/${d.tasks}${d.passed ? "" : " — forgetting above the threshold"}`,
+        });
+      }
     } else {
       if (!forgetting)
         throw new EvaluationError("E_INPUT", "the forgetting gate needs a forgetting analysis");

@@ -40,10 +40,13 @@ export {
 } from "./runner.js";
 export {
   backwardTransfer,
+  DEFAULT_DEGRADATION_THRESHOLD,
+  type DegradationSummary,
   type ForgettingCell,
   type ForgettingResult,
   forgettingAnalysis,
   nonInferiority,
+  relativeDegradation,
   type TaskScores,
 } from "./stats/forgetting.js";
 export {

@@ -82,7 +82,11 @@ describe("JUnit and SVG with names XML cannot hold", () => {
   });
 
   it("the SVG plots parse too", () => {
-    expect(parseXml(heatmapSvg(forgetting)).filter((e) => e.name === "rect").length).toBe(3);
+    // background, two score cells, and the outline of the baked cell that fails (−37.5%)
+    const svg = heatmapSvg(forgetting);
+    expect(parseXml(svg).filter((e) => e.name === "rect").length).toBe(4);
+    expect(svg).toContain("−37.5%");
+    expect(svg).toContain("max −37.5% · 0/1 passed");
     expect(parseXml(deltaSvg(comparison)).some((e) => e.name === "circle")).toBe(true);
   });
 });

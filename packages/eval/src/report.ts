@@ -120,6 +120,22 @@ export function toMarkdown(input: ReportInput): string {
       lines.push(`| ${m} | ${f.matrix[i]!.map((v) => pct(v)).join(" | ")} |`);
     }
     lines.push("");
+    const rel = (x: number) => `${(100 * x).toFixed(1)}%`;
+    lines.push(
+      `**Relative degradation** (base − baked) / base; a task passes below ${rel(f.degradationThreshold)}`,
+      "",
+      `| model | ${f.tasks.join(" | ")} | max degradation | tasks passed |`,
+      `|---|${f.tasks.map(() => "---:").join("|")}|---:|---:|`,
+    );
+    for (const d of f.degradation) {
+      const own = f.tasks.map(
+        (task) => f.cells.find((c) => c.model === d.model && c.task === task)!,
+      );
+      lines.push(
+        `| ${d.model} | ${own.map((c) => `${rel(c.relativeDegradation)}${c.passed ? "" : " ❌"}`).join(" | ")} | ${rel(d.maxDegradation)} (${d.maxTask})${d.passed ? "" : " ❌"} | ${d.tasksPassed}/${d.tasks} |`,
+      );
+    }
+    lines.push("");
     if (f.backwardTransfer !== undefined)
       lines.push(`Backward transfer: ${pct(f.backwardTransfer)} points`, "");
   }
@@ -144,8 +160,8 @@ export function heatmapSvg(f: ForgettingResult): string {
   const cell = 64;
   const left = 160;
   const top = 96;
-  const width = left + f.tasks.length * cell + 20;
-  const height = top + f.models.length * cell + 20;
+  const width = Math.max(left + f.tasks.length * cell + 190, 620);
+  const height = top + f.models.length * cell + 36;
   const parts = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="system-ui, sans-serif" font-size="12" role="img" aria-label="forgetting heatmap">`,
     `<rect width="${width}" height="${height}" fill="white"/>`,
@@ -166,11 +182,30 @@ export function heatmapSvg(f: ForgettingResult): string {
       parts.push(
         `<rect x="${x}" y="${y}" width="${cell - 2}" height="${cell - 2}" fill="${heat(v)}"><title>${escapeXml(`${model} · ${f.tasks[j]}: ${pct(v)}`)}</title></rect>`,
       );
+      const c =
+        i === 0 ? undefined : f.cells.find((k) => k.model === model && k.task === f.tasks[j]);
       parts.push(
-        `<text x="${x + cell / 2 - 1}" y="${y + cell / 2 + 4}" text-anchor="middle" font-weight="600">${pct(v)}</text>`,
+        `<text x="${x + cell / 2 - 1}" y="${y + cell / 2 + (c ? -2 : 4)}" text-anchor="middle" font-weight="600">${pct(v)}</text>`,
       );
+      if (c) {
+        parts.push(
+          `<text x="${x + cell / 2 - 1}" y="${y + cell / 2 + 14}" text-anchor="middle" font-size="10"${c.passed ? "" : ' fill="#7f1d1d" font-weight="600"'}><title>${escapeXml(`relative degradation (base − baked) / base on ${c.task}`)}</title>${escapeXml(degradationText(c.relativeDegradation))}</text>`,
+        );
+        if (!c.passed)
+          parts.push(
+            `<rect x="${x + 1}" y="${y + 1}" width="${cell - 4}" height="${cell - 4}" fill="none" stroke="#7f1d1d" stroke-width="2"/>`,
+          );
+      }
     });
+    const d = f.degradation.find((k) => k.model === model);
+    if (d)
+      parts.push(
+        `<text x="${left + f.tasks.length * cell + 8}" y="${top + i * cell + cell / 2 + 4}" font-size="11"${d.passed ? "" : ' fill="#7f1d1d"'}>${escapeXml(`max ${degradationText(d.maxDegradation)} · ${d.tasksPassed}/${d.tasks} passed`)}</text>`,
+      );
   });
+  parts.push(
+    `<text x="${left}" y="${height - 8}" font-size="11">${escapeXml(`Top: mean score. Below: relative degradation (base − baked) / base; a task passes below ${degradationText(f.degradationThreshold)}.`)}</text>`,
+  );
   parts.push("</svg>");
   return parts.join("\n");
 }
@@ -214,6 +249,12 @@ export function deltaSvg(c: Comparison): string {
   return parts.join("\n");
 }
 
+/** A relative degradation as text: "−1.2%" is a loss of 1.2%, "+0.5%" a gain. */
+function degradationText(x: number): string {
+  if (x === 0) return "0.0%";
+  return `${x > 0 ? "−" : "+"}${(100 * Math.abs(x)).toFixed(1)}%`;
+}
+
 /** The forgetting matrix for a terminal: coloured blocks unless NO_COLOR. */
 export function heatmapTerminal(f: ForgettingResult, color = !process.env.NO_COLOR): string {
   const width = Math.max(8, ...f.tasks.map((t) => t.length + 1));
@@ -228,6 +269,10 @@ export function heatmapTerminal(f: ForgettingResult, color = !process.env.NO_COL
     });
     lines.push(m.padEnd(nameWidth) + cells.join(""));
   });
+  for (const d of f.degradation)
+    lines.push(
+      `${d.model}: max degradation ${(100 * d.maxDegradation).toFixed(1)}% on ${d.maxTask} (threshold ${(100 * f.degradationThreshold).toFixed(1)}%), tasks passed ${d.tasksPassed}/${d.tasks}${d.passed ? "" : " — above the threshold"}`,
+    );
   return lines.join("\n");
 }
 
@@ -242,7 +287,7 @@ export function toHtml(input: ReportInput): string {
       ? `<figure>${deltaSvg(input.comparison)}<figcaption>Per-task difference with its paired bootstrap interval.</figcaption></figure>`
       : "",
     input.forgetting
-      ? `<figure>${heatmapSvg(input.forgetting)}<figcaption>Mean score of every model on every task.</figcaption></figure>`
+      ? `<figure>${heatmapSvg(input.forgetting)}<figcaption>Mean score of every model on every task, and each baked model's relative degradation (base − baked) / base.</figcaption></figure>`
       : "",
   ].join("\n");
   return `<!doctype html>

@@ -15,6 +15,7 @@ const dist = path.join(packageDir, "dist");
 
 /** What a user of bake repositories reaches for (the README's API section). */
 const PUBLIC = [
+  "BAKE_LOSSES",
   "BakeRepo",
   "HOOKS",
   "INPUT_FILE",

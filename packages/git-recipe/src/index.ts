@@ -16,6 +16,8 @@ export { RecipeError, type RecipeErrorCode } from "./errors.js";
 export { HOOKS, runHook } from "./hook.js";
 /** input.yml: the template `init` writes, its parser (every problem with line and column), and what it parses to. */
 export {
+  BAKE_LOSSES,
+  type BakeLoss,
   type BakeSpec,
   type Generator,
   INPUT_TEMPLATE,

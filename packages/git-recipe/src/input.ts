@@ -32,6 +32,8 @@ export interface RolloutSpec {
   samples?: number;
   temperature?: number;
   maxNewTokens?: number;
+  /** Cache the teacher's top-K log-probabilities (needed by the topk losses). */
+  cacheTopK?: number;
   seed?: number;
 }
 
@@ -44,10 +46,34 @@ export interface BakeSpec {
   learningRate?: number;
   rank?: number;
   alpha?: number;
-  loss?: "full" | "topk";
+  /** The divergence trained on (`BAKE_LOSSES`; default forward-kl). */
+  loss?: BakeLoss;
+  /** β of the jsd losses. */
+  lossBeta?: number;
+  /** Temperature of the distillation loss. */
+  lossTemperature?: number;
   validationFraction?: number;
   seed?: number;
 }
+
+/**
+ * The losses BAKE.loss accepts (@forge/baking's LOSS_KINDS, and the older "full" for forward-kl):
+ * forward KL (the default), reverse KL, Jensen–Shannon, generalised JSD(β), distillation at a
+ * temperature, and forward/reverse KL and JS(D) over the teacher's cached top-K + tail.
+ */
+export const BAKE_LOSSES = [
+  "forward-kl",
+  "reverse-kl",
+  "js",
+  "jsd",
+  "distillation",
+  "topk",
+  "topk-reverse-kl",
+  "topk-js",
+  "topk-jsd",
+  "full",
+] as const;
+export type BakeLoss = (typeof BAKE_LOSSES)[number];
 
 export interface InputSpec {
   prompt?: { name?: string; teacher: Message[]; student: Message[] };
@@ -88,7 +114,7 @@ PROMPT:
 #   generators: a list; each has a type — list (items: [...]), file (path: stim.jsonl),
 #               template (template: "...", slots: {name: [...]}, count: N), self (count: N:
 #               the teacher writes questions), persona (count: N: identity and style probes)
-#   rollout:    samples (answers per question), temperature, maxNewTokens, seed
+#   rollout:    samples (answers per question), temperature, maxNewTokens, seed, cacheTopK
 TARGET:
   generators:
     - type: persona
@@ -100,8 +126,10 @@ TARGET:
 
 # BAKE: training settings (LoRA on the parent model; the parent is PARENT_MODEL in .forge,
 # the previous bake's model, and cannot be set here).
-#   name, epochs | steps, batchSize, learningRate, rank, alpha, loss (full | topk),
-#   validationFraction, seed
+#   name, epochs | steps, batchSize, learningRate, rank, alpha, validationFraction, seed,
+#   loss: forward-kl (default) | reverse-kl | js | jsd | distillation | topk | topk-reverse-kl |
+#         topk-js | topk-jsd (the topk ones need rollout cacheTopK); lossBeta: β of jsd (0…1);
+#   lossTemperature: T of distillation
 BAKE:
   name: pirate
   epochs: 4
@@ -136,6 +164,8 @@ const BAKE_KEYS: Record<keyof BakeSpec, "int" | "number" | "string" | "loss"> = 
   rank: "int",
   alpha: "number",
   loss: "loss",
+  lossBeta: "number",
+  lossTemperature: "number",
   validationFraction: "number",
   seed: "int",
 };
@@ -143,6 +173,7 @@ const ROLLOUT_KEYS: Record<keyof RolloutSpec, "int" | "number"> = {
   samples: "int",
   temperature: "number",
   maxNewTokens: "int",
+  cacheTopK: "int",
   seed: "int",
 };
 
@@ -381,7 +412,7 @@ export function parseInput(
           : kind === "number"
             ? typeof v === "number" && Number.isFinite(v) && v >= 0
             : kind === "loss"
-              ? v === "full" || v === "topk"
+              ? (BAKE_LOSSES as readonly unknown[]).includes(v)
               : typeof v === "string";
       if (!ok) {
         const expected =
@@ -392,7 +423,7 @@ export function parseInput(
             : kind === "number"
               ? "a number ≥ 0"
               : kind === "loss"
-                ? '"full" or "topk"'
+                ? `one of ${BAKE_LOSSES.join(", ")}`
                 : "a string";
         add(`${base}.${key}`, `${base}.${key} must be ${expected}; got ${JSON.stringify(v)}`, node);
       }

@@ -9,6 +9,7 @@ import {
   type Reduction,
   reverseKL,
   teacherTopK,
+  topKDivergence,
   topKForwardKL,
 } from "./divergences.js";
 import { LossError } from "./errors.js";
@@ -156,6 +157,85 @@ describe("tfjs equals the Float64 reference within 1e-5", () => {
       values(result),
       studentRows.map((row, i) => reference.topKForwardKL(logprobs[i]!, ids[i]!, row)),
     );
+  });
+});
+
+describe("top-K + tail for reverse KL and JSD", () => {
+  for (const [divergence, beta] of [
+    ["reverse-kl", undefined],
+    ["jsd", 0.5],
+    ["jsd", 0.2],
+  ] as const) {
+    it(`${divergence}${beta !== undefined ? ` β = ${beta}` : ""} with K < V equals the reference`, () => {
+      const teacherRows = randomLogits([6, 13], 40);
+      const studentRows = randomLogits([6, 13], 41);
+      const teacher = tensor(teacherRows, [6, 13]);
+      const student = tensor(studentRows, [6, 13]);
+      const top = teacherTopK(teacher, 4);
+      const logprobs = top.logprobs.arraySync() as number[][];
+      const ids = top.ids.arraySync() as number[][];
+      const result = topKDivergence(top, student, {
+        divergence,
+        ...(beta !== undefined ? { beta } : {}),
+        reduction: "none",
+      });
+      closeTo(
+        values(result),
+        studentRows.map((row, i) =>
+          reference.topKDivergence(logprobs[i]!, ids[i]!, row, divergence, beta ?? 0.5),
+        ),
+      );
+      tf.dispose([teacher, student, top.logprobs, top.ids]);
+    });
+  }
+
+  it("with K = V it equals the full-vocabulary divergence; forward-kl is topKForwardKL", () => {
+    const teacher = tensor(randomLogits([3, 4, 10], 42), [3, 4, 10]);
+    const student = tensor(randomLogits([3, 4, 10], 43), [3, 4, 10]);
+    const top = teacherTopK(teacher, 10);
+    closeTo(
+      values(topKDivergence(top, student, { divergence: "reverse-kl", reduction: "none" })),
+      values(reverseKL(teacher, student, { reduction: "none" })),
+      1e-6,
+    );
+    closeTo(
+      values(topKDivergence(top, student, { divergence: "jsd", beta: 0.3, reduction: "none" })),
+      values(generalizedJSD(teacher, student, { beta: 0.3, reduction: "none" })),
+      1e-6,
+    );
+    const small = teacherTopK(teacher, 3);
+    closeTo(
+      values(topKDivergence(small, student, { reduction: "none" })),
+      values(topKForwardKL(small, student, { reduction: "none" })),
+      1e-7,
+    );
+    tf.dispose([teacher, student, top.logprobs, top.ids, small.logprobs, small.ids]);
+  });
+
+  it("a teacher whose top-K holds all the mass gives a finite reverse KL (the tail floor)", () => {
+    const teacher = tf.tensor2d([[60, 0, 0, 0, 0]]);
+    const student = tf.tensor2d([[0, 0, 0, 0, 0]]);
+    const top = teacherTopK(teacher, 1);
+    const value = values(topKDivergence(top, student, { divergence: "reverse-kl" })) as number;
+    expect(Number.isFinite(value)).toBe(true);
+    expect(value).toBeGreaterThan(0);
+    const { grads, value: loss } = tf.variableGrads(
+      () => topKDivergence(top, studentVariable, { divergence: "reverse-kl" }) as tf.Scalar,
+      [studentVariable],
+    );
+    const gradient = Object.values(grads)[0]!.dataSync();
+    expect(Array.from(gradient).every(Number.isFinite)).toBe(true);
+    tf.dispose([teacher, student, top.logprobs, top.ids, loss, ...Object.values(grads)]);
+  });
+  const studentVariable = tf.variable(tf.zeros([1, 5]));
+
+  it("a divergence without a top-K form is refused", () => {
+    const teacher = tensor(randomLogits([2, 5], 44), [2, 5]);
+    const top = teacherTopK(teacher, 2);
+    expect(() => topKDivergence(top, teacher, { divergence: "distillation" as "jsd" })).toThrow(
+      /has no top-K form; accepted: forward-kl, reverse-kl, jsd/,
+    );
+    tf.dispose([teacher, top.logprobs, top.ids]);
   });
 });
 
@@ -486,6 +566,8 @@ describe("tensor hygiene", () => {
         distillation(teacher, student, { temperature: 2 }),
         crossEntropy(student, targets),
         topKForwardKL(top, student),
+        topKDivergence(top, student, { divergence: "reverse-kl" }),
+        topKDivergence(top, student, { divergence: "jsd", beta: 0.3 }),
       ]);
       const { grads, value } = tf.variableGrads(
         () => forwardKL(teacher, studentVariable) as tf.Scalar,

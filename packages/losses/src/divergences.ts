@@ -188,20 +188,24 @@ export function generalizedJSD(
   return tf.tidy(() => {
     const logP = tf.logSoftmax(scaled(teacherLogits, t));
     const logQ = tf.logSoftmax(scaled(studentLogits, t));
-    // −∞ floored to −1e30 for the mixture only: where both models mask an entry, logsumexp
-    // of two −∞ would be NaN (and poison the gradient); there M is ~0 and p = q = 0 anyway.
-    const floorP = tf.maximum(logP, -1e30);
-    const floorQ = tf.maximum(logQ, -1e30);
-    const logM = tf.logSumExp(
-      tf.stack([tf.add(floorP, Math.log(beta)), tf.add(floorQ, Math.log(1 - beta))]),
-      0,
-    );
-    const perToken = tf.add(
-      tf.mul(klFromLogProbs(logP, logM), beta),
-      tf.mul(klFromLogProbs(logQ, logM), 1 - beta),
-    );
-    return reduceTokens(perToken, options);
+    return reduceTokens(jsdFromLogProbs(logP, logQ, beta), options);
   });
+}
+
+/** Per-token JSD_β of log-probabilities [..., C] → [...] (0 < β < 1; inside a tidy). */
+function jsdFromLogProbs(logP: tf.Tensor, logQ: tf.Tensor, beta: number): tf.Tensor {
+  // −∞ floored to −1e30 for the mixture only: where both models mask an entry, logsumexp
+  // of two −∞ would be NaN (and poison the gradient); there M is ~0 and p = q = 0 anyway.
+  const floorP = tf.maximum(logP, -1e30);
+  const floorQ = tf.maximum(logQ, -1e30);
+  const logM = tf.logSumExp(
+    tf.stack([tf.add(floorP, Math.log(beta)), tf.add(floorQ, Math.log(1 - beta))]),
+    0,
+  );
+  return tf.add(
+    tf.mul(klFromLogProbs(logP, logM), beta),
+    tf.mul(klFromLogProbs(logQ, logM), 1 - beta),
+  );
 }
 
 /** Jensen–Shannon divergence: symmetric, bounded by ln 2. `generalizedJSD` with β = 0.5. */
@@ -302,6 +306,79 @@ export function topKForwardKL(
   studentLogits: tf.Tensor,
   options: ReduceOptions = {},
 ): tf.Tensor {
+  const tokenShape = checkTopK(teacher, studentLogits);
+  checkReduce(options, tokenShape);
+  return tf.tidy(() => {
+    const { pk, logPk, logQk, tail } = topKCategories(teacher, studentLogits);
+    const headGap = tf.where(positive(pk), tf.sub(logPk, logQk), tf.zerosLike(logPk));
+    let perToken = tf.sum(tf.mul(pk, headGap), -1);
+    if (tail) {
+      const tailGap = tf.where(
+        positive(tail.p),
+        tf.sub(tf.log(tail.p), tail.logQ),
+        tf.zerosLike(tail.p),
+      );
+      perToken = tf.add(perToken, tf.mul(tail.p, tailGap));
+    }
+    return reduceTokens(perToken.reshape(tokenShape), options);
+  });
+}
+
+/** The divergences that have a top-K + tail form. */
+export const TOPK_DIVERGENCES = ["forward-kl", "reverse-kl", "jsd"] as const;
+export type TopKDivergenceKind = (typeof TOPK_DIVERGENCES)[number];
+
+/**
+ * The teacher's tail bucket is floored at this mass for the reverse KL and the JSD over top-K +
+ * tail: a float32 sum of very peaked top-K probabilities can round to 1, which would leave the
+ * student's (always positive) tail an infinite reverse KL.
+ */
+export const TOPK_TAIL_FLOOR = 1e-6;
+
+/**
+ * A divergence over the K + 1 categories of `topKForwardKL` (the teacher's top-K tokens and one
+ * bucket for the rest): forward KL (exactly `topKForwardKL`), reverse KL, or generalised JSD(β).
+ * Each is the divergence of the two distributions coarse-grained to those categories, so a
+ * lower bound of the full-vocabulary one (data processing). For reverse KL and JSD the teacher's
+ * tail bucket is floored at `TOPK_TAIL_FLOOR` when K is below the vocabulary size.
+ */
+export function topKDivergence(
+  teacher: TeacherTopK,
+  studentLogits: tf.Tensor,
+  options: ReduceOptions & { divergence?: TopKDivergenceKind; beta?: number } = {},
+): tf.Tensor {
+  const divergence = options.divergence ?? "forward-kl";
+  if (!TOPK_DIVERGENCES.includes(divergence))
+    throw new LossError(
+      "E_INPUT",
+      `divergence ${JSON.stringify(divergence)} has no top-K form; accepted: ${TOPK_DIVERGENCES.join(", ")}`,
+    );
+  const beta = divergence === "jsd" ? (options.beta ?? 0.5) : undefined;
+  if (beta !== undefined && (!Number.isFinite(beta) || beta < 0 || beta > 1))
+    throw new LossError("E_INPUT", `beta must be in [0, 1]; got ${options.beta}`);
+  if (divergence === "forward-kl" || beta === 0)
+    return topKForwardKL(teacher, studentLogits, options);
+  const tokenShape = checkTopK(teacher, studentLogits);
+  checkReduce(options, tokenShape);
+  return tf.tidy(() => {
+    const { logPk, logQk, tail } = topKCategories(teacher, studentLogits);
+    let logP: tf.Tensor = logPk;
+    let logQ: tf.Tensor = logQk;
+    if (tail) {
+      const n = logPk.shape[0]!;
+      logP = tf.concat([logPk, tf.log(tf.maximum(tail.p, TOPK_TAIL_FLOOR)).reshape([n, 1])], 1);
+      logQ = tf.concat([logQk, tail.logQ.reshape([n, 1])], 1);
+    }
+    const perToken =
+      divergence === "reverse-kl" || beta === 1
+        ? klFromLogProbs(logQ, logP)
+        : jsdFromLogProbs(logP, logQ, beta!);
+    return reduceTokens(perToken.reshape(tokenShape), options);
+  });
+}
+
+/** Validate a top-K teacher against student logits; returns the token shape. */
+function checkTopK(teacher: TeacherTopK, studentLogits: tf.Tensor): number[] {
   checkLogits("student logits", studentLogits);
   const vocabulary = studentLogits.shape[studentLogits.rank - 1]!;
   const tokenShape = studentLogits.shape.slice(0, -1);
@@ -322,35 +399,42 @@ export function topKForwardKL(
     );
   }
   checkIds("teacher top-K ids", teacher.ids, teacher.logprobs.shape, vocabulary);
-  checkReduce(options, tokenShape);
-  return tf.tidy(() => {
-    const n = tokenShape.reduce((a, b) => a * b, 1);
-    const logQ = tf.logSoftmax(studentLogits).reshape([n, vocabulary]) as tf.Tensor2D;
-    const ids = teacher.ids.reshape([n, k]) as tf.Tensor2D;
-    const logPk = teacher.logprobs.reshape([n, k]);
-    const logQk = gatherLast(logQ, ids);
-    const pk = tf.exp(logPk);
-    const headGap = tf.where(positive(pk), tf.sub(logPk, logQk), tf.zerosLike(logPk));
-    let perToken = tf.sum(tf.mul(pk, headGap), -1);
-    if (k < vocabulary) {
-      // Student tail: logsumexp of the log-probabilities outside the top K, computed exactly.
-      const rows = tf.range(0, n, 1, "int32").reshape([n, 1]).tile([1, k]);
-      const coordinates = tf.stack([rows.reshape([n * k]), ids.reshape([n * k])], 1);
-      const inTopK = tf.greater(tf.scatterND(coordinates, tf.ones([n * k]), [n, vocabulary]), 0);
-      const tailLogQ = tf.logSumExp(
-        tf.where(inTopK, tf.fill([n, vocabulary], Number.NEGATIVE_INFINITY), logQ),
-        -1,
-      );
-      const tailP = tf.relu(tf.sub(1, tf.sum(pk, -1)));
-      const tailGap = tf.where(
-        positive(tailP),
-        tf.sub(tf.log(tailP), tailLogQ),
-        tf.zerosLike(tailP),
-      );
-      perToken = tf.add(perToken, tf.mul(tailP, tailGap));
-    }
-    return reduceTokens(perToken.reshape(tokenShape), options);
-  });
+  return tokenShape;
+}
+
+/**
+ * The K + 1 categories, flattened to [N, K] (+ the tail [N] when K < V): the teacher's top-K
+ * probabilities and log-probabilities, the student's log-probabilities at the same ids, and the
+ * tail — the teacher's 1 − Σ p_k and the student's exact log-mass outside the top K.
+ */
+function topKCategories(
+  teacher: TeacherTopK,
+  studentLogits: tf.Tensor,
+): {
+  pk: tf.Tensor2D;
+  logPk: tf.Tensor2D;
+  logQk: tf.Tensor2D;
+  tail?: { p: tf.Tensor1D; logQ: tf.Tensor1D };
+} {
+  const vocabulary = studentLogits.shape[studentLogits.rank - 1]!;
+  const k = teacher.logprobs.shape[teacher.logprobs.rank - 1]!;
+  const n = studentLogits.size / vocabulary;
+  const logQ = tf.logSoftmax(studentLogits).reshape([n, vocabulary]) as tf.Tensor2D;
+  const ids = teacher.ids.reshape([n, k]) as tf.Tensor2D;
+  const logPk = teacher.logprobs.reshape([n, k]) as tf.Tensor2D;
+  const logQk = gatherLast(logQ, ids);
+  const pk = tf.exp(logPk) as tf.Tensor2D;
+  if (k >= vocabulary) return { pk, logPk, logQk };
+  // Student tail: logsumexp of the log-probabilities outside the top K, computed exactly.
+  const rows = tf.range(0, n, 1, "int32").reshape([n, 1]).tile([1, k]);
+  const coordinates = tf.stack([rows.reshape([n * k]), ids.reshape([n * k])], 1);
+  const inTopK = tf.greater(tf.scatterND(coordinates, tf.ones([n * k]), [n, vocabulary]), 0);
+  const tailLogQ = tf.logSumExp(
+    tf.where(inTopK, tf.fill([n, vocabulary], Number.NEGATIVE_INFINITY), logQ),
+    -1,
+  ) as tf.Tensor1D;
+  const tailP = tf.relu(tf.sub(1, tf.sum(pk, -1))) as tf.Tensor1D;
+  return { pk, logPk, logQk, tail: { p: tailP, logQ: tailLogQ } };
 }
 
 /**

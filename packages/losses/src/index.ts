@@ -12,7 +12,11 @@ export {
   reduceTokens,
   reverseKL,
   type TeacherTopK,
+  TOPK_DIVERGENCES,
+  TOPK_TAIL_FLOOR,
+  type TopKDivergenceKind,
   teacherTopK,
+  topKDivergence,
   topKForwardKL,
 } from "./divergences.js";
 export { LossError, type LossErrorCode } from "./errors.js";

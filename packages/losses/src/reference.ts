@@ -89,6 +89,40 @@ export function topKForwardKL(
   return kl;
 }
 
+/**
+ * A divergence over the teacher's top-K ids plus one tail bucket (see `topKDivergence`): the
+ * teacher's tail is floored at `floor` for reverse KL and JSD when K < V.
+ */
+export function topKDivergence(
+  teacherLogProbs: Row,
+  teacherIds: readonly number[],
+  student: Row,
+  divergence: "forward-kl" | "reverse-kl" | "jsd",
+  beta = 0.5,
+  floor = 1e-6,
+): number {
+  if (divergence === "forward-kl" || (divergence === "jsd" && beta === 0))
+    return topKForwardKL(teacherLogProbs, teacherIds, student);
+  const logQ = logSoftmax(student);
+  const inTop = new Set(teacherIds);
+  const logP = [...teacherLogProbs];
+  const logQc = teacherIds.map((id) => logQ[id]!);
+  if (inTop.size < student.length) {
+    const head = teacherLogProbs.reduce((a, lp) => a + Math.exp(lp), 0);
+    let tailQ = 0;
+    logQ.forEach((lq, i) => {
+      if (!inTop.has(i)) tailQ += Math.exp(lq);
+    });
+    logP.push(Math.log(Math.max(1 - head, floor)));
+    logQc.push(Math.log(tailQ));
+  }
+  if (divergence === "reverse-kl" || beta === 1) return klLogProbs(logQc, logP);
+  const logM = logP.map((lp, i) =>
+    Math.log(beta * Math.exp(lp) + (1 - beta) * Math.exp(logQc[i]!)),
+  );
+  return beta * klLogProbs(logP, logM) + (1 - beta) * klLogProbs(logQc, logM);
+}
+
 /** The same reductions as the tfjs functions, on per-token values in row order. */
 export function reduce(
   values: readonly number[],

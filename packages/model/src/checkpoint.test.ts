@@ -258,4 +258,59 @@ describe("adapters", () => {
     merged.model.dispose();
     expect(existsSync(path.join(dir, "merged", "adapter_config.json"))).toBe(false);
   });
+
+  it("layer subsets: an adapter on chosen blocks, or applied on a subset, saves, reloads and merges as that subset", async () => {
+    const base = GPT.create(config, { seed: 7 });
+    const baseLogits = logitsOf(base);
+    // an adapter that covers block 1 only
+    const model = GPT.create(config, { seed: 7 });
+    const adapter = attachLora(model, { r: 4, alpha: 8, layers: [1] });
+    expect([...adapter.a.keys()].every((p) => p.startsWith("h.1."))).toBe(true);
+    for (const b of adapter.b.values())
+      tf.tidy(() => b.assign(tf.randomNormal(b.shape, 0, 0.3, "float32", 5)));
+    const adapted = logitsOf(model);
+    expect(adapted.some((v, i) => Math.abs(v - baseLogits[i]!) > 1e-4)).toBe(true);
+    await saveAdapter(model, path.join(dir, "layer1"));
+    const peft = JSON.parse(readFileSync(path.join(dir, "layer1", "adapter_config.json"), "utf8"));
+    expect(peft.layers_to_transform).toEqual([1]);
+    const fresh = GPT.create(config, { seed: 7 });
+    await loadAdapter(fresh, path.join(dir, "layer1"));
+    logitsOf(fresh).forEach((v, i) => {
+      expect(Math.abs(v - adapted[i]!)).toBeLessThan(1e-6);
+    });
+
+    // an adapter on every block, applied on block 0 only: saved and merged as block 0 only
+    const full = GPT.create(config, { seed: 7 });
+    const every = attachLora(full, { r: 4, alpha: 8 });
+    for (const b of every.b.values())
+      tf.tidy(() => b.assign(tf.randomNormal(b.shape, 0, 0.3, "float32", 6)));
+    const allBlocks = logitsOf(full);
+    every.setActiveLayers([0]);
+    expect(every.activeLayers).toEqual([0]);
+    const block0 = logitsOf(full);
+    expect(block0.some((v, i) => Math.abs(v - allBlocks[i]!) > 1e-4)).toBe(true);
+    await saveAdapter(full, path.join(dir, "active0"));
+    const { tensors } = await readSafetensors(
+      path.join(dir, "active0", "adapter_model.safetensors"),
+    );
+    expect([...tensors.keys()].every((k) => k.includes(".h.0."))).toBe(true);
+    const again = GPT.create(config, { seed: 7 });
+    await loadAdapter(again, path.join(dir, "active0"));
+    logitsOf(again).forEach((v, i) => {
+      expect(Math.abs(v - block0[i]!)).toBeLessThan(1e-6);
+    });
+    await saveMergedModel(full, path.join(dir, "merged0"));
+    const merged = await loadModel(path.join(dir, "merged0"));
+    logitsOf(merged.model).forEach((v, i) => {
+      expect(Math.abs(v - block0[i]!)).toBeLessThan(1e-4);
+    });
+    // α = 0 on the subset is the base model exactly
+    every.strength = 0;
+    expect(Array.from(logitsOf(full))).toEqual(Array.from(baseLogits));
+    expect(() => every.setActiveLayers([])).toThrow(/non-empty list/);
+    expect(() => attachLora(GPT.create(config, { seed: 1 }), { layers: [2] })).toThrow(
+      /the model has 2 blocks/,
+    );
+    for (const m of [base, model, fresh, full, again, merged.model]) m.dispose();
+  });
 });

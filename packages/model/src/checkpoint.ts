@@ -466,7 +466,15 @@ export async function writeAdapterFiles(
   const llama = isLlamaFamily(model.config);
   const peftPrefix = llama ? PEFT_LLAMA_PREFIX : PEFT_PREFIX;
   const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
+  // an adapter applied on a subset of its blocks (`setActiveLayers`) is saved as that subset
+  const active = adapter.activeLayers;
+  const layers = active
+    ? (adapter.config.layers ?? active).filter((l) => active.includes(l))
+    : adapter.config.layers;
+  if (layers && layers.length === 0)
+    throw new ModelError("E_INPUT", "the adapter is active on none of the blocks it covers");
   for (const [prefix, a] of adapter.a) {
+    if (layers && !layers.includes(Number(prefix.split(".")[1]))) continue;
     const b = adapter.b.get(prefix)!;
     const aT = tf.tidy(() => tf.transpose(a)); // PEFT lora_A: [r, in]
     const bT = tf.tidy(() => tf.transpose(b)); // PEFT lora_B: [out, r]
@@ -490,6 +498,7 @@ export async function writeAdapterFiles(
     target_modules: llama
       ? adapter.config.targetModules.map((t) => t.split(".").at(-1))
       : adapter.config.targetModules,
+    ...(layers ? { layers_to_transform: layers } : {}),
     fan_in_fan_out: !llama, // GPT-2's Conv1D stores [in, out]; nn.Linear [out, in]
     bias: "none",
     inference_mode: true,
@@ -524,6 +533,9 @@ export async function loadAdapter(model: GPT, dir: string): Promise<LoraAdapter>
     dropout: (raw.lora_dropout as number) ?? 0,
     targetModules: (Array.isArray(targets) ? targets : [targets]) as LoraTarget[],
   };
+  const layers = raw.layers_to_transform;
+  if (layers !== undefined && layers !== null)
+    config.layers = (Array.isArray(layers) ? layers : [layers]) as number[];
   const resolved = resolveLoraConfig(config, configFile);
   const llama = isLlamaFamily(model.config);
   const peftPrefix = llama ? PEFT_LLAMA_PREFIX : PEFT_PREFIX;
@@ -531,7 +543,13 @@ export async function loadAdapter(model: GPT, dir: string): Promise<LoraAdapter>
   const { tensors } = await readSafetensors(weightsFile);
   const pairs = new Map<string, { a: tf.Tensor; b: tf.Tensor }>();
   try {
-    for (let i = 0; i < model.config.nLayer; i++) {
+    if (resolved.layers?.some((l) => l >= model.config.nLayer))
+      throw new ModelError(
+        "E_FORMAT",
+        `${configFile}: layers_to_transform names block ${resolved.layers.find((l) => l >= model.config.nLayer)}; the model has ${model.config.nLayer} blocks`,
+      );
+    const blocks = resolved.layers ?? Array.from({ length: model.config.nLayer }, (_, i) => i);
+    for (const i of blocks) {
       for (const target of resolved.targetModules) {
         const prefix = `${llama ? "layers" : "h"}.${i}.${target}`;
         const a = tensors.get(`${peftPrefix}${prefix}.lora_A.weight`);

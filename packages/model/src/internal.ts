@@ -20,7 +20,7 @@ export {
 export { disposeBatch } from "./data.js";
 export { sampleToken } from "./generate.js";
 export { parameterShapes } from "./gpt.js";
-export { checkLoraFits } from "./lora.js";
+export { checkLayers, checkLoraFits } from "./lora.js";
 export {
   AdamW,
   type AdamWConfig,

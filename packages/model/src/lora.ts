@@ -47,6 +47,11 @@ export interface LoraConfig {
   dropout: number;
   /** Which layers of every block get an adapter (default the attention projections). */
   targetModules: LoraTarget[];
+  /**
+   * Which blocks get adapters, by index (PEFT's `layers_to_transform`; default every block):
+   * layer-wise baking trains and stores only these.
+   */
+  layers?: number[];
 }
 
 export const DEFAULT_LORA: LoraConfig = {
@@ -94,8 +99,39 @@ export function resolveLoraConfig(
       );
     }
   }
-  return { ...config, targetModules: [...new Set(config.targetModules)] };
+  const resolved: LoraConfig = { ...config, targetModules: [...new Set(config.targetModules)] };
+  if (config.layers === undefined) delete resolved.layers;
+  else {
+    if (
+      !Array.isArray(config.layers) ||
+      config.layers.length === 0 ||
+      config.layers.some((l) => !Number.isInteger(l) || l < 0)
+    )
+      throw new ModelError(
+        "E_CONFIG",
+        `${source}: layers must be a non-empty list of block indices ≥ 0; got ${JSON.stringify(config.layers)}`,
+      );
+    resolved.layers = [...new Set(config.layers)].sort((a, b) => a - b);
+  }
+  return resolved;
 }
+
+/** Refuse block indices the model does not have (`layers` of a LoRA config, or a subset). */
+export function checkLayers(
+  nLayer: number,
+  layers: readonly number[] | undefined,
+  source: string,
+): void {
+  const beyond = layers?.filter((l) => l >= nLayer) ?? [];
+  if (beyond.length)
+    throw new ModelError(
+      "E_CONFIG",
+      `${source}: the model has ${nLayer} blocks (0…${nLayer - 1}); no block ${beyond.join(", ")}`,
+    );
+}
+
+/** The block index of a layer prefix ("h.3.attn.c_attn" → 3). */
+const layerOf = (prefix: string) => Number(prefix.split(".")[1]);
 
 /**
  * Refuse a rank the model's layers cannot carry (LoRA's rank is at most the narrower side of the
@@ -120,6 +156,7 @@ export class LoraAdapter {
   readonly a = new Map<string, tf.Variable>();
   readonly b = new Map<string, tf.Variable>();
   private strengthValue = 1;
+  private active: Set<number> | undefined;
   /** The blocks' name prefix: "h" (GPT-2) or "layers" (Llama family). */
   private readonly block: string;
 
@@ -148,6 +185,7 @@ export class LoraAdapter {
       targetModules: input.targetModules ?? defaultLoraTargets(model),
     });
     checkLoraFits(model.config.nEmbd, config);
+    checkLayers(model.config.nLayer, config.layers, "LoRA config");
     const adapter = new LoraAdapter(config, model);
     const seed = options.seed ?? 7;
     const id = nextModelId();
@@ -175,6 +213,7 @@ export class LoraAdapter {
     source = "adapter",
   ): LoraAdapter {
     const config = resolveLoraConfig(input, source);
+    checkLayers(model.config.nLayer, config.layers, source);
     const adapter = new LoraAdapter(config, model);
     const id = nextModelId();
     for (const prefix of adapter.prefixes(model.config.nLayer)) {
@@ -203,9 +242,35 @@ export class LoraAdapter {
   /** Layer prefixes this adapter covers, for a model of `nLayer` blocks. */
   prefixes(nLayer: number): string[] {
     const out: string[] = [];
-    for (let i = 0; i < nLayer; i++)
+    const blocks = this.config.layers ?? Array.from({ length: nLayer }, (_, i) => i);
+    for (const i of blocks)
       for (const target of this.config.targetModules) out.push(`${this.block}.${i}.${target}`);
     return out;
+  }
+
+  /**
+   * Apply the adapter only on these blocks (the others compute the base layer), or on all of
+   * them again (`undefined`): half-baking a subset of layers. Merging respects it too.
+   */
+  setActiveLayers(layers: readonly number[] | undefined): void {
+    if (
+      layers !== undefined &&
+      (layers.length === 0 || layers.some((l) => !Number.isInteger(l) || l < 0))
+    )
+      throw new ModelError(
+        "E_INPUT",
+        `active layers must be a non-empty list of block indices ≥ 0; got ${JSON.stringify(layers)}`,
+      );
+    this.active = layers === undefined ? undefined : new Set(layers);
+  }
+
+  /** The blocks the adapter is applied on (undefined: all it covers). */
+  get activeLayers(): number[] | undefined {
+    return this.active ? [...this.active].sort((a, b) => a - b) : undefined;
+  }
+
+  private isActive(prefix: string): boolean {
+    return this.active === undefined || this.active.has(layerOf(prefix));
   }
 
   /** Half-baking strength α: the update is α · (alpha / r) · A·B. */
@@ -238,7 +303,7 @@ export class LoraAdapter {
     columns?: [number, number],
   ): tf.Tensor2D {
     const a = this.a.get(prefix);
-    if (!a || this.strengthValue === 0) return y;
+    if (!a || this.strengthValue === 0 || !this.isActive(prefix)) return y;
     const input =
       training && this.config.dropout > 0
         ? tf.dropout(x, this.config.dropout, undefined, seed + 11)
@@ -267,6 +332,7 @@ export class LoraAdapter {
   mergedWeights(model: GPT): Map<string, tf.Tensor> {
     const merged = new Map<string, tf.Tensor>();
     for (const [prefix, a] of this.a) {
+      if (!this.isActive(prefix)) continue;
       merged.set(
         `${prefix}.weight`,
         tf.tidy(() =>

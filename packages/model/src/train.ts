@@ -78,8 +78,11 @@ export type TrainEvent =
 export interface TrainTask<T> {
   model: GPT;
   train: BatchSource<T>;
-  /** The loss of one batch; called under a gradient tape during training. */
-  loss(batch: T, context: { training: boolean; seed: number }): tf.Scalar;
+  /**
+   * The loss of one batch; called under a gradient tape during training, with the optimizer
+   * step it computes (0-based; absent outside training).
+   */
+  loss(batch: T, context: { training: boolean; seed: number; step?: number }): tf.Scalar;
   /** Tokens a batch contributes (throughput). */
   tokens(batch: T): number;
   dispose(batch: T): void;
@@ -321,7 +324,7 @@ export async function trainModel<T>(
         const seed = rng.seed();
         try {
           const { value, grads } = tf.variableGrads(
-            () => task.loss(batch, { training: true, seed }),
+            () => task.loss(batch, { training: true, seed, step }),
             [...parameters.values()],
           );
           const loss = value.dataSync()[0]!;

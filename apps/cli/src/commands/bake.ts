@@ -171,7 +171,7 @@ export function register(cli: CAC): void {
     .option("--prompt-file <file>", "Read the prompt from a file")
     .option(
       "--stim <spec>",
-      "Stimuli (repeatable): list:Q1|Q2, file:<path>, template:<spec.json>, self:N, persona:N (default persona:20 self:40)",
+      "Stimuli (repeatable): list:Q1|Q2, file:<path>, template:<spec.json>, self:N, persona:N, multiturn:N[:T] (default persona:20 self:40)",
     )
     .option("--samples <k>", "Teacher samples per stimulus (default 2)")
     .option("--temperature <t>", "Rollout temperature (default 1)")
@@ -190,8 +190,15 @@ export function register(cli: CAC): void {
     .option("--full", "Fine-tune every weight instead of a LoRA adapter")
     .option(
       "--loss <kind>",
-      "full (KL over the whole vocabulary) or topk (over the cached top-K + tail)",
+      "forward-kl (default), reverse-kl, js, jsd, distillation; topk, topk-reverse-kl, topk-js, topk-jsd (over the cached top-K + tail: needs --cache-topk)",
     )
+    .option("--loss-beta <b>", "β of --loss jsd / topk-jsd, the teacher's weight (default 0.5)")
+    .option("--loss-temperature <t>", "Temperature of --loss distillation (default 2)")
+    .option(
+      "--progressive <from:fraction>",
+      "Progressive baking: the adapter strength ramps from <from> to 1 over that fraction of training (default 0.5)",
+    )
+    .option("--layers <list>", "Layer-wise baking: adapters on these blocks only, e.g. 0-1")
     .option("--val-fraction <f>", "Trajectories held out for validation KL (default 0.1)")
     .option(
       "--snapshots <list>",

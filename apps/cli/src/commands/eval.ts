@@ -33,6 +33,7 @@ import {
 import {
   type Comparison,
   compareResults,
+  DEFAULT_DEGRADATION_THRESHOLD,
   evaluateGates,
   type ForgettingResult,
   forgettingFromResults,
@@ -476,6 +477,10 @@ async function reportComparison(
 async function abCommand(a: string, b: string, options: CommonOptions): Promise<number> {
   const settings = runSettings(options);
   const gates = parseGates(options.failOn);
+  if (gates.includes("forgetting") || gates.includes("max-degradation"))
+    throw new UsageError(
+      "ab checks regression and no-improvement; use forge eval forgetting for the forgetting and max-degradation gates",
+    );
   const comparisonSettings = comparisonOptions(options);
   const tasks = await loadTasks(asList(options.tasks), taskOptions(options));
   const outDir = options.out ?? "eval-ab";
@@ -522,7 +527,7 @@ async function abCommand(a: string, b: string, options: CommonOptions): Promise<
 }
 
 async function forgettingCommand(
-  options: CommonOptions & { base?: string; baked?: string | string[] },
+  options: CommonOptions & { base?: string; baked?: string | string[]; maxDegradation?: string },
 ): Promise<number> {
   if (!options.base) throw new UsageError("--base <model> is required");
   const bakedList = asList(options.baked);
@@ -537,6 +542,13 @@ async function forgettingCommand(
       (n) => n >= 0 && n < 1,
       "in [0, 1) (score units; 0.034 = 3.4 points)",
     ) ?? 0.034;
+  const degradationThreshold =
+    numberOption(
+      options.maxDegradation,
+      "max-degradation",
+      (n) => n >= 0 && n < 1,
+      "in [0, 1) (a fraction of the base score; 0.034 = 3.4%)",
+    ) ?? DEFAULT_DEGRADATION_THRESHOLD;
   const alpha = comparisonOptions(options).alpha;
   const tasks = await loadTasks(asList(options.tasks), taskOptions(options));
   const outDir = options.out ?? "eval-forgetting";
@@ -547,7 +559,13 @@ async function forgettingCommand(
     "eval-forgetting",
     inputs,
     options,
-    { base: options.base, baked: bakedList, tasks: tasks.map((t) => t.name), margin },
+    {
+      base: options.base,
+      baked: bakedList,
+      tasks: tasks.map((t) => t.name),
+      margin,
+      degradationThreshold,
+    },
     async (claim, manifest) => {
       manifest.setBackend((await initBackend()).name);
       const results: EvalResults[] = [];
@@ -561,7 +579,11 @@ async function forgettingCommand(
           model.model.dispose();
         }
       }
-      const forgetting = forgettingFromResults(results[0]!, results.slice(1), { margin, alpha });
+      const forgetting = forgettingFromResults(results[0]!, results.slice(1), {
+        margin,
+        alpha,
+        degradationThreshold,
+      });
       for (const [i, r] of results.entries())
         await writeJson(claim, `${i === 0 ? "base" : `baked-${i}`}.json`, r);
       return reportComparison(
@@ -583,9 +605,9 @@ async function compareCommand(
   options: CommonOptions,
 ): Promise<number> {
   const gates = parseGates(options.failOn);
-  if (gates.includes("forgetting"))
+  if (gates.includes("forgetting") || gates.includes("max-degradation"))
     throw new UsageError(
-      "compare checks regression and no-improvement; use forge eval forgetting for the forgetting gate",
+      "compare checks regression and no-improvement; use forge eval forgetting for the forgetting and max-degradation gates",
     );
   const settings = comparisonOptions(options);
   const outDir = options.out ?? "eval-compare";
@@ -700,12 +722,22 @@ export function register(cli: CAC): void {
     .option("--base <model>", "The model before baking")
     .option("--baked <model>", "A baked model (repeatable, in bake order)")
     .option("--margin <m>", "Non-inferiority margin in score units (default 0.034 = 3.4 points)")
+    .option(
+      "--max-degradation <d>",
+      "Threshold of the max-degradation gate: (base − baked) / base below it passes (default 0.034 = 3.4%)",
+    )
     .option("--out <dir>", "Where results and reports go (default eval-forgetting)")
     .example(
       "forge eval forgetting --base forge-tiny --baked bakes/pirate --tasks forge-tiny --fail-on forgetting",
     )
-    .action((options: CommonOptions & { base?: string; baked?: string | string[] }) =>
-      forgettingCommand(options),
+    .action(
+      (
+        options: CommonOptions & {
+          base?: string;
+          baked?: string | string[];
+          maxDegradation?: string;
+        },
+      ) => forgettingCommand(options),
     );
   forceFlag(
     reportFlags(

@@ -6,6 +6,10 @@
  *   paired t-test, and a non-inferiority test with margin δ: H0 Δ ≤ −δ against H1 Δ > −δ,
  *   one-sided paired t on (d_i + δ). The default δ = 0.034 (3.4 points on a 0–100 scale) is the
  *   seed pipeline's threshold;
+ * - relative degradation, as the Prompt Baking paper states forgetting: per (baked model, task)
+ *   (base − baked) / base (0 when the base scores 0: nothing to lose), each model's maximum
+ *   degradation over the tasks, and "tasks passed N/M" — a task passes when its degradation is
+ *   below the threshold (default 0.034: the paper's "max degradation < 3.4%");
  * - backward transfer: for a sequence of bakes whose i-th bake targets task i (R square after
  *   the base row), BWT = mean over i < K of (R[K][i] − R[i][i]) (Lopez-Paz & Ranzato, 2017);
  *   and for any sequence, each model's mean change against the base over all tasks.
@@ -30,6 +34,23 @@ export interface ForgettingCell {
   ci: { low: number; high: number };
   pValue: number;
   nonInferiority: { margin: number; t: number; p: number; nonInferior: boolean };
+  /** (base − baked) / base: positive is a loss, negative a gain (0 when base is 0). */
+  relativeDegradation: number;
+  /** relativeDegradation < the degradation threshold. */
+  passed: boolean;
+}
+
+/** Per baked model: the paper's forgetting summary. */
+export interface DegradationSummary {
+  model: string;
+  /** The largest relative degradation over the tasks, and the task it is on. */
+  maxDegradation: number;
+  maxTask: string;
+  /** Tasks whose relative degradation is below the threshold, of all tasks. */
+  tasksPassed: number;
+  tasks: number;
+  /** maxDegradation < threshold. */
+  passed: boolean;
 }
 
 export interface ForgettingResult {
@@ -44,6 +65,18 @@ export interface ForgettingResult {
   backwardTransfer?: number;
   margin: number;
   alpha: number;
+  /** The relative degradation a task may reach and still pass (default 0.034). */
+  degradationThreshold: number;
+  /** Per baked model, in order: maximum degradation and tasks passed. */
+  degradation: DegradationSummary[];
+}
+
+/** The paper's forgetting threshold: max relative degradation < 3.4%. */
+export const DEFAULT_DEGRADATION_THRESHOLD = 0.034;
+
+/** (base − baked) / base; 0 when the base scores 0 or less (nothing to lose). */
+export function relativeDegradation(base: number, baked: number): number {
+  return base > 0 ? (base - baked) / base : 0;
 }
 
 const mean = (xs: readonly number[]) => xs.reduce((s, x) => s + x, 0) / xs.length;
@@ -86,9 +119,21 @@ export function backwardTransfer(matrix: readonly (readonly number[])[]): number
 export function forgettingAnalysis(
   tasks: readonly TaskScores[],
   models: readonly string[],
-  options: { margin?: number; alpha?: number; seed?: number; bootstrap?: number } = {},
+  options: {
+    margin?: number;
+    alpha?: number;
+    seed?: number;
+    bootstrap?: number;
+    degradationThreshold?: number;
+  } = {},
 ): ForgettingResult {
   const margin = options.margin ?? 0.034;
+  const threshold = options.degradationThreshold ?? DEFAULT_DEGRADATION_THRESHOLD;
+  if (!(Number.isFinite(threshold) && threshold >= 0))
+    throw new EvaluationError(
+      "E_STATS",
+      `the degradation threshold must be a number ≥ 0; got ${threshold}`,
+    );
   const alpha = options.alpha ?? 0.05;
   if (models.length < 2)
     throw new EvaluationError("E_STATS", "forgetting needs the base and at least one baked model");
@@ -110,6 +155,7 @@ export function forgettingAnalysis(
         seed: (options.seed ?? 1) + m * 97 + t,
         resamples: options.bootstrap ?? 5000,
       });
+      const degradation = relativeDegradation(matrix[0]![t]!, matrix[m]![t]!);
       cells.push({
         model: models[m]!,
         task: task.task,
@@ -119,6 +165,8 @@ export function forgettingAnalysis(
         ci: { low: ci.low, high: ci.high },
         pValue: diffs.length >= 2 ? pairedT(diffs).p : 1,
         nonInferiority: nonInferiority(diffs, margin, alpha),
+        relativeDegradation: degradation,
+        passed: degradation < threshold,
       });
     });
   }
@@ -127,6 +175,18 @@ export function forgettingAnalysis(
       .slice(1)
       .map((name, k) => [name, mean(matrix[k + 1]!.map((v, t) => v - matrix[0]![t]!))]),
   );
+  const degradation = models.slice(1).map((model): DegradationSummary => {
+    const own = cells.filter((c) => c.model === model);
+    const worst = own.reduce((a, c) => (c.relativeDegradation > a.relativeDegradation ? c : a));
+    return {
+      model,
+      maxDegradation: worst.relativeDegradation,
+      maxTask: worst.task,
+      tasksPassed: own.filter((c) => c.passed).length,
+      tasks: own.length,
+      passed: worst.relativeDegradation < threshold,
+    };
+  });
   const bakes = matrix.slice(1);
   return {
     models: [...models],
@@ -139,5 +199,7 @@ export function forgettingAnalysis(
       : {}),
     margin,
     alpha,
+    degradationThreshold: threshold,
+    degradation,
   };
 }

@@ -6,7 +6,13 @@
 
 import { mulberry32 } from "@forge/core";
 import { describe, expect, it } from "vitest";
-import { backwardTransfer, forgettingAnalysis, nonInferiority } from "./forgetting.js";
+import { evaluateGates } from "../compare.js";
+import {
+  backwardTransfer,
+  forgettingAnalysis,
+  nonInferiority,
+  relativeDegradation,
+} from "./forgetting.js";
 import {
   binomialTwoSided,
   bootstrapMeanCI,
@@ -199,5 +205,53 @@ describe("forgetting", () => {
     expect(broken.nonInferiority.nonInferior).toBe(false);
     expect(broken.ci.high).toBeLessThan(0);
     expect(result.meanChange.baked).toBeCloseTo(broken.delta / 2, 12);
+  });
+
+  it("relative degradation as the paper states it: per task, the maximum, tasks passed N/M, and the gate", () => {
+    const ids = Array.from({ length: 50 }, (_, i) => `i${i}`);
+    // base scores 0.8 on both tasks; baked: 0.79 on "kept" (1.25% down), 0.7 on "broken" (12.5%)
+    const column = (ones: number) => ids.map((_, i) => [i < ones ? 1 : 0]);
+    const kept = [column(40), column(40).map((r, i) => (i === 0 ? [0] : r))];
+    kept[1]![45] = [1]; // one item lost, one gained: 0.8 → 0.8
+    const result = forgettingAnalysis(
+      [
+        { task: "kept", ids, byModel: kept },
+        { task: "broken", ids, byModel: [column(40), column(35)] },
+        { task: "zero", ids, byModel: [column(0), column(0)] },
+      ],
+      ["base", "baked"],
+    );
+    const cell = (task: string) => result.cells.find((c) => c.task === task)!;
+    expect(cell("kept").relativeDegradation).toBeCloseTo(0, 12);
+    expect(cell("broken").relativeDegradation).toBeCloseTo((0.8 - 0.7) / 0.8, 12);
+    expect(cell("zero").relativeDegradation).toBe(0); // nothing to lose
+    expect(cell("broken").passed).toBe(false);
+    expect(result.degradationThreshold).toBe(0.034);
+    expect(result.degradation).toEqual([
+      {
+        model: "baked",
+        maxDegradation: cell("broken").relativeDegradation,
+        maxTask: "broken",
+        tasksPassed: 2,
+        tasks: 3,
+        passed: false,
+      },
+    ]);
+    expect(relativeDegradation(0.8, 0.79)).toBeCloseTo(0.0125, 12);
+    expect(relativeDegradation(0.5, 0.6)).toBeCloseTo(-0.2, 12);
+    const gates = evaluateGates(["max-degradation"], undefined, result);
+    expect(gates).toHaveLength(1);
+    expect(gates[0]).toMatchObject({ gate: "max-degradation", passed: false });
+    expect(gates[0]!.message).toMatch(
+      /baked: max degradation 12\.5% on broken \(threshold 3\.4%\); tasks passed 2\/3/,
+    );
+    // a looser threshold passes the same bake
+    const loose = forgettingAnalysis(
+      [{ task: "broken", ids, byModel: [column(40), column(35)] }],
+      ["base", "baked"],
+      { degradationThreshold: 0.2 },
+    );
+    expect(evaluateGates(["max-degradation"], undefined, loose)[0]!.passed).toBe(true);
+    expect(() => evaluateGates(["max-degradation"])).toThrow(/needs a forgetting analysis/);
   });
 });
