@@ -55,7 +55,12 @@ const peer = JSON.parse(
 const info = await initBackend();
 const rssBefore = process.memoryUsage().rss;
 let start = performance.now();
-const { model } = await loadModel(dir);
+const { model } = await loadModel(dir, {
+  onPlan: (plan) =>
+    console.error(
+      `before allocating: ${plan.parameters.toLocaleString("en-US")} parameters, ${(plan.weightBytes / 2 ** 20).toFixed(0)} MiB as float32 (${(plan.storedBytes / 2 ** 20).toFixed(0)} MiB ${plan.dtypes.join("/")} on disk)`,
+    ),
+});
 const loadSeconds = (performance.now() - start) / 1000;
 console.error(
   `loaded in ${loadSeconds.toFixed(1)} s; wasm heap ${(tf.memory().numBytes / 2 ** 20).toFixed(0)} MiB in tensors`,

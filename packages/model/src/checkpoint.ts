@@ -20,11 +20,16 @@ import path from "node:path";
 import { type ClaimOptions, writeFileAtomic, writeOutputDirectory } from "@forge/core";
 import { loadTokenizer, saveTokenizer, type Tokenizer } from "@forge/tokenizer";
 import * as tf from "@tensorflow/tfjs";
-import { fromHfConfig, isLlamaFamily, toHfConfig } from "./config.js";
+import { fromHfConfig, type GPTConfig, isLlamaFamily, toHfConfig } from "./config.js";
 import { ModelError } from "./errors.js";
 import { GPT, parameterShapes } from "./gpt.js";
 import { LoraAdapter, type LoraConfig, type LoraTarget, resolveLoraConfig } from "./lora.js";
-import { type LoadedTensor, readSafetensors, writeSafetensors } from "./safetensors.js";
+import {
+  openSafetensors,
+  readSafetensors,
+  type SafetensorsReader,
+  writeSafetensors,
+} from "./safetensors.js";
 
 export interface GenerationDefaults {
   temperature?: number;
@@ -183,43 +188,36 @@ function transpose(data: Float32Array, rows: number, columns: number): Float32Ar
   return out;
 }
 
-/**
- * A Llama-family checkpoint's tensors → forge's names: "model." dropped, projections
- * transposed to [in, out], rotary buffers skipped, a tied model's lm_head dropped.
- */
-function normaliseLlamaWeights(
-  tensors: Map<string, LoadedTensor>,
-  file: string,
-  tied: boolean,
-): Map<string, LoadedTensor> {
-  const out = new Map<string, LoadedTensor>();
-  for (const [raw, tensor] of tensors) {
-    const name = raw.startsWith("model.") ? raw.slice("model.".length) : raw;
-    if (name.endsWith("rotary_emb.inv_freq")) continue; // a buffer, recomputed from the config
-    if (name === "lm_head.weight" && tied) continue;
-    if (out.has(name)) throw new ModelError("E_FORMAT", `${file}: tensor ${name} appears twice`);
-    if (/_proj\.weight$/.test(name) && tensor.shape.length === 2) {
-      const [rows, columns] = tensor.shape as [number, number];
-      out.set(name, {
-        ...tensor,
-        shape: [columns, rows],
-        data: transpose(tensor.data, rows, columns),
-      });
-    } else out.set(name, tensor);
-  }
-  return out;
+/** Where one of the model's parameters comes from in the checkpoint. */
+interface PlannedTensor {
+  reader: SafetensorsReader;
+  /** Its name in the file. */
+  stored: string;
+  /** Stored [out, in] (torch's nn.Linear), held [in, out]. */
+  transpose: boolean;
+  shape: number[];
+  storedBytes: number;
 }
 
 /**
- * The checkpoint's tensors: model.safetensors, or the shards model.safetensors.index.json
- * maps each tensor to (every listed shard must exist and hold exactly its tensors).
+ * The checkpoint's files opened for reading tensor by tensor: model.safetensors, or the shards
+ * model.safetensors.index.json maps each tensor to (every listed shard must exist and hold its
+ * tensors). Only headers are read here.
  */
-async function readCheckpointTensors(
-  dir: string,
-): Promise<{ file: string; tensors: Map<string, LoadedTensor> }> {
+async function openCheckpoint(dir: string): Promise<{
+  file: string;
+  tensors: Map<string, SafetensorsReader>;
+  readers: SafetensorsReader[];
+}> {
   const single = path.join(dir, "model.safetensors");
-  if (await exists(single))
-    return { file: single, tensors: (await readSafetensors(single)).tensors };
+  if (await exists(single)) {
+    const reader = await openSafetensors(single);
+    return {
+      file: single,
+      tensors: new Map([...reader.entries.keys()].map((name) => [name, reader])),
+      readers: [reader],
+    };
+  }
   const indexFile = path.join(dir, "model.safetensors.index.json");
   if (!(await exists(indexFile)))
     throw new ModelError(
@@ -244,62 +242,92 @@ async function readCheckpointTensors(
       );
     files.set(shard, [...(files.get(shard) ?? []), tensor]);
   }
-  const tensors = new Map<string, LoadedTensor>();
-  for (const [shard, names] of files) {
-    const file = path.join(dir, shard);
-    if (!(await exists(file)))
-      throw new ModelError("E_FORMAT", `${indexFile} lists ${shard}, which is not in ${dir}`);
-    const content = (await readSafetensors(file)).tensors;
-    for (const name of names) {
-      const tensor = content.get(name);
-      if (!tensor)
-        throw new ModelError(
-          "E_FORMAT",
-          `${indexFile} places ${name} in ${shard}, which does not hold it`,
-        );
-      tensors.set(name, tensor);
+  const tensors = new Map<string, SafetensorsReader>();
+  const readers: SafetensorsReader[] = [];
+  try {
+    for (const [shard, names] of files) {
+      const file = path.join(dir, shard);
+      if (!(await exists(file)))
+        throw new ModelError("E_FORMAT", `${indexFile} lists ${shard}, which is not in ${dir}`);
+      const reader = await openSafetensors(file);
+      readers.push(reader);
+      for (const name of names) {
+        if (!reader.entries.has(name))
+          throw new ModelError(
+            "E_FORMAT",
+            `${indexFile} places ${name} in ${shard}, which does not hold it`,
+          );
+        tensors.set(name, reader);
+      }
     }
+  } catch (error) {
+    await Promise.all(readers.map((r) => r.close()));
+    throw error;
   }
-  return { file: indexFile, tensors };
+  return { file: indexFile, tensors, readers };
 }
 
-/** Weights from a loaded file → the model's parameter names (HF spellings accepted). */
-function normaliseWeights(
-  tensors: Map<string, LoadedTensor>,
+/**
+ * The checkpoint's tensors → the model's parameter names, from the headers alone. GPT-2: a
+ * "transformer." prefix accepted, attention-mask buffers skipped, an lm_head that must equal
+ * wte (checked by the caller). The Llama family: "model." dropped, projections transposed to
+ * [in, out], rotary buffers skipped, a tied model's lm_head dropped.
+ */
+function planWeights(
+  stored: Map<string, SafetensorsReader>,
   file: string,
-): Map<string, LoadedTensor> {
-  const out = new Map<string, LoadedTensor>();
-  for (const [raw, tensor] of tensors) {
-    const name = raw.startsWith("transformer.") ? raw.slice("transformer.".length) : raw;
-    // GPT-2 checkpoints may carry the causal-mask buffers; they are not parameters.
-    if (/^h\.\d+\.attn\.(bias|masked_bias)$/.test(name)) continue;
+  config: GPTConfig,
+): Map<string, PlannedTensor> {
+  const llama = isLlamaFamily(config);
+  const out = new Map<string, PlannedTensor>();
+  for (const [raw, reader] of stored) {
+    const entry = reader.entries.get(raw)!;
+    let name = raw;
+    let transposed = false;
+    if (llama) {
+      name = raw.startsWith("model.") ? raw.slice("model.".length) : raw;
+      if (name.endsWith("rotary_emb.inv_freq")) continue; // a buffer, recomputed from the config
+      if (name === "lm_head.weight" && config.llama!.tieWordEmbeddings) continue;
+      transposed = /_proj\.weight$/.test(name) && entry.shape.length === 2;
+    } else {
+      name = raw.startsWith("transformer.") ? raw.slice("transformer.".length) : raw;
+      // GPT-2 checkpoints may carry the causal-mask buffers; they are not parameters.
+      if (/^h\.\d+\.attn\.(bias|masked_bias)$/.test(name)) continue;
+    }
     if (out.has(name))
       throw new ModelError(
         "E_FORMAT",
-        `${file}: tensor ${name} appears twice (with and without "transformer.")`,
+        `${file}: tensor ${name} appears twice${llama ? "" : ' (with and without "transformer.")'}`,
       );
-    out.set(name, tensor);
-  }
-  const head = out.get("lm_head.weight");
-  if (head) {
-    const wte = out.get("wte.weight");
-    const tied =
-      wte !== undefined &&
-      tf.util.arraysEqual(head.shape, wte.shape) &&
-      head.data.every((v, i) => Math.abs(v - wte.data[i]!) <= 1e-6 * Math.max(1, Math.abs(v)));
-    if (!tied) {
-      throw new ModelError(
-        "E_FORMAT",
-        `${file}: lm_head.weight differs from wte.weight; forge's output layer is tied to the embedding`,
-      );
-    }
-    out.delete("lm_head.weight");
+    out.set(name, {
+      reader,
+      stored: raw,
+      transpose: transposed,
+      shape: transposed ? [entry.shape[1]!, entry.shape[0]!] : entry.shape,
+      storedBytes: entry.bytes,
+    });
   }
   return out;
 }
 
+/** Parameters and memory a checkpoint needs, known from its headers before anything is allocated. */
+export interface LoadPlan {
+  parameters: number;
+  /** float32 bytes the weights take once loaded. */
+  weightBytes: number;
+  /** Bytes of the weights as stored (F16/BF16 files are half the float32 size). */
+  storedBytes: number;
+  dtypes: string[];
+  files: string[];
+}
+
 /** Load a model directory (config.json + model.safetensors, and whatever else is there). */
-export async function loadModel(dir: string): Promise<LoadedModel> {
+export interface LoadModelOptions {
+  /** Called with the parameters and memory the weights need, before any is allocated. */
+  onPlan?: (plan: LoadPlan) => void;
+}
+
+export async function loadModel(dir: string, options: LoadModelOptions = {}): Promise<LoadedModel> {
   const info = await stat(dir).catch(() => undefined);
   if (!info?.isDirectory())
     throw new ModelError(
@@ -347,28 +375,65 @@ export async function loadModel(dir: string): Promise<LoadedModel> {
   if (result.tokenizer?.usesTemplate && eos !== undefined)
     result.tokenizer = result.tokenizer.withStopIds(Array.isArray(eos) ? eos : [eos]);
 
-  const { file: weightsFile, tensors: raw } = await readCheckpointTensors(dir);
-  const weights = isLlamaFamily(config)
-    ? normaliseLlamaWeights(raw, weightsFile, config.llama!.tieWordEmbeddings)
-    : normaliseWeights(raw, weightsFile);
-  raw.clear();
-  const expected = parameterShapes(config);
-  const unknown = [...weights.keys()].filter((name) => !expected.has(name));
-  if (unknown.length > 0) {
-    throw new ModelError(
-      "E_FORMAT",
-      `${weightsFile}: unexpected tensor${unknown.length > 1 ? "s" : ""} ${unknown.slice(0, 5).join(", ")} for this config`,
-    );
-  }
+  const { file: weightsFile, tensors: stored, readers } = await openCheckpoint(dir);
   const tensors = new Map<string, tf.Tensor>();
-  for (const [name, tensor] of weights) {
-    tensors.set(name, tf.tensor(tensor.data, tensor.shape, "float32"));
-    weights.delete(name); // the tensor holds its own copy: let this one go
-  }
   try {
+    const plan = planWeights(stored, weightsFile, config);
+    const expected = parameterShapes(config);
+    const unknown = [...plan.keys()].filter(
+      (name) => !expected.has(name) && !(name === "lm_head.weight" && !isLlamaFamily(config)),
+    );
+    if (unknown.length > 0) {
+      throw new ModelError(
+        "E_FORMAT",
+        `${weightsFile}: unexpected tensor${unknown.length > 1 ? "s" : ""} ${unknown.slice(0, 5).join(", ")} for this config`,
+      );
+    }
+    for (const [name, shape] of expected) {
+      const planned = plan.get(name);
+      if (!planned) throw new ModelError("E_FORMAT", `${weightsFile}: tensor ${name} is missing`);
+      if (!tf.util.arraysEqual(planned.shape, shape))
+        throw new ModelError(
+          "E_FORMAT",
+          `${weightsFile}: tensor ${name} has shape [${planned.shape}]; the config needs [${shape}]`,
+        );
+    }
+    const parameters = [...expected.values()].reduce(
+      (sum, s) => sum + s.reduce((a, b) => a * b, 1),
+      0,
+    );
+    options.onPlan?.({
+      parameters,
+      weightBytes: 4 * parameters,
+      storedBytes: [...expected.keys()].reduce((sum, n) => sum + plan.get(n)!.storedBytes, 0),
+      dtypes: [...new Set([...stored].map(([n, r]) => r.entries.get(n)!.dtype))].sort(),
+      files: readers.map((r) => r.file),
+    });
+    // GPT-2's lm_head, when a checkpoint carries one, must be the embedding it is tied to
+    const head = isLlamaFamily(config) ? undefined : plan.get("lm_head.weight");
+    if (head) {
+      const wte = plan.get("wte.weight")!;
+      const [h, w] = [await head.reader.read(head.stored), await wte.reader.read(wte.stored)];
+      const tied =
+        h.length === w.length &&
+        h.every((v, i) => Math.abs(v - w[i]!) <= 1e-6 * Math.max(1, Math.abs(v)));
+      if (!tied)
+        throw new ModelError(
+          "E_FORMAT",
+          `${weightsFile}: lm_head.weight differs from wte.weight; forge's output layer is tied to the embedding`,
+        );
+    }
+    // one tensor at a time: read, convert, hand to tfjs, let the bytes go
+    for (const name of expected.keys()) {
+      const planned = plan.get(name)!;
+      let data = await planned.reader.read(planned.stored);
+      if (planned.transpose) data = transpose(data, planned.shape[1]!, planned.shape[0]!);
+      tensors.set(name, tf.tensor(data, planned.shape, "float32"));
+    }
     return { ...result, model: GPT.fromTensors(config, tensors, weightsFile) };
   } finally {
     tf.dispose([...tensors.values()]);
+    await Promise.all(readers.map((r) => r.close()));
   }
 }
 

@@ -27,6 +27,8 @@ export {
   type AdapterOptions,
   type GenerationDefaults,
   type LoadedModel,
+  type LoadModelOptions,
+  type LoadPlan,
   loadAdapter,
   loadModel,
   type OutputOptions,

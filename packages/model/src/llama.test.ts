@@ -290,3 +290,25 @@ describe("LoRA on a Llama-family model", () => {
     model.dispose();
   });
 });
+
+describe("loading tensor by tensor", () => {
+  it("reports parameters and memory from the headers before allocating anything", async () => {
+    const before = tf.memory().numTensors;
+    let seen: { plan: import("./checkpoint.js").LoadPlan; tensors: number } | undefined;
+    const { model } = await loadModel(path.join(fixtures, "tiny-llama"), {
+      onPlan: (plan) => {
+        seen = { plan, tensors: tf.memory().numTensors };
+      },
+    });
+    expect(seen!.tensors).toBe(before);
+    expect(seen!.plan.parameters).toBe(parameterCount(model.config));
+    expect(seen!.plan.weightBytes).toBe(4 * parameterCount(model.config));
+    expect(seen!.plan.storedBytes).toBe(2 * parameterCount(model.config)); // bf16
+    expect(seen!.plan.dtypes).toEqual(["BF16"]);
+    expect(seen!.plan.files.map((f) => path.basename(f))).toEqual([
+      "model-00001-of-00002.safetensors",
+      "model-00002-of-00002.safetensors",
+    ]);
+    model.dispose();
+  });
+});

@@ -193,8 +193,22 @@ export function parseSafetensors(bytes: Uint8Array, source = "safetensors"): Saf
   return { tensors, metadata };
 }
 
-/** Read a safetensors file, validating its header before reading any tensor data. */
-export async function readSafetensors(file: string): Promise<SafetensorsContent> {
+/**
+ * A safetensors file opened for reading one tensor at a time: the header is read and validated
+ * against the file's size first; `read(name)` then reads and decodes just that tensor, so a
+ * caller can turn each into its own storage and let the bytes go before reading the next.
+ */
+export interface SafetensorsReader {
+  file: string;
+  /** Every tensor's dtype and shape, in the file's order. */
+  entries: ReadonlyMap<string, { dtype: StoredDtype; shape: number[]; bytes: number }>;
+  metadata: Record<string, string>;
+  /** One tensor's values as float32 (F16/BF16 converted). */
+  read(name: string): Promise<Float32Array>;
+  close(): Promise<void>;
+}
+
+export async function openSafetensors(file: string): Promise<SafetensorsReader> {
   let handle: Awaited<ReturnType<typeof open>>;
   try {
     handle = await open(file, "r");
@@ -211,22 +225,41 @@ export async function readSafetensors(file: string): Promise<SafetensorsContent>
     const headerBytes = new Uint8Array(length);
     await handle.read(headerBytes, 0, length, 8);
     const header = parseHeaderJson(headerBytes, file);
-    const dataLength = size - 8 - length;
-    const { entries, metadata } = validateHeader(header, dataLength, file);
-    const used = entries.length > 0 ? entries[entries.length - 1]!.end : 0;
-    const data = new Uint8Array(used);
-    if (used > 0) await handle.read(data, 0, used, 8 + length);
-    const tensors = new Map<string, LoadedTensor>();
-    for (const entry of entries) {
-      tensors.set(entry.name, {
-        dtype: entry.dtype,
-        shape: entry.shape,
-        data: decode(data.subarray(entry.begin, entry.end), entry.dtype),
-      });
-    }
-    return { tensors, metadata };
-  } finally {
+    const { entries, metadata } = validateHeader(header, size - 8 - length, file);
+    const byName = new Map(entries.map((e) => [e.name, e]));
+    const dataStart = 8 + length;
+    return {
+      file,
+      entries: new Map(
+        entries.map((e) => [e.name, { dtype: e.dtype, shape: e.shape, bytes: e.end - e.begin }]),
+      ),
+      metadata,
+      async read(name: string): Promise<Float32Array> {
+        const entry = byName.get(name);
+        if (!entry) throw new ModelError("E_FORMAT", `${file}: no tensor ${name}`);
+        const bytes = new Uint8Array(entry.end - entry.begin);
+        if (bytes.byteLength > 0)
+          await handle.read(bytes, 0, bytes.byteLength, dataStart + entry.begin);
+        return decode(bytes, entry.dtype);
+      },
+      close: () => handle.close(),
+    };
+  } catch (error) {
     await handle.close();
+    throw error;
+  }
+}
+
+/** Read a safetensors file, validating its header before reading any tensor data. */
+export async function readSafetensors(file: string): Promise<SafetensorsContent> {
+  const reader = await openSafetensors(file);
+  try {
+    const tensors = new Map<string, LoadedTensor>();
+    for (const [name, entry] of reader.entries)
+      tensors.set(name, { dtype: entry.dtype, shape: entry.shape, data: await reader.read(name) });
+    return { tensors, metadata: reader.metadata };
+  } finally {
+    await reader.close();
   }
 }
 
