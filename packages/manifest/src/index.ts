@@ -35,4 +35,5 @@ export {
   ManifestWriter,
   readManifest,
   sha256File,
+  type TrainLoopEvent,
 } from "./writer.js";

@@ -15,7 +15,7 @@
  *   final / count) are kept over every value recorded, so they stay exact.
  */
 import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
+import { createReadStream, existsSync } from "node:fs";
 import { mkdir, readFile, stat } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -97,6 +97,21 @@ function environment(): Manifest["environment"] {
     hostname: os.hostname(),
   };
 }
+
+/** The training-loop events a manifest records (structurally @forge/model's TrainEvent). */
+export type TrainLoopEvent =
+  | {
+      type: "step-end";
+      step: number;
+      loss: number;
+      lr: number;
+      gradNorm: number;
+      tokensPerSecond: number;
+      elapsedSeconds: number;
+    }
+  | { type: "eval-end"; step: number; loss: number; perplexity: number }
+  | { type: "early-stop"; step: number; bestStep: number; bestLoss: number }
+  | { type: "checkpoint-saved" | "train-end" };
 
 export class ManifestWriter {
   private lastFlush = 0;
@@ -188,6 +203,24 @@ export class ManifestWriter {
     return writer;
   }
 
+  /**
+   * The run's manifest: `resume` continues the one at `file` when there is one (a stopped run),
+   * else a new one is created with `options`.
+   */
+  static async open(
+    file: string,
+    options: CreateOptions & { resume?: boolean },
+  ): Promise<ManifestWriter> {
+    if (!(options.resume && existsSync(file))) return ManifestWriter.create(file, options);
+    const { backend, hardwareIntervalSeconds, flushIntervalMs, maxPoints } = options;
+    return ManifestWriter.resume(file, {
+      ...(backend !== undefined ? { backend } : {}),
+      ...(hardwareIntervalSeconds !== undefined ? { hardwareIntervalSeconds } : {}),
+      ...(flushIntervalMs !== undefined ? { flushIntervalMs } : {}),
+      ...(maxPoints !== undefined ? { maxPoints } : {}),
+    });
+  }
+
   /** The manifest as it stands (a live object: do not mutate). */
   get current(): Readonly<Manifest> {
     return this.manifest;
@@ -235,6 +268,34 @@ export class ManifestWriter {
     phase.status = status;
     if (counts) phase.counts = counts;
     await this.flush(true);
+  }
+
+  /**
+   * A training loop's event (the shape @forge/model's trainer emits) recorded under `phase`:
+   * steps, evaluations and an early stop; other events are ignored.
+   */
+  recordTrainEvent(phase: string, event: TrainLoopEvent): void {
+    if (event.type === "step-end")
+      this.recordStep({
+        phase,
+        step: event.step,
+        loss: event.loss,
+        learningRate: event.lr,
+        gradNorm: event.gradNorm,
+        tokensPerSecond: event.tokensPerSecond,
+        elapsedSeconds: event.elapsedSeconds,
+      });
+    else if (event.type === "eval-end")
+      this.recordEval({ phase, step: event.step, loss: event.loss, perplexity: event.perplexity });
+    else if (event.type === "early-stop")
+      this.earlyStopping({
+        stopped: true,
+        phase,
+        step: event.step,
+        bestStep: event.bestStep,
+        bestLoss: event.bestLoss,
+        reason: "validation loss stopped improving",
+      });
   }
 
   /** One training step (HF trainer_state log_history vocabulary). Flushes at the bounded rate. */
