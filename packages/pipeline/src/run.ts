@@ -303,23 +303,18 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
     }
     const save = () => writeJsonAtomic(stateFile, state);
     await save();
-    manifest =
-      claim.resumed && existsSync(manifestFile)
-        ? await ManifestWriter.resume(manifestFile, {
-            ...(options.backend ? { backend: options.backend } : {}),
-            ...(options.samplingIntervalSeconds
-              ? { hardwareIntervalSeconds: options.samplingIntervalSeconds }
-              : {}),
-          })
-        : await ManifestWriter.create(manifestFile, {
-            kind: "pipeline",
-            id: `pipeline-${path.basename(claim.target)}`,
-            forgeVersion: options.forgeVersion,
-            ...(options.backend ? { backend: options.backend } : {}),
-            ...(options.command ? { command: options.command } : {}),
-            hardwareIntervalSeconds: options.samplingIntervalSeconds ?? 5,
-            parameters: { repository, profile: state.profileName, given: state.given },
-          });
+    manifest = await ManifestWriter.open(manifestFile, {
+      resume: claim.resumed,
+      kind: "pipeline",
+      id: `pipeline-${path.basename(claim.target)}`,
+      forgeVersion: options.forgeVersion,
+      ...(options.backend ? { backend: options.backend } : {}),
+      ...(options.command ? { command: options.command } : {}),
+      ...(options.samplingIntervalSeconds
+        ? { hardwareIntervalSeconds: options.samplingIntervalSeconds }
+        : {}),
+      parameters: { repository, profile: state.profileName, given: state.given },
+    });
     const m = manifest;
     const phase = async <T>(
       name: PhaseName,
@@ -768,7 +763,7 @@ async function trainPhase(context: {
         resume: context.resume,
         ...(context.options.signal ? { signal: context.options.signal } : {}),
         onEvent: (event: TrainEvent) => {
-          record(manifest, event);
+          manifest.recordTrainEvent("train", event);
           if (event.type === "step-end")
             emit({
               type: "progress",
@@ -822,35 +817,6 @@ async function trainPhase(context: {
     for (const batch of validation) disposeBatch(batch);
     model.dispose();
   }
-}
-
-function record(manifest: ManifestWriter, event: TrainEvent): void {
-  if (event.type === "step-end")
-    manifest.recordStep({
-      phase: "train",
-      step: event.step,
-      loss: event.loss,
-      learningRate: event.lr,
-      gradNorm: event.gradNorm,
-      tokensPerSecond: event.tokensPerSecond,
-      elapsedSeconds: event.elapsedSeconds,
-    });
-  else if (event.type === "eval-end")
-    manifest.recordEval({
-      phase: "train",
-      step: event.step,
-      loss: event.loss,
-      perplexity: event.perplexity,
-    });
-  else if (event.type === "early-stop")
-    manifest.earlyStopping({
-      stopped: true,
-      phase: "train",
-      step: event.step,
-      bestStep: event.bestStep,
-      bestLoss: event.bestLoss,
-      reason: "validation loss stopped improving",
-    });
 }
 
 function repositoryStats(

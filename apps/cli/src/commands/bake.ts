@@ -65,20 +65,18 @@ async function bakeCommand(options: BakeCommandOptions): Promise<number> {
     const { model, tokenizer } = loaded;
     if (!options.json) process.stderr.write(`${describeBackend(backend)}\n`);
     const manifestFile = path.join(claim.work, "manifest.json");
-    manifest =
-      claim.resumed && existsSync(manifestFile)
-        ? await ManifestWriter.resume(manifestFile, { backend: backend.name })
-        : await ManifestWriter.create(manifestFile, {
-            kind: "bake",
-            forgeVersion: pkg.version,
-            backend: backend.name,
-            parameters: {
-              model: options.model,
-              prompt: prompt.teacher[0]!.content,
-              stim,
-              ...settings,
-            },
-          });
+    manifest = await ManifestWriter.open(manifestFile, {
+      resume: claim.resumed,
+      kind: "bake",
+      forgeVersion: pkg.version,
+      backend: backend.name,
+      parameters: {
+        model: options.model,
+        prompt: prompt.teacher[0]!.content,
+        stim,
+        ...settings,
+      },
+    });
     const sink = bakeEventSink(manifest, options.json);
     let result: BakeRunResult;
     try {

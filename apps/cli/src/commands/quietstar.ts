@@ -219,19 +219,13 @@ async function quietStarCommand(options: QuietStarCommandOptions): Promise<numbe
     loaded = { model: base.model };
     const recorded = recordedThoughtTokens(modelDir);
     const manifestFile = path.join(claim.work, "manifest.json");
-    manifest =
-      claim.resumed && existsSync(manifestFile)
-        ? await ManifestWriter.resume(manifestFile, { backend: backend.name })
-        : await ManifestWriter.create(manifestFile, {
-            kind: "quietstar",
-            forgeVersion: pkg.version,
-            backend: backend.name,
-            parameters: {
-              model: modelDir,
-              dataset: task.file ?? task.name,
-              ...config,
-            },
-          });
+    manifest = await ManifestWriter.open(manifestFile, {
+      resume: claim.resumed,
+      kind: "quietstar",
+      forgeVersion: pkg.version,
+      backend: backend.name,
+      parameters: { model: modelDir, dataset: task.file ?? task.name, ...config },
+    });
     const run = manifest;
     let bar: ProgressBar | undefined;
     const onEvent = (event: QuietStarEvent) => {

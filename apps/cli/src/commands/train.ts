@@ -1,12 +1,3 @@
-/**
- * `forge train --phase pretrain|sft|pipeline --profile smoke|dev|tiny [--config f.json] [--resume]`
- *
- * A run lives in runs/<run-id>/ (@forge/model's training runs): resolved_settings.json,
- * checkpoints/<phase>/{last,best}, pretrain-model/ after pretraining, and model/ — the final
- * model directory (weights, tokenizer, generation_config.json, forge.json). This command parses
- * flags, records the run's events in its manifest and progress bars, and saves the result.
- */
-import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import {
@@ -78,35 +69,10 @@ function recordEvents(manifest: ManifestWriter, quiet: boolean) {
         manifest.setMetric(`${event.phase}.bestValidationLoss`, s.bestValidationLoss);
     } else {
       const e = event.event;
-      if (e.type === "step-end") {
+      manifest.recordTrainEvent(event.phase, e);
+      if (e.type === "step-end")
         bar?.update(e.step, undefined, `loss ${e.loss.toFixed(3)}${validation}`);
-        manifest.recordStep({
-          phase: event.phase,
-          step: e.step,
-          loss: e.loss,
-          learningRate: e.lr,
-          gradNorm: e.gradNorm,
-          tokensPerSecond: e.tokensPerSecond,
-          elapsedSeconds: e.elapsedSeconds,
-        });
-      } else if (e.type === "eval-end") {
-        validation = `  val ${e.loss.toFixed(3)}`;
-        manifest.recordEval({
-          phase: event.phase,
-          step: e.step,
-          loss: e.loss,
-          perplexity: e.perplexity,
-        });
-      } else if (e.type === "early-stop") {
-        manifest.earlyStopping({
-          stopped: true,
-          phase: event.phase,
-          step: e.step,
-          bestStep: e.bestStep,
-          bestLoss: e.bestLoss,
-          reason: "validation loss stopped improving",
-        });
-      }
+      else if (e.type === "eval-end") validation = `  val ${e.loss.toFixed(3)}`;
     }
   };
   return {
@@ -176,16 +142,14 @@ async function trainCommand(options: TrainCommandOptions): Promise<number> {
         `run ${run.runId} in ${run.runDir}: ${parameterCount(config)} parameters; ${describeBackend(backend)}\n`,
       );
     const manifestFile = path.join(run.runDir, "manifest.json");
-    manifest =
-      run.resumed && existsSync(manifestFile)
-        ? await ManifestWriter.resume(manifestFile, { backend: backend.name })
-        : await ManifestWriter.create(manifestFile, {
-            kind: "train",
-            id: run.runId,
-            forgeVersion: pkg.version,
-            backend: backend.name,
-            parameters: { profile, phase: kind, settings: run.settings, modelConfig: config },
-          });
+    manifest = await ManifestWriter.open(manifestFile, {
+      resume: run.resumed,
+      kind: "train",
+      id: run.runId,
+      forgeVersion: pkg.version,
+      backend: backend.name,
+      parameters: { profile, phase: kind, settings: run.settings, modelConfig: config },
+    });
     const recorder = recordEvents(manifest, Boolean(options.json));
     const started = performance.now();
     const result = await trainRun({
