@@ -37,7 +37,10 @@ export interface RunOptions {
   seed?: number;
   /** Compute logits only for the last position (generation). */
   lastOnly?: boolean;
-  /** Position id of every input token, [B, T] int32 (default 0..T-1 for every row). */
+  /**
+   * Position id of every input token, [B, T] int32 (default past..past+T-1 for every row); each
+   * below past + T (a ragged batch's positions are within its padded width).
+   */
   positions?: tf.Tensor2D;
   /**
    * Additive attention bias [B or 1, 1, T, Tpast + T] (ragged batches). Default: causal, where
@@ -355,12 +358,7 @@ export class GPT {
     const training = options.training ?? false;
     const seed = options.seed ?? 0;
     const pastLength = options.past?.[0]?.k.shape[2] ?? 0;
-    const positions =
-      options.positions ??
-      (tf.tile(tf.range(pastLength, pastLength + time, 1, "int32").reshape([1, time]), [
-        batch,
-        1,
-      ]) as tf.Tensor2D);
+    const positions = options.positions ?? defaultPositions(batch, time, pastLength);
     const bias = options.attentionBias;
     const tokens = tf.gather(this.param("wte.weight"), ids.reshape([batch * time]));
     const places = tf.gather(this.param("wpe.weight"), positions.reshape([batch * time]));
@@ -381,12 +379,7 @@ export class GPT {
       x = tf.add(x, this.mlp(this.layerNorm(x, `h.${i}.ln_2`), i, training, layerSeed));
       if (options.returnCache) cache.push(attended.cache);
     }
-    if (options.lastOnly) {
-      x = x
-        .reshape([batch, time, C])
-        .slice([0, time - 1, 0], [batch, 1, C])
-        .reshape([batch, C]);
-    }
+    if (options.lastOnly) x = lastPositions(x, batch, time, C);
     const h = this.layerNorm(x, "ln_f");
     const logits = tf.matMul(h, this.param("wte.weight"), false, true); // tied output layer
     const outTime = options.lastOnly ? 1 : time;
@@ -449,13 +442,9 @@ export class GPT {
     const training = options.training ?? false;
     const seed = options.seed ?? 0;
     const pastLength = options.past?.[0]?.k.shape[2] ?? 0;
-    const positions =
-      options.positions ??
-      (tf.tile(tf.range(pastLength, pastLength + time, 1, "int32").reshape([1, time]), [
-        batch,
-        1,
-      ]) as tf.Tensor2D);
-    const table = this.rotaryTable(Math.max(...positions.dataSync()) + 1);
+    const positions = options.positions ?? defaultPositions(batch, time, pastLength);
+    // positions are below past + T (the padded width), so no read-back of them is needed
+    const table = this.rotaryTable(pastLength + time);
     const flat = positions.reshape([batch * time]);
     const cos = tf.gather(table.cos, flat).reshape([batch, 1, time, hd]) as tf.Tensor4D;
     const sin = tf.gather(table.sin, flat).reshape([batch, 1, time, hd]) as tf.Tensor4D;
@@ -505,12 +494,7 @@ export class GPT {
       const hidden = tf.mul(tf.mul(gate, tf.sigmoid(gate)), up) as tf.Tensor2D; // SiLU(gate) · up
       x = tf.add(x, this.linear(hidden, `${p}.mlp.down_proj`, training, layerSeed + 6));
     }
-    if (options.lastOnly) {
-      x = x
-        .reshape([batch, time, C])
-        .slice([0, time - 1, 0], [batch, 1, C])
-        .reshape([batch, C]);
-    }
+    if (options.lastOnly) x = lastPositions(x, batch, time, C);
     const normed = this.rmsNorm(x, "norm.weight");
     const head = this.param(l.tieWordEmbeddings ? "embed_tokens.weight" : "lm_head.weight");
     const logits = tf.matMul(normed, head, false, true);
@@ -568,6 +552,22 @@ export class GPT {
     this.rotary = undefined;
     this.lora?.dispose();
   }
+}
+
+/** Positions past .. past + T − 1 for every row, [B, T]. */
+function defaultPositions(batch: number, time: number, pastLength: number): tf.Tensor2D {
+  return tf.tile(tf.range(pastLength, pastLength + time, 1, "int32").reshape([1, time]), [
+    batch,
+    1,
+  ]) as tf.Tensor2D;
+}
+
+/** The residual stream's last position per row: [B·T, C] → [B, C]. */
+function lastPositions(x: tf.Tensor2D, batch: number, time: number, width: number): tf.Tensor2D {
+  return x
+    .reshape([batch, time, width])
+    .slice([0, time - 1, 0], [batch, 1, width])
+    .reshape([batch, width]) as tf.Tensor2D;
 }
 
 let modelCounter = 0;
