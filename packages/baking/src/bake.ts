@@ -24,7 +24,6 @@ import {
 import {
   attachLora,
   type BatchSource,
-  defaultLoraTargets,
   type GPT,
   type LoraConfig,
   type TrainEvent,
@@ -112,24 +111,14 @@ export interface BakeSettings {
 }
 
 /**
- * The adapter's settings for this model: the default targets mean "the attention
- * projections", which a Llama-family model names q_proj and v_proj (PEFT's default).
- */
-function loraFor(model: GPT, settings: BakeSettings): BakeSettings["lora"] {
-  const targets = settings.lora.targetModules ?? [];
-  const defaults = DEFAULT_BAKE.lora.targetModules ?? [];
-  const isDefault =
-    targets.length === defaults.length && targets.every((t, i) => t === defaults[i]);
-  return isDefault ? { ...settings.lora, targetModules: defaultLoraTargets(model) } : settings.lora;
-}
-
-/**
  * Defaults that bake a persona into forge-tiny in about a minute: LoRA r = 8 on the attention
  * projections, Adam at 1e-3 (the paper's 1e-4 is for 7B models), 4 epochs, batch 16.
  */
 export const DEFAULT_BAKE: BakeSettings = {
   mode: "lora",
-  lora: { r: 8, alpha: 16, dropout: 0, targetModules: ["attn.c_attn", "attn.c_proj"] },
+  // no targetModules: the model's attention projections (c_attn and c_proj on GPT-2, q_proj
+  // and v_proj on the Llama family), as attachLora chooses by architecture
+  lora: { r: 8, alpha: 16, dropout: 0 },
   epochs: 4,
   batchSize: 16,
   learningRate: 1e-3,
@@ -601,8 +590,7 @@ export async function trainStudent(
   settings: BakeSettings,
   options: TrainBakeOptions = {},
 ): Promise<BakeTraining> {
-  if (settings.mode === "lora")
-    attachLora(model, loraFor(model, settings), { seed: settings.seed });
+  if (settings.mode === "lora") attachLora(model, settings.lora, { seed: settings.seed });
   const steps =
     settings.steps ?? Math.max(1, Math.ceil(train.length / settings.batchSize) * settings.epochs);
   const validationBefore = validation.length
