@@ -62,21 +62,9 @@ async function thinkingCommand(options: SynthCommandOptions): Promise<number> {
     generator: "forge thinking corpus (two-digit sums, some answers thinking first)",
     version: 1,
     settings,
-    files: {
-      "train.jsonl": corpus.train.length,
-      "heldout.jsonl": corpus.heldOut.length,
-      "pretrain.jsonl": corpus.pretrain.length,
-    },
+    files: corpusFiles(corpus),
   };
-  await writeOutputDirectory(options.out!, outputOptions("corpus", options), async (staging) => {
-    writeFileSync(path.join(staging, "train.jsonl"), jsonl(corpus.train));
-    writeFileSync(path.join(staging, "heldout.jsonl"), jsonl(corpus.heldOut));
-    writeFileSync(
-      path.join(staging, "pretrain.jsonl"),
-      jsonl(corpus.pretrain.map((text) => ({ text }))),
-    );
-    writeFileSync(path.join(staging, "meta.json"), `${JSON.stringify(meta, null, 2)}\n`);
-  });
+  await writeCorpus(options, corpus, meta);
   const seconds = (performance.now() - started) / 1000;
   if (options.json)
     process.stdout.write(`${JSON.stringify({ ...meta, out: options.out, seconds }, null, 2)}\n`);
@@ -87,6 +75,31 @@ async function thinkingCommand(options: SynthCommandOptions): Promise<number> {
         `to ${options.out} in ${seconds.toFixed(1)} s (seed ${settings.seed})\n`,
     );
   return 0;
+}
+
+interface CorpusParts {
+  train: unknown[];
+  heldOut: unknown[];
+  pretrain: string[];
+}
+
+const corpusFiles = (corpus: CorpusParts) => ({
+  "train.jsonl": corpus.train.length,
+  "heldout.jsonl": corpus.heldOut.length,
+  "pretrain.jsonl": corpus.pretrain.length,
+});
+
+/** A corpus directory: train.jsonl, heldout.jsonl, pretrain.jsonl ({text}) and meta.json. */
+function writeCorpus(options: SynthCommandOptions, corpus: CorpusParts, meta: unknown) {
+  return writeOutputDirectory(options.out!, outputOptions("corpus", options), async (staging) => {
+    writeFileSync(path.join(staging, "train.jsonl"), jsonl(corpus.train));
+    writeFileSync(path.join(staging, "heldout.jsonl"), jsonl(corpus.heldOut));
+    writeFileSync(
+      path.join(staging, "pretrain.jsonl"),
+      jsonl(corpus.pretrain.map((text) => ({ text }))),
+    );
+    writeFileSync(path.join(staging, "meta.json"), `${JSON.stringify(meta, null, 2)}\n`);
+  });
 }
 
 async function synthCommand(options: SynthCommandOptions): Promise<number> {
@@ -115,21 +128,9 @@ async function synthCommand(options: SynthCommandOptions): Promise<number> {
     generator: "forge-tiny synthetic chat corpus",
     version: 1,
     settings,
-    files: {
-      "train.jsonl": corpus.train.length,
-      "heldout.jsonl": corpus.heldOut.length,
-      "pretrain.jsonl": corpus.pretrain.length,
-    },
+    files: corpusFiles(corpus),
   };
-  await writeOutputDirectory(options.out, outputOptions("corpus", options), async (staging) => {
-    writeFileSync(path.join(staging, "train.jsonl"), jsonl(corpus.train));
-    writeFileSync(path.join(staging, "heldout.jsonl"), jsonl(corpus.heldOut));
-    writeFileSync(
-      path.join(staging, "pretrain.jsonl"),
-      jsonl(corpus.pretrain.map((text) => ({ text }))),
-    );
-    writeFileSync(path.join(staging, "meta.json"), `${JSON.stringify(meta, null, 2)}\n`);
-  });
+  await writeCorpus(options, corpus, meta);
   const seconds = (performance.now() - started) / 1000;
   if (options.json)
     process.stdout.write(`${JSON.stringify({ ...meta, out: options.out, seconds }, null, 2)}\n`);
