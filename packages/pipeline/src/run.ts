@@ -345,11 +345,7 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
     state.analyse = await phase("analyse", state.analyse, async () => {
       emit({ type: "phase-start", phase: "analyse" });
       const stats = await analyseRepository(repository);
-      if (stats.commits === 0)
-        throw new PipelineError(
-          "E_INPUT",
-          `${repository} has no commits: there is no history to train on`,
-        );
+      // a repository with no commits is refused by analyseRepository, naming it
       if (stats.commits < 2)
         throw new PipelineError(
           "E_INPUT",
