@@ -63,7 +63,7 @@ import {
   toJsonl,
 } from "./records.js";
 import { checkPromptFits, type RolloutSettings, resolveRollout, rollout } from "./rollout.js";
-import { generateStimuli, type StimSpec } from "./stim.js";
+import { defaultStimuli, generateStimuli, type StimSpec } from "./stim.js";
 
 export type BakePhase =
   | "stim"
@@ -82,7 +82,8 @@ export type BakeEvent =
 
 export interface BakeRunOptions {
   prompt: BakePrompt;
-  stim: StimSpec[];
+  /** Stimulus generators (default: `defaultStimuli(baseModel)`). */
+  stim?: StimSpec[];
   rollout?: Partial<RolloutSettings>;
   bake?: Partial<BakeSettings>;
   /** KL before and after, on fresh teacher samples; false to skip. */
@@ -211,7 +212,8 @@ async function runBake(
     return value;
   };
 
-  const inputs = { prompt: options.prompt, stim: options.stim, rollout: rolloutSettings };
+  const stim = options.stim ?? defaultStimuli(options.baseModel);
+  const inputs = { prompt: options.prompt, stim, rollout: rolloutSettings };
   const stateFile = path.join(work, "state.json");
   let reuse = false;
   if (claim.resumed && existsSync(stateFile)) {
@@ -244,7 +246,7 @@ async function runBake(
   const stimuli = reuse
     ? await readStimuli(path.join(work, "stim.jsonl"))
     : await timed("stim", () =>
-        generateStimuli(options.stim, {
+        generateStimuli(stim, {
           seed: rolloutSettings.seed,
           teacher,
           reserve: rolloutSettings.maxNewTokens,
@@ -336,7 +338,7 @@ async function runBake(
     kind: "bake",
     baseModel: options.baseModel ?? null,
     prompt: { hash: promptHash(options.prompt), ...options.prompt },
-    stim: options.stim,
+    stim,
     rollout: rolloutSettings,
     bake: bakeSettings,
     counts: {
