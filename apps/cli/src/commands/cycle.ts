@@ -8,7 +8,7 @@
  */
 import path from "node:path";
 import { type CycleEvaluator, type CycleRecord, defaultStimuli, runCycles } from "@forge/baking";
-import { claimOutput, writeFileAtomic } from "@forge/core";
+import { claimOutput, interruptOnSignals, writeFileAtomic } from "@forge/core";
 import { type EvalResults, runTasks, type Task } from "@forge/eval";
 import { ManifestWriter, svgLineChart } from "@forge/manifest";
 import { describeBackend, evalModel, initBackend } from "@forge/model";
@@ -19,6 +19,7 @@ import {
   bakeSettingsFrom,
   endStoppedRun,
   parseStimOption,
+  resumeCommandLine,
 } from "../bake-run.js";
 import { UsageError } from "../errors.js";
 import { loadTasks } from "../files.js";
@@ -152,6 +153,7 @@ async function cycleCommand(options: CycleCommandOptions): Promise<number> {
     flag: "--out",
   });
   let manifest: ManifestWriter | undefined;
+  const interrupt = interruptOnSignals();
   try {
     const backend = await initBackend();
     if (!options.json) process.stderr.write(`${describeBackend(backend)}\n`);
@@ -194,6 +196,7 @@ async function cycleCommand(options: CycleCommandOptions): Promise<number> {
       out: claim.target,
       work: claim.work,
       resume: claim.resumed,
+      signal: interrupt.signal,
       seed: settings.bake.seed ?? 1,
       onEvent: (event) => {
         if (options.json) return;
@@ -230,9 +233,11 @@ async function cycleCommand(options: CycleCommandOptions): Promise<number> {
       );
     return 0;
   } catch (error) {
-    if (manifest) await endStoppedRun(error, manifest, claim, "forge cycle … --resume", true);
+    if (manifest) await endStoppedRun(error, manifest, claim, resumeCommandLine(), true);
     else await claim.release();
     throw error;
+  } finally {
+    interrupt.dispose();
   }
 }
 
