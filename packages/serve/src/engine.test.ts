@@ -3,6 +3,7 @@
  * (their cache rows merged into it) and sequences that leave early give the tokens and
  * log-probabilities they give alone; the tensor count is flat across batches.
  */
+import { fileURLToPath } from "node:url";
 import { type GPT, initBackend, loadModel } from "@forge/model";
 import { FORGE_TINY_DIR } from "@forge/tiny";
 import type { Tokenizer } from "@forge/tokenizer";
@@ -85,6 +86,61 @@ describe("Engine", () => {
     expect(engine.stats.maxBatch).toBe(4);
     await engine.idle();
     expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it("batches a Llama model (GQA, rotary positions) as it runs it alone", async () => {
+    // the model package's tiny Llama fixture: vocab 96, no tokenizer of its own — forge-tiny's
+    // decodes its ids (text is not what this checks), no stop or banned ids
+    const fixture = fileURLToPath(
+      new URL("../../model/src/testing/llama/tiny-llama/", import.meta.url),
+    );
+    const { model: llama } = await loadModel(fixture);
+    try {
+      const engine = new Engine(llama, tokenizer);
+      const raw = (prompt: number[], maxTokens: number, seed: number): SequenceSpec => ({
+        promptIds: prompt,
+        maxTokens,
+        temperature: 1,
+        seed,
+        stopIds: [],
+        bannedIds: [],
+        stop: [],
+        topLogprobs: 1,
+      });
+      const prompts = [[5, 9, 12], [40, 41, 42, 43, 44, 45, 46, 47, 48], [7], [60, 61, 62, 63, 64]];
+      const lengths = [6, 20, 15, 9];
+      const alone: Sequence[] = [];
+      for (const [i, prompt] of prompts.entries())
+        alone.push(...(await Promise.all(engine.submit([raw(prompt, lengths[i]!, i)]))));
+      const before = tf.memory().numTensors;
+      const later: Promise<Sequence>[] = [];
+      const first = engine.submit([
+        {
+          ...raw(prompts[0]!, lengths[0]!, 0),
+          onToken: (s) => {
+            if (s.tokens.length === 2)
+              later.push(
+                ...engine.submit([
+                  raw(prompts[2]!, lengths[2]!, 2),
+                  raw(prompts[3]!, lengths[3]!, 3),
+                ]),
+              );
+          },
+        },
+        raw(prompts[1]!, lengths[1]!, 1),
+      ]);
+      const all = [...(await Promise.all(first)), ...(await Promise.all(later))];
+      all.forEach((s, i) => {
+        expect(s.tokens).toEqual(alone[i]!.tokens);
+        for (const [t, entry] of s.logprobs.entries())
+          expect(Math.abs(entry.logprob - alone[i]!.logprobs[t]!.logprob)).toBeLessThan(1e-4);
+      });
+      expect(engine.stats.maxBatch).toBe(4);
+      await engine.idle();
+      expect(tf.memory().numTensors).toBe(before);
+    } finally {
+      llama.dispose();
+    }
   });
 
   it("stops at a stop string and cuts the text before it", async () => {
