@@ -9,7 +9,9 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { OpenAIClient } from "@forge/eval";
-import { FORGE_TINY_TASKS } from "@forge/tiny";
+import { attachLora, generate, initBackend, loadModel, saveAdapter } from "@forge/model";
+import { FORGE_TINY_DIR, FORGE_TINY_TASKS } from "@forge/tiny";
+import * as tf from "@tensorflow/tfjs";
 import { afterAll, describe, expect, it } from "vitest";
 import { FORGE, forge } from "../run-cli.js";
 
@@ -143,10 +145,51 @@ describe("forge serve", () => {
     expect((await served.exited).code).toBe(0);
   });
 
+  it("--adapter serves the model with a LoRA adapter applied", async () => {
+    // an adapter whose B is not zero, so it changes the replies
+    await initBackend({ backend: "wasm" });
+    const { model, tokenizer } = await loadModel(FORGE_TINY_DIR);
+    const adapter = attachLora(model, { r: 4 }, { seed: 1 });
+    for (const b of adapter.b.values()) b.assign(tf.randomNormal(b.shape, 0, 0.5, "float32", 2));
+    const adapterDir = path.join(dir, "adapter");
+    await saveAdapter(model, adapterDir);
+    const question = [{ role: "user" as const, content: "What is 2 + 3?" }];
+    const ids = generate(model, [tokenizer!.promptIds(question)], {
+      maxNewTokens: 12,
+      temperature: 0,
+      stopIds: tokenizer!.stopIds(),
+      bannedIds: tokenizer!.bannedIds(),
+    }).tokens[0]!;
+    const local = tokenizer!.decode(
+      tokenizer!.stopIds().includes(ids.at(-1)!) ? ids.slice(0, -1) : ids,
+      { skipSpecial: true },
+    );
+    model.dispose();
+
+    const reply = async (args: string[]) => {
+      const served = await startServe(["forge-tiny", "--port", "0", ...args]);
+      const answer = await new OpenAIClient(served.url).chatCompletion({
+        messages: question,
+        temperature: 0,
+        max_tokens: 12,
+      });
+      served.child.kill("SIGTERM");
+      expect((await served.exited).code).toBe(0);
+      return answer.choices[0]!.message.content;
+    };
+    const adapted = await reply(["--adapter", adapterDir]);
+    expect(adapted).toBe(local);
+    expect(await reply([])).not.toBe(adapted);
+  });
+
   it("refuses bad flags with exit 2 and one line", async () => {
     for (const [args, message] of [
       [["serve", "forge-tiny", "--port", "70000"], /--port must be an integer in \[0, 65535\]/],
       [["serve", "forge-tiny", "--max-batch", "0"], /--max-batch must be an integer ≥ 1/],
+      [
+        ["serve", "forge-tiny", "--adapter", dir],
+        /is not an adapter directory: adapter_config.json is missing/,
+      ],
       [["eval", "run", "forge-tiny", "--model-url", "http://x"], /not both/],
       [
         ["eval", "run", "--model-name", "m"],
