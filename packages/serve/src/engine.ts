@@ -44,6 +44,8 @@ export interface SequenceSpec {
   topLogprobs?: number;
   /** Called after each token this sequence produces (streaming). */
   onToken?: (sequence: Sequence) => void;
+  /** Aborted: the sequence is dropped before the next step (its client went away). */
+  signal?: AbortSignal;
 }
 
 /** An alternative at one position. */
@@ -69,7 +71,7 @@ export interface Sequence {
   /** The text so far (special tokens left out, cut before a stop string once one is found). */
   text: string;
   finishReason: FinishReason | null;
-  /** Set by the caller to drop the sequence at the next step (a client that went away). */
+  /** Set to drop the sequence before the next step (as an aborted `spec.signal` does). */
   cancelled: boolean;
 }
 
@@ -89,6 +91,8 @@ export interface EngineStats {
   tokens: number;
   /** Sequences finished. */
   sequences: number;
+  /** Sequences dropped unfinished (cancelled: their client went away). */
+  cancelled: number;
   /** Sequences waiting to join. */
   waiting: number;
   /** Sequences running. */
@@ -160,6 +164,7 @@ export class Engine {
     sequenceSteps: 0,
     tokens: 0,
     sequences: 0,
+    cancelled: 0,
   };
 
   constructor(
@@ -352,17 +357,22 @@ export class Engine {
 
   /** Cancelled sequences leave before the step (their promises resolve as they stand). */
   private dropCancelled(): void {
+    for (const r of [...this.waiting, ...this.running])
+      if (r.sequence.spec.signal?.aborted) r.sequence.cancelled = true;
     for (let i = this.waiting.length - 1; i >= 0; i--) {
       const r = this.waiting[i]!;
       if (r.sequence.cancelled) {
         this.waiting.splice(i, 1);
+        this.counters.cancelled++;
         r.resolve(r.sequence);
       }
     }
     const keep: number[] = [];
     this.running.forEach((r, b) => {
-      if (r.sequence.cancelled) r.resolve(r.sequence);
-      else keep.push(b);
+      if (r.sequence.cancelled) {
+        this.counters.cancelled++;
+        r.resolve(r.sequence);
+      } else keep.push(b);
     });
     this.retain(keep);
   }
