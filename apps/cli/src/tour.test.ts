@@ -5,7 +5,8 @@
  * The commands not run here, each for its reason: pursue (three default bakes, minutes: its
  * defaults are measured in the closing notes and pursue's own tests), bake-quietstar (needs a
  * thinking fine-tune of forge-tiny: quietstar.test.ts), `bake … --resume` (a template, shown
- * by safety.test.ts), pull (needs the hub: pull.test.ts runs it against a local hub).
+ * by safety.test.ts), serve and `eval run --model-url` (a server that runs until stopped:
+ * serve.test.ts runs the pair), pull (needs the hub: pull.test.ts runs it against a local hub).
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
@@ -81,6 +82,8 @@ describe("the README's tour, run as written", () => {
       "pursue",
       "bake-quietstar",
       "bake",
+      "serve",
+      "eval run",
       "pull",
     ]);
   });
