@@ -81,7 +81,11 @@ export async function pullWithProgress(
   const show = (file: string) =>
     bar.update(Math.round(done / (MB / 10)) / 10, Math.round(total / (MB / 10)) / 10, file);
   const onProgress = (event: PullEvent) => {
-    if (event.type === "listed") {
+    if (event.type === "waiting")
+      process.stderr.write(
+        `waiting for pid ${event.pid} (${event.command}, since ${event.since}), which is pulling ${repo} into the same cache…\n`,
+      );
+    else if (event.type === "listed") {
       total = event.bytes;
       done = event.cachedBytes;
     } else if (event.type === "file-start") done += event.resumeFrom;
