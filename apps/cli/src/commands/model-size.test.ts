@@ -71,7 +71,7 @@ describe("a model's size, before it is loaded", () => {
     expect(run.stderr).toBe("");
   });
 
-  it("a model too large for wasm is refused with exit 2 by every kind of command, nothing allocated", async () => {
+  it("a model too large for wasm is refused with exit 2 by every kind of command, before its weights are read", async () => {
     const commands = [
       ["generate", huge, "--user", "hi"],
       ["bake", "--model", huge, "--prompt", "You are a pirate.", "--out", path.join(dir, "bake")],
