@@ -25,10 +25,11 @@ import {
   compareResults,
   type ForgettingResult,
   forgettingFromResults,
+  type ReportInput,
+  strengthSvg,
   toHtml,
   toMarkdown,
 } from "@forge/eval/stats";
-import { svgLineChart } from "@forge/manifest";
 import { evalModel, type GPT } from "@forge/model";
 import type { Tokenizer } from "@forge/tokenizer";
 import { TASK_NAMES } from "./corpus.js";
@@ -120,6 +121,14 @@ export interface DemoReport {
   timings: Record<string, number>;
   /** The baked adapter's directory (under reportDir). */
   bake: string;
+  /** Persona score by turn over a long chat ("prompted", "baked"), when the demo measured it. */
+  drift?: {
+    turns: number;
+    curves: {
+      name: string;
+      points: { turn: number; mean: number; low: number; high: number }[];
+    }[];
+  };
 }
 
 export interface DemoResult {
@@ -383,12 +392,18 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   };
 }
 
+const rates = (r: { baseUnprompted: number; basePrompted: number; bakedUnprompted: number }) => ({
+  base: r.baseUnprompted,
+  prompted: r.basePrompted,
+  baked: r.bakedUnprompted,
+});
+
 function writeReportFiles(
   work: string,
   parts: {
     report: DemoReport;
     results: EvalResults[];
-    evalReport: Parameters<typeof toHtml>[0];
+    evalReport: ReportInput;
     table: string[][];
     systemText: string;
   },
@@ -397,27 +412,41 @@ function writeReportFiles(
   const json = (value: unknown) => `${JSON.stringify(value, null, 2)}\n`;
   for (const results of parts.results)
     writeFileSync(path.join(work, `${results.model.name}.results.json`), json(results));
-  writeFileSync(path.join(work, "eval.html"), toHtml(parts.evalReport));
-  writeFileSync(path.join(work, "eval.md"), toMarkdown(parts.evalReport));
-  writeFileSync(path.join(work, "report.json"), json(report));
+  const strength = { label: `${report.persona} signature rate`, points: report.strength };
+  // eval.html: the paired statistics, with the KL and the strength curve they go with
+  const evalInput: ReportInput = { ...parts.evalReport, kl: report.kl, strength };
+  writeFileSync(path.join(work, "eval.html"), toHtml(evalInput));
+  writeFileSync(path.join(work, "eval.md"), toMarkdown(evalInput));
+  // report.html: every figure of the run on one page
   writeFileSync(
-    path.join(work, "strength.svg"),
-    svgLineChart(
-      [
+    path.join(work, "report.html"),
+    toHtml({
+      title: `forge demo — baking "${parts.systemText}" into forge-tiny`,
+      facts: [
+        ["model", report.model],
+        ["persona", report.persona],
+        ["prompt", report.prompt],
+        ["baked adapter", report.bake],
+        ["result", report.pass ? "every bar passed" : "a bar failed"],
+      ],
+      kl: report.kl,
+      beforeAfter: [
+        { label: `${report.persona} signature rate`, ...rates(report.personaRate) },
         {
-          name: `${report.persona} signature rate`,
-          points: report.strength.map((p) => [p.alpha, p.value] as const),
+          label: `task accuracy (held out, ${report.accuracy.items} items)`,
+          ...rates(report.accuracy),
         },
       ],
-      {
-        title: `Half-baking: persona strength vs α (${report.persona})`,
-        xLabel: "adapter strength α",
-        yLabel: "signature rate",
-        yMin: 0,
-        yMax: 1,
-      },
-    ),
+      bars: report.bars,
+      strength,
+      ...(report.drift ? { drift: report.drift } : {}),
+      ...(parts.evalReport.comparison ? { comparison: parts.evalReport.comparison } : {}),
+      ...(parts.evalReport.forgetting ? { forgetting: parts.evalReport.forgetting } : {}),
+      timings: report.timings,
+    }),
   );
+  writeFileSync(path.join(work, "report.json"), json(report));
+  writeFileSync(path.join(work, "strength.svg"), strengthSvg(strength));
   const markdown = [
     `# forge demo — baking "${parts.systemText}" into forge-tiny`,
     "",
