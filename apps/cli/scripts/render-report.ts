@@ -75,7 +75,8 @@ export async function renderReport(htmlFile: string, screenshot: string): Promis
     });
     await page.goto(href);
     const svgCount = await page.locator("svg").count();
-    const layout = { ...(await page.evaluate(MEASURE)), externalRequests };
+    const measured = (await page.evaluate(MEASURE)) as Omit<ReportLayout, "externalRequests">;
+    const layout: ReportLayout = { ...measured, externalRequests };
     await page.screenshot({ path: screenshot, fullPage: true });
     return { consoleErrors, svgCount, title: await page.title(), layout };
   } finally {

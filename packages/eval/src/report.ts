@@ -167,7 +167,7 @@ function sections(input: ReportInput): Section[] {
         "",
         ...input.bars.map(
           (b) =>
-            `- ${b.pass ? "✅ pass" : "❌ FAIL"} — ${oneLine(b.name)} (measured ${Number(b.value.toPrecision(3))})`,
+            `- ${b.pass ? "pass" : "**FAIL**"} — ${oneLine(b.name)} (measured ${Number(b.value.toPrecision(3))})`,
         ),
         "",
       ],
@@ -395,6 +395,11 @@ function heat(value: number): string {
   return `rgb(${r},${g},70)`;
 }
 
+const FOOTNOTE = [
+  "Top: mean score. Below: relative degradation (base − baked) / base;",
+  "a task passes below",
+] as const;
+
 /** The forgetting matrix as an SVG heatmap. */
 export function heatmapSvg(f: ForgettingResult): string {
   const cell = 64;
@@ -412,7 +417,7 @@ export function heatmapSvg(f: ForgettingResult): string {
       8,
     620,
   );
-  const height = top + f.models.length * cell + 36;
+  const height = top + f.models.length * cell + 50;
   const parts = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="system-ui, sans-serif" font-size="12" role="img" aria-label="forgetting heatmap">`,
     `<rect width="${width}" height="${height}" fill="white"/>`,
@@ -455,7 +460,8 @@ export function heatmapSvg(f: ForgettingResult): string {
       );
   });
   parts.push(
-    `<text x="${left}" y="${height - 8}" font-size="11">${escapeXml(`Top: mean score. Below: relative degradation (base − baked) / base; a task passes below ${degradationText(f.degradationThreshold)}.`)}</text>`,
+    `<text x="8" y="${height - 22}" font-size="11">${escapeXml(FOOTNOTE[0])}</text>`,
+    `<text x="8" y="${height - 8}" font-size="11">${escapeXml(`${FOOTNOTE[1]} ${degradationText(f.degradationThreshold)}.`)}</text>`,
   );
   parts.push("</svg>");
   return parts.join("\n");
