@@ -48,6 +48,7 @@ beforeAll(async () => {
     ...smallBake,
     "--measure",
     "8",
+    "--report",
     "--out",
     at("pirate"),
     "--json",
@@ -73,6 +74,37 @@ describe("forge bake", () => {
       manifest.outputs.artifacts.map((a: { path: string }) => path.basename(a.path)),
     ).toContain("adapter_model.safetensors");
     expect(json(at("pirate", "forge.json")).prompt.teacher[0].content).toBe("You are a pirate.");
+  });
+
+  it("--report writes report.html: KL before/after with standard errors and the training curve", async () => {
+    const summary = JSON.parse(baked.stdout);
+    expect(summary.report).toBe(at("pirate", "report.html"));
+    const html = readFileSync(at("pirate", "report.html"), "utf8");
+    expect(html).not.toMatch(/<script|src=|href=/);
+    expect(html).toContain(
+      `<td style="text-align:right">${summary.klBefore.token.toFixed(4)} ± ${summary.klBefore.tokenStandardError.toFixed(4)}</td>`,
+    );
+    expect(html).toContain("<h3>Training</h3>");
+    expect(html).toContain("4 steps, final loss");
+    const manifest = json(at("pirate", "manifest.json"));
+    expect(
+      manifest.outputs.artifacts.map((a: { path: string }) => path.basename(a.path)),
+    ).toContain("report.html");
+    if (!existsSync(CHROMIUM)) {
+      console.log(`bake-eval.test: ${CHROMIUM} not found; report.html is not rendered`);
+      return;
+    }
+    const { renderReport, layoutProblems } = await import("../../scripts/render-report.js");
+    const rendered = await renderReport(at("pirate", "report.html"), at("bake-report.png"));
+    expect(rendered.consoleErrors).toEqual([]);
+    expect(layoutProblems(rendered.layout)).toEqual([]);
+    expect(rendered.layout.tables[0]!.map((row) => row[0])).toEqual([
+      "",
+      "KL to the prompted model, token (± SE)",
+      "KL to the prompted model, sequence (± SE)",
+    ]);
+    expect(rendered.layout.tables[0]![1]![1]).toMatch(/^\d+\.\d{4} ± \d+\.\d{4}$/);
+    expect(rendered.svgCount).toBe(1); // the training loss
   });
 
   it("bad input exits 2 with a clear message and writes nothing to --out", async () => {
