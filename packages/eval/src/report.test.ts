@@ -186,4 +186,38 @@ describe("the report page (toHtml) and its Markdown", () => {
     expect(without).not.toContain("Before and after");
     expect(without).toContain("Half-baking strength");
   });
+
+  it("bad values: a NaN rate or KL shows as –, non-finite curve points are left out of the chart", () => {
+    const html = toHtml({
+      title: "bad values",
+      kl: {
+        before: {
+          token: Number.NaN,
+          tokenSE: 0,
+          sequence: 1,
+          sequenceSE: Number.POSITIVE_INFINITY,
+        },
+        after: { token: 0.1, tokenSE: 0.01, sequence: 0.5, sequenceSE: 0.1 },
+        reduction: Number.NaN,
+        n: 8,
+      },
+      strength: {
+        label: "rate",
+        points: [
+          { alpha: 0, value: 0 },
+          { alpha: 0.5, value: Number.NaN },
+          { alpha: 1, value: 1 },
+        ],
+      },
+      drift: { turns: 2, curves: [{ name: "empty", points: [] }] },
+    });
+    expect(html).not.toContain("NaN");
+    expect(html).not.toContain("Infinity");
+    expect(html).toContain('<td style="text-align:right">–</td>');
+    expect(html).toContain("1.0000 ± –");
+    expect(html).toContain("KL reduction – (token level)");
+    const polyline = /<polyline class="series" points="([^"]+)"/.exec(html)![1]!;
+    expect(polyline.split(" ")).toHaveLength(2);
+    parseXml(html.slice(html.indexOf("<body>"), html.indexOf("</body>") + 7));
+  });
 });

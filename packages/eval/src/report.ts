@@ -117,8 +117,12 @@ export function toJUnit(input: ReportInput): string {
   return `<?xml version="1.0" encoding="UTF-8"?>\n<testsuites name="${escapeXml(input.title)}" tests="${cases.length}" failures="${failures}">\n  <testsuite name="${escapeXml(input.title)}" tests="${cases.length}" failures="${failures}">\n${cases.join("\n")}\n  </testsuite>\n</testsuites>\n`;
 }
 
-const percent = (x: number) => `${(100 * x).toFixed(1)}%`;
-const klText = (estimate: number, se: number) => `${estimate.toFixed(4)} ± ${se.toFixed(4)}`;
+/** A rate as a percentage; a value that is not a number shows as "–". */
+const percent = (x: number) => (Number.isFinite(x) ? `${(100 * x).toFixed(1)}%` : "–");
+const klText = (estimate: number, se: number) =>
+  Number.isFinite(estimate)
+    ? `${estimate.toFixed(4)} ± ${Number.isFinite(se) ? se.toFixed(4) : "–"}`
+    : "–";
 /** A cell of a Markdown table: pipes escaped, line breaks folded. */
 const oneLine = (text: string) => text.replace(/\s*[\r\n]+\s*/g, " ");
 const cell = (text: string) => oneLine(text).replace(/\|/g, "\\|");
