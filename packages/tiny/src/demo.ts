@@ -392,12 +392,6 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   };
 }
 
-const rates = (r: { baseUnprompted: number; basePrompted: number; bakedUnprompted: number }) => ({
-  base: r.baseUnprompted,
-  prompted: r.basePrompted,
-  baked: r.bakedUnprompted,
-});
-
 function writeReportFiles(
   work: string,
   parts: {
@@ -412,6 +406,11 @@ function writeReportFiles(
   const json = (value: unknown) => `${JSON.stringify(value, null, 2)}\n`;
   for (const results of parts.results)
     writeFileSync(path.join(work, `${results.model.name}.results.json`), json(results));
+  const rates = (r: { baseUnprompted: number; basePrompted: number; bakedUnprompted: number }) => ({
+    base: r.baseUnprompted,
+    prompted: r.basePrompted,
+    baked: r.bakedUnprompted,
+  });
   const strength = { label: `${report.persona} signature rate`, points: report.strength };
   // eval.html: the paired statistics, with the KL and the strength curve they go with
   const evalInput: ReportInput = { ...parts.evalReport, kl: report.kl, strength };
