@@ -351,7 +351,9 @@ function sections(input: ReportInput): Section[] {
  * scores, the comparison, forgetting, gates and timings — each where the input has it.
  */
 export function toMarkdown(input: ReportInput): string {
-  return [`## ${cell(input.title)}`, "", ...sections(input).flatMap((s) => s.markdown)].join("\n");
+  return [`## ${oneLine(input.title)}`, "", ...sections(input).flatMap((s) => s.markdown)].join(
+    "\n",
+  );
 }
 
 /** The half-baking curve as an SVG line chart. */
