@@ -221,10 +221,14 @@ describe("forge eval forgetting and the HTML report", () => {
     expect(html).toMatch(/<svg[^>]*aria-label="forgetting heatmap"/);
     expect(json(path.join(out, "manifest.json")).run.status).toBe("succeeded");
     if (!existsSync(CHROMIUM)) return; // .ci/run installs Debian's chromium; without it the render is skipped
-    const { renderReport } = await import("../../scripts/render-report.js");
+    const { renderReport, layoutProblems } = await import("../../scripts/render-report.js");
     const shot = path.join(out, "report.png");
     const rendered = await renderReport(path.join(out, "report.html"), shot);
     expect(rendered.consoleErrors).toEqual([]);
+    expect(layoutProblems(rendered.layout)).toEqual([]);
+    // the summary is real tables now, not a code block of pipes
+    expect(rendered.layout.tables.map((t) => t[0]![0])).toContain("model");
+    expect(html).not.toContain("<pre>");
     expect(rendered.svgCount).toBeGreaterThanOrEqual(1);
     expect(readFileSync(shot).subarray(1, 4).toString()).toBe("PNG");
   });
