@@ -260,7 +260,9 @@ describe("forge drift and forge pursue", () => {
     const report = json(path.join(out, "drift.json"));
     expect(report.prompted.conversations).toHaveLength(3);
     expect(report.prompted.conversations[0].turns[0].systemInContext).toBe(true);
-    expect(readFileSync(path.join(out, "drift.svg"), "utf8")).toMatch(/^<svg/);
+    const driftSvg = readFileSync(path.join(out, "drift.svg"), "utf8");
+    expect(driftSvg).toMatch(/^<svg/);
+    expect(driftSvg.match(/<polygon class="band"/g)).toHaveLength(2); // prompted and baked 95% CIs
     expect(json(path.join(out, "manifest.json")).run.status).toBe("succeeded");
     const again = await forge([
       "drift",
