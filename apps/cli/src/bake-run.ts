@@ -134,6 +134,7 @@ export interface BakeCommandOptions {
   force?: boolean;
   seed?: string;
   out?: string;
+  report?: boolean;
   json?: boolean;
 }
 
@@ -373,6 +374,7 @@ export async function finishBakeManifest(
     "forge.json",
     "stim.jsonl",
     "rollout.jsonl",
+    "report.html",
   ]) {
     if (existsSync(path.join(work, file)))
       await manifest.addArtifact(path.join(work, file), undefined, path.join(result.out, file));

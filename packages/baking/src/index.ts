@@ -12,6 +12,8 @@ export {
   type LossKind,
   resolveBake,
 } from "./bake.js";
+/** A bake's report: its facts, KL before/after and training curve, for @forge/eval's toHtml. */
+export { bakeReportInput, klSummary } from "./bake-report.js";
 /**
  * The A/B cycle engine: A-cycles bake task prompts, B-cycles discover and bake a persona; a
  * plateau detector with an adaptive threshold switches between them and stops the run.

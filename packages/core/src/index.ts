@@ -47,6 +47,7 @@ export {
 export { type InsideOptions, isInside, realPath, resolveInside } from "./paths.js";
 export { mulberry32, Rng } from "./random.js";
 export { type Interrupt, interruptOnSignals } from "./signals.js";
+export { type ChartOptions, escapeSvgText, type Series, svgLineChart } from "./svg.js";
 export {
   DEFAULT_YAML_LIMITS,
   type LocatedProblem,

@@ -18,6 +18,7 @@ export {
 } from "./compare.js";
 export { EvaluationError, type EvaluationErrorCode } from "./errors.js";
 export { type Gsm8kOptions, gsm8kFinalAnswer, loadGsm8k, parseGsm8k } from "./gsm8k.js";
+export { markdownToHtml } from "./markdown.js";
 export type { ChatMessage, EvalModel, GenerateOptions, LogprobRequest } from "./model.js";
 export { extractNumber } from "./numbers.js";
 export {
@@ -39,10 +40,19 @@ export {
   type Usage,
 } from "./openai.js";
 export {
+  type BeforeAfterRow,
+  type DriftCurves,
   deltaSvg,
+  driftSvg,
   heatmapSvg,
   heatmapTerminal,
+  type KLEstimateSummary,
+  type KLSummary,
+  type ReportBar,
   type ReportInput,
+  type StrengthCurve,
+  strengthSvg,
+  type TrainingCurve,
   toHtml,
   toJUnit,
   toMarkdown,

@@ -1,3 +1,4 @@
+export { type ChartOptions, type Series, svgLineChart } from "@forge/core";
 export {
   assertDynamicManifest,
   type DynamicManifest,
@@ -15,7 +16,6 @@ export {
   type ValidationProblem,
   validateManifest,
 } from "./schema.js";
-export { type ChartOptions, type Series, svgLineChart } from "./svg.js";
 export type {
   Derived,
   EvalRecord,

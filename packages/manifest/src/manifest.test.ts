@@ -5,9 +5,9 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { ManifestError } from "./errors.js";
+import { svgLineChart } from "./index.js";
 import { epochsFor, scaledLearningRate, warmupSteps } from "./parameters.js";
 import { validateManifest } from "./schema.js";
-import { svgLineChart } from "./svg.js";
 import { formatManifest, sparkline } from "./view.js";
 import { downsample, ManifestWriter, readManifest } from "./writer.js";
 

@@ -28,10 +28,11 @@ import {
   compareResults,
   type ForgettingResult,
   forgettingFromResults,
+  type ReportInput,
+  strengthSvg,
   toHtml,
   toMarkdown,
 } from "@forge/eval/stats";
-import { svgLineChart } from "@forge/manifest";
 import { evalModel, type GPT } from "@forge/model";
 import type { Tokenizer } from "@forge/tokenizer";
 import { TASK_NAMES } from "./corpus.js";
@@ -433,7 +434,7 @@ function writeReportFiles(
   parts: {
     report: DemoReport;
     results: EvalResults[];
-    evalReport: Parameters<typeof toHtml>[0];
+    evalReport: ReportInput;
     table: string[][];
     systemText: string;
   },
@@ -442,27 +443,46 @@ function writeReportFiles(
   const json = (value: unknown) => `${JSON.stringify(value, null, 2)}\n`;
   for (const results of parts.results)
     writeFileSync(path.join(work, `${results.model.name}.results.json`), json(results));
-  writeFileSync(path.join(work, "eval.html"), toHtml(parts.evalReport));
-  writeFileSync(path.join(work, "eval.md"), toMarkdown(parts.evalReport));
-  writeFileSync(path.join(work, "report.json"), json(report));
+  const rates = (r: { baseUnprompted: number; basePrompted: number; bakedUnprompted: number }) => ({
+    base: r.baseUnprompted,
+    prompted: r.basePrompted,
+    baked: r.bakedUnprompted,
+  });
+  const strength = { label: `${report.persona} signature rate`, points: report.strength };
+  // eval.html: the paired statistics, with the KL and the strength curve they go with
+  const evalInput: ReportInput = { ...parts.evalReport, kl: report.kl, strength };
+  writeFileSync(path.join(work, "eval.html"), toHtml(evalInput));
+  writeFileSync(path.join(work, "eval.md"), toMarkdown(evalInput));
+  // report.html: every figure of the run on one page
   writeFileSync(
-    path.join(work, "strength.svg"),
-    svgLineChart(
-      [
+    path.join(work, "report.html"),
+    toHtml({
+      title: `forge demo — baking "${parts.systemText}" into forge-tiny`,
+      facts: [
+        ["model", report.model],
+        ["persona", report.persona],
+        ["prompt", report.prompt],
+        ["baked adapter", report.bake],
+        ["result", report.pass ? "every bar passed" : "a bar failed"],
+      ],
+      kl: report.kl,
+      beforeAfter: [
+        { label: `${report.persona} signature rate`, ...rates(report.personaRate) },
         {
-          name: `${report.persona} signature rate`,
-          points: report.strength.map((p) => [p.alpha, p.value] as const),
+          label: `task accuracy (held out, ${report.accuracy.items} items)`,
+          ...rates(report.accuracy),
         },
       ],
-      {
-        title: `Half-baking: persona strength vs α (${report.persona})`,
-        xLabel: "adapter strength α",
-        yLabel: "signature rate",
-        yMin: 0,
-        yMax: 1,
-      },
-    ),
+      bars: report.bars,
+      strength,
+      ...(report.drift ? { drift: report.drift } : {}),
+      ...(parts.evalReport.comparison ? { comparison: parts.evalReport.comparison } : {}),
+      ...(parts.evalReport.forgetting ? { forgetting: parts.evalReport.forgetting } : {}),
+      timings: report.timings,
+    }),
   );
+  writeFileSync(path.join(work, "report.json"), json(report));
+  writeFileSync(path.join(work, "strength.svg"), strengthSvg(strength));
   const markdown = [
     `# forge demo — baking "${parts.systemText}" into forge-tiny`,
     "",

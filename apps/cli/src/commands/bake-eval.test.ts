@@ -48,6 +48,7 @@ beforeAll(async () => {
     ...smallBake,
     "--measure",
     "8",
+    "--report",
     "--out",
     at("pirate"),
     "--json",
@@ -73,6 +74,37 @@ describe("forge bake", () => {
       manifest.outputs.artifacts.map((a: { path: string }) => path.basename(a.path)),
     ).toContain("adapter_model.safetensors");
     expect(json(at("pirate", "forge.json")).prompt.teacher[0].content).toBe("You are a pirate.");
+  });
+
+  it("--report writes report.html: KL before/after with standard errors and the training curve", async () => {
+    const summary = JSON.parse(baked.stdout);
+    expect(summary.report).toBe(at("pirate", "report.html"));
+    const html = readFileSync(at("pirate", "report.html"), "utf8");
+    expect(html).not.toMatch(/<script|src=|href=/);
+    expect(html).toContain(
+      `<td style="text-align:right">${summary.klBefore.token.toFixed(4)} ± ${summary.klBefore.tokenStandardError.toFixed(4)}</td>`,
+    );
+    expect(html).toContain("<h3>Training</h3>");
+    expect(html).toContain("4 steps, final loss");
+    const manifest = json(at("pirate", "manifest.json"));
+    expect(
+      manifest.outputs.artifacts.map((a: { path: string }) => path.basename(a.path)),
+    ).toContain("report.html");
+    if (!existsSync(CHROMIUM)) {
+      console.log(`bake-eval.test: ${CHROMIUM} not found; report.html is not rendered`);
+      return;
+    }
+    const { renderReport, layoutProblems } = await import("../../scripts/render-report.js");
+    const rendered = await renderReport(at("pirate", "report.html"), at("bake-report.png"));
+    expect(rendered.consoleErrors).toEqual([]);
+    expect(layoutProblems(rendered.layout)).toEqual([]);
+    expect(rendered.layout.tables[0]!.map((row) => row[0])).toEqual([
+      "",
+      "KL to the prompted model, token (± SE)",
+      "KL to the prompted model, sequence (± SE)",
+    ]);
+    expect(rendered.layout.tables[0]![1]![1]).toMatch(/^\d+\.\d{4} ± \d+\.\d{4}$/);
+    expect(rendered.svgCount).toBe(1); // the training loss
   });
 
   it("bad input exits 2 with a clear message and writes nothing to --out", async () => {
@@ -189,10 +221,14 @@ describe("forge eval forgetting and the HTML report", () => {
     expect(html).toMatch(/<svg[^>]*aria-label="forgetting heatmap"/);
     expect(json(path.join(out, "manifest.json")).run.status).toBe("succeeded");
     if (!existsSync(CHROMIUM)) return; // .ci/run installs Debian's chromium; without it the render is skipped
-    const { renderReport } = await import("../../scripts/render-report.js");
+    const { renderReport, layoutProblems } = await import("../../scripts/render-report.js");
     const shot = path.join(out, "report.png");
     const rendered = await renderReport(path.join(out, "report.html"), shot);
     expect(rendered.consoleErrors).toEqual([]);
+    expect(layoutProblems(rendered.layout)).toEqual([]);
+    // the summary is real tables now, not a code block of pipes
+    expect(rendered.layout.tables.map((t) => t[0]![0])).toContain("model");
+    expect(html).not.toContain("<pre>");
     expect(rendered.svgCount).toBeGreaterThanOrEqual(1);
     expect(readFileSync(shot).subarray(1, 4).toString()).toBe("PNG");
   });
@@ -224,7 +260,9 @@ describe("forge drift and forge pursue", () => {
     const report = json(path.join(out, "drift.json"));
     expect(report.prompted.conversations).toHaveLength(3);
     expect(report.prompted.conversations[0].turns[0].systemInContext).toBe(true);
-    expect(readFileSync(path.join(out, "drift.svg"), "utf8")).toMatch(/^<svg/);
+    const driftSvg = readFileSync(path.join(out, "drift.svg"), "utf8");
+    expect(driftSvg).toMatch(/^<svg/);
+    expect(driftSvg.match(/<polygon class="band"/g)).toHaveLength(2); // prompted and baked 95% CIs
     expect(json(path.join(out, "manifest.json")).run.status).toBe("succeeded");
     const again = await forge([
       "drift",

@@ -8,6 +8,7 @@ import {
   type BakePhase,
   type BakeRunResult,
   bakePrompt,
+  bakeReportInput,
   DEFAULT_BAKE,
   DEFAULT_MEASURE,
   DEFAULT_ROLLOUT,
@@ -15,7 +16,8 @@ import {
   defaultStimuli,
   systemPrompt,
 } from "@forge/baking";
-import { claimOutput, interruptOnSignals } from "@forge/core";
+import { claimOutput, interruptOnSignals, writeFileAtomic } from "@forge/core";
+import { toHtml } from "@forge/eval";
 import { ManifestWriter } from "@forge/manifest";
 import { describeBackend, type GPT, initBackend } from "@forge/model";
 import type { Tokenizer } from "@forge/tokenizer";
@@ -104,6 +106,17 @@ async function bakeCommand(options: BakeCommandOptions): Promise<number> {
     } finally {
       await sink.settled();
     }
+    if (options.report)
+      await writeFileAtomic(
+        path.join(claim.work, "report.html"),
+        toHtml(
+          bakeReportInput(result, {
+            model: options.model ?? "forge-tiny",
+            prompt: prompt.teacher[0]!.content,
+            out: result.out,
+          }),
+        ),
+      );
     await finishBakeManifest(manifest, result, claim.work);
     await claim.commit();
     const reduction =
@@ -125,6 +138,7 @@ async function bakeCommand(options: BakeCommandOptions): Promise<number> {
       klReduction: reduction ?? null,
       phaseSeconds: result.phaseSeconds,
       manifest: path.join(result.out, "manifest.json"),
+      ...(options.report ? { report: path.join(result.out, "report.html") } : {}),
     };
     if (options.json) process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
     else {
@@ -145,7 +159,7 @@ async function bakeCommand(options: BakeCommandOptions): Promise<number> {
         ]),
       ];
       process.stdout.write(
-        `${rows.map(([k, v]) => `${k!.padEnd(22)} ${v}`).join("\n")}\nbaked adapter in ${result.out}\n`,
+        `${rows.map(([k, v]) => `${k!.padEnd(22)} ${v}`).join("\n")}\nbaked adapter in ${result.out}${options.report ? `\nreport in ${path.join(result.out, "report.html")}` : ""}\n`,
       );
     }
     return 0;
@@ -226,6 +240,10 @@ export function register(cli: CAC): void {
     .option("--force", "Replace a previous bake in --out, or start over from a stopped one")
     .option("--seed <n>", "Seed for stimuli, rollout and training (default 1)")
     .option("--out <dir>", "Where the baked adapter goes")
+    .option(
+      "--report",
+      "Also write <out>/report.html: KL before/after with standard errors and the training curve, one self-contained page",
+    )
     .option("--json", "Print a JSON summary")
     .example("forge bake --model forge-tiny --prompt 'You are a pirate.' --out bakes/pirate")
     .action((options: BakeCommandOptions) => bakeCommand(options));

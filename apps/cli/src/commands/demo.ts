@@ -121,7 +121,7 @@ async function demoCommand(options: DemoOptions): Promise<number> {
           `timings: ${Object.entries(report.timings)
             .map(([k, v]) => `${k} ${v.toFixed(1)} s`)
             .join(", ")}`,
-          `report: ${reportDir} (report.md, report.json, strength.svg, eval.html, *.results.json, manifest.json, bake/)`,
+          `report: ${path.join(reportDir, "report.html")} (beside it report.md, report.json, strength.svg, eval.html, *.results.json, manifest.json, bake/)`,
           "",
         ].join("\n"),
       );

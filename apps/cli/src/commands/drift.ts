@@ -235,25 +235,12 @@ async function driftCommand(options: DriftCommandOptions): Promise<number> {
     writeFileSync(
       path.join(work, "drift.svg"),
       svgLineChart(
-        series.flatMap((s, i) => [
-          {
-            name: `${s.name} (mean of ${seedCount} seeds)`,
-            points: s.result.curve.map((p) => [p.turn, p.mean] as const),
-            color: ["#dc2626", "#2563eb"][i]!,
-          },
-          {
-            name: `${s.name} 95% CI`,
-            points: s.result.curve.map((p) => [p.turn, p.low] as const),
-            color: ["#dc2626", "#2563eb"][i]!,
-            dashed: true,
-          },
-          {
-            name: "",
-            points: s.result.curve.map((p) => [p.turn, p.high] as const),
-            color: ["#dc2626", "#2563eb"][i]!,
-            dashed: true,
-          },
-        ]),
+        series.map((s, i) => ({
+          name: `${s.name} (mean of ${seedCount} seeds; band: 95% CI)`,
+          points: s.result.curve.map((p) => [p.turn, p.mean] as const),
+          band: s.result.curve.map((p) => [p.turn, p.low, p.high] as const),
+          color: ["#dc2626", "#2563eb"][i]!,
+        })),
         {
           title: `Persona drift (${persona.name}, ${policy} context of ${promptedResult.contextTokens} tokens)`,
           xLabel: "turn",
