@@ -12,7 +12,9 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { DEFAULT_STIM_COUNTS } from "@forge/baking";
+import { DEFAULT_BAKE, DEFAULT_ROLLOUT, DEFAULT_STIM_COUNTS, parseLayers } from "@forge/baking";
+import { repositoryBakeSettings } from "@forge/baking/internal";
+import { INPUT_TEMPLATE, parseInput } from "@forge/git-recipe";
 import { afterAll, describe, expect, it } from "vitest";
 import { forge, type Run } from "./run-cli.js";
 
@@ -62,6 +64,29 @@ export function tourCommands(readme: string): TourCommand[] {
 }
 
 const readJson = (...parts: string[]) => JSON.parse(readFileSync(path.join(dir, ...parts), "utf8"));
+
+describe("the bake repository's input.yml template", () => {
+  it("states @forge/baking's defaults, and its BAKE section parses into the bake's settings", () => {
+    for (const stated of [
+      `Without generators: ${DEFAULT_STIM_COUNTS.questions} questions`,
+      `self: ${DEFAULT_STIM_COUNTS.questions} when it has none) and ${DEFAULT_STIM_COUNTS.persona} persona probes`,
+      `samples (answers per question; ${DEFAULT_ROLLOUT.samples}), temperature (${DEFAULT_ROLLOUT.temperature}), maxNewTokens (${DEFAULT_ROLLOUT.maxNewTokens})`,
+      `epochs (${DEFAULT_BAKE.epochs})`,
+      `batchSize (${DEFAULT_BAKE.batchSize}), learningRate (${DEFAULT_BAKE.learningRate})`,
+      `rank (${DEFAULT_BAKE.lora.r}), alpha (${DEFAULT_BAKE.lora.alpha})`,
+    ])
+      expect(INPUT_TEMPLATE.replace(/\n#\s+/g, " ")).toContain(stated);
+    const spec = parseInput(INPUT_TEMPLATE);
+    expect(spec.target!.generators).toEqual([]); // the default mix
+    const withLayers = parseInput(
+      INPUT_TEMPLATE.replace("BAKE:\n", "BAKE:\n  layers: 0-1\n  progressive: { from: 0.2 }\n"),
+    );
+    expect(repositoryBakeSettings(withLayers.bake!)).toMatchObject({
+      progressive: { from: 0.2, fraction: 0.5 },
+      lora: { layers: parseLayers("0-1") },
+    });
+  });
+});
 
 describe("the README's tour, run as written", () => {
   const commands = tourCommands(readFileSync(README, "utf8"));

@@ -129,7 +129,7 @@ TARGET:
 
 # BAKE: training settings (LoRA on the parent model; the parent is PARENT_MODEL in .forge,
 # the previous bake's model, and cannot be set here).
-#   name, epochs (8) | steps, batchSize (16), learningRate (2e-3), rank (8), alpha (16),
+#   name, epochs (8) | steps, batchSize (16), learningRate (0.002), rank (8), alpha (16),
 #   validationFraction, seed,
 #   loss: forward-kl (default) | reverse-kl | js | jsd | distillation | topk | topk-reverse-kl |
 #         topk-js | topk-jsd (the topk ones need rollout cacheTopK); lossBeta: β of jsd (0…1);
