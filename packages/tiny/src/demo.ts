@@ -14,7 +14,6 @@ import {
   type BakeRunResult,
   bakePrompt,
   type DriftResult,
-  defaultStimuli,
   type KLMeasurement,
   measureDrift,
   type StimSpec,
@@ -38,6 +37,7 @@ import type { Tokenizer } from "@forge/tokenizer";
 import { TASK_NAMES } from "./corpus.js";
 import { personaDrift, personaDriftOptions } from "./drift.js";
 import { PERSONA_NAMES, PERSONAS, type PersonaName } from "./personas.js";
+import { trainingQuestions } from "./quality.js";
 
 export type DemoPhase =
   | "evaluate-base"
@@ -151,12 +151,16 @@ export interface DemoResult {
 }
 
 /**
- * The demo's bake: @forge/baking's defaults (the default stimuli draw from forge-tiny's
- * stimuli.jsonl) plus conversations whose earlier turns the teacher writes, so that the baked
+ * The demo's bake: @forge/baking's rollout and training defaults, on forge-tiny's training
+ * questions without the system-prompt stimuli of the default mix (the demo's bars do not
+ * measure following another prompt, and those stimuli cost persona strength at this size), the
+ * persona probes, and conversations whose earlier turns the teacher writes, so that the baked
  * persona holds over a long chat (the drift bar).
  */
 export const DEMO_BAKE = {
-  multiturn: { count: 80, turns: 4 },
+  questions: 160,
+  personaProbes: 20,
+  multiturn: { count: 40, turns: 4 },
 } as const;
 
 /** The drift bar: the baked signature rate at the last turn within this of turn 1's. */
@@ -206,9 +210,13 @@ const onlyPersona = (r: EvalResults): EvalResults => ({
   tasks: r.tasks.filter((t) => t.name.startsWith("persona-")),
 });
 
-/** Stimuli: the default mix for the model, and multi-turn conversations written by the teacher. */
-function demoStimuli(modelDir: string): StimSpec[] {
-  return [...defaultStimuli(modelDir), { type: "multiturn", ...DEMO_BAKE.multiturn }];
+/** Stimuli: training questions, persona probes, and multi-turn conversations the teacher writes. */
+function demoStimuli(seed: number): StimSpec[] {
+  return [
+    { type: "list", items: trainingQuestions(seed, DEMO_BAKE.questions) },
+    { type: "persona", count: DEMO_BAKE.personaProbes },
+    { type: "multiturn", ...DEMO_BAKE.multiturn },
+  ];
 }
 
 const driftSummary = (name: string, r: DriftResult) => ({
@@ -278,7 +286,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   const bake = await time("bake (stim, rollout, teacher, KL, train, save)", () =>
     bakePrompt(model, tokenizer, {
       prompt: systemPrompt(systemText),
-      stim: demoStimuli(path.resolve(options.modelDir)),
+      stim: demoStimuli(seed),
       rollout: { seed },
       bake: { seed },
       measure: { seed: seed + 100 },
