@@ -51,6 +51,23 @@ export {
   type BakingErrorCode,
 } from "./errors.js";
 /**
+ * Scale-out: export a bake's trajectories and teacher top-K for a distillation job elsewhere
+ * (JSONL, docs/scale-out.md), and import the PEFT adapter it returns as a forge bake.
+ */
+export {
+  type BakeFiles,
+  DEFAULT_EXPORT_TOPK,
+  EXPORT_SCHEMA,
+  type ExportHeader,
+  type ExportOptions,
+  type ExportRecord,
+  exportRecords,
+  readBakeFiles,
+  streamExport,
+  tokenizerHash,
+  writeExport,
+} from "./export.js";
+/**
  * Half-baking: behaviour as a function of the adapter strength α; a bake applied at α (merged
  * or as a scaled adapter), on all its blocks or a subset.
  */
@@ -63,6 +80,12 @@ export {
   type StrengthPoint,
   strengthCurve,
 } from "./halfbake.js";
+export {
+  type ImportAdapterOptions,
+  type ImportedAdapter,
+  importAdapter,
+  readPeftAdapter,
+} from "./import-adapter.js";
 /** Monte-Carlo KL between a prompted teacher and a student, with standard errors. */
 export {
   DEFAULT_MEASURE,
