@@ -21,6 +21,24 @@ export { type Gsm8kOptions, gsm8kFinalAnswer, loadGsm8k, parseGsm8k } from "./gs
 export type { ChatMessage, EvalModel, GenerateOptions, LogprobRequest } from "./model.js";
 export { extractNumber } from "./numbers.js";
 export {
+  type ChatCompletion,
+  type ChatCompletionChoice,
+  type ChatCompletionRequest,
+  type Completion,
+  type CompletionChoice,
+  type CompletionRequest,
+  type ModelList,
+  OpenAIClient,
+  type OpenAIClientOptions,
+  type RemoteEvalModel,
+  type RemoteEvalModelOptions,
+  remoteEvalModel,
+  retryAfterMs,
+  type TokenLogprob,
+  type TopLogprob,
+  type Usage,
+} from "./openai.js";
+export {
   deltaSvg,
   heatmapSvg,
   heatmapTerminal,
