@@ -140,6 +140,11 @@ const GROUPS: Record<
       "Download a model from the Hugging Face hub (resumable, checked) so --model org/name works offline",
     load: () => import("./commands/pull.js"),
   },
+  serve: {
+    description:
+      "Serve a model over the OpenAI API (chat completions, completions, logprobs, streaming) on 127.0.0.1",
+    load: () => import("./commands/serve.js"),
+  },
   chat: {
     description: "Chat with a model directory (interactive, or piped stdin)",
     load: async () => ({ register: (await import("./commands/chat.js")).registerChat }),

@@ -25,6 +25,7 @@ import {
   type EvalModel,
   type EvalResults,
   MAX_ROUNDS,
+  remoteEvalModel,
   runTasks,
   type Task,
   type TaskOptions,
@@ -94,6 +95,8 @@ interface CommonOptions {
   systemA?: string;
   systemB?: string;
   force?: boolean;
+  modelUrl?: string;
+  modelName?: string;
   allowOutside?: boolean;
   allowCode?: boolean;
 }
@@ -364,7 +367,17 @@ async function withOutputDir(
   return 0;
 }
 
-async function runCommand(location: string, options: CommonOptions): Promise<number> {
+async function runCommand(given: string | undefined, options: CommonOptions): Promise<number> {
+  const url = options.modelUrl !== undefined ? String(options.modelUrl) : undefined;
+  if (url !== undefined && given !== undefined)
+    throw new UsageError(
+      `give a model or --model-url, not both (got ${given} and --model-url ${url})`,
+    );
+  if (url === undefined && options.modelName !== undefined)
+    throw new UsageError("--model-name names a served model: it needs --model-url");
+  if (url === undefined && given === undefined)
+    throw new UsageError("give the model to evaluate (a directory, forge-tiny, …) or --model-url");
+  const location = url ?? given!;
   const settings = runSettings(options);
   const tasks = await loadTasks(asList(options.tasks), taskOptions(options));
   const out = options.out ?? "eval-results.json";
@@ -384,16 +397,28 @@ async function runCommand(location: string, options: CommonOptions): Promise<num
     "eval",
     { model: location, tasks: tasks.map((t) => t.name), ...options },
     async (manifest) => {
-      const backend = await initBackend();
-      manifest.setBackend(backend.name);
-      const model = await loadEvalModel(location);
+      // a served model is evaluated through its OpenAI-compatible API: no backend here
+      let model: EvalModel;
+      let dispose = () => {};
+      if (url !== undefined) {
+        manifest.setBackend("remote");
+        model = await remoteEvalModel(url, {
+          ...(options.modelName !== undefined ? { model: String(options.modelName) } : {}),
+        });
+      } else {
+        const backend = await initBackend();
+        manifest.setBackend(backend.name);
+        const local = await loadEvalModel(location);
+        dispose = () => local.model.dispose();
+        model = local;
+      }
       let results: EvalResults;
       try {
         await manifest.phaseStart("evaluate");
         results = await evaluate(model, tasks, settings, options);
         await manifest.phaseEnd("evaluate", "succeeded", { tasks: tasks.length });
       } finally {
-        model.model.dispose();
+        dispose();
       }
       await writeFileAtomic(out, `${JSON.stringify(results, null, 2)}\n`);
       await manifest.addArtifact(out, "results");
@@ -684,12 +709,21 @@ const forceFlag = <T extends ReturnType<CAC["command"]>>(command: T): T =>
 export function register(cli: CAC): void {
   reportFlags(
     runFlags(
-      cli.command("run <model>", "Evaluate a model (directory or bake output) on task files"),
+      cli.command(
+        "run [model]",
+        "Evaluate a model (directory or bake output, or a served one with --model-url) on task files",
+      ),
     ),
   )
+    .option(
+      "--model-url <url>",
+      "Evaluate a model served over the OpenAI API (forge serve, vLLM, …) at this base URL instead",
+    )
+    .option("--model-name <name>", "With --model-url: the served model (default the first listed)")
     .option("--system <prompt>", "Evaluate prompted: a system prompt for tasks without one")
     .option("--out <file>", "Results JSON (default eval-results.json)")
     .example("forge eval run forge-tiny --tasks forge-tiny")
+    .example("forge eval run --model-url http://127.0.0.1:8000 --tasks forge-tiny")
     .action((model: string, options: CommonOptions) => runCommand(model, options));
   forceFlag(
     reportFlags(
