@@ -185,6 +185,26 @@ export {
   type Trajectory,
   toJsonl,
 } from "./records.js";
+/**
+ * A remote teacher behind an OpenAI-compatible endpoint (forge serve, vLLM, llama.cpp, Ollama,
+ * TGI): stimuli, rollouts and top-K log-probabilities over HTTP, resumable.
+ */
+export {
+  checkRetokenization,
+  connectTeacher,
+  describeTeacher,
+  MAX_REMOTE_TOPK,
+  MAX_RETOKENIZED_SHARE,
+  mapReply,
+  measureRemoteKL,
+  type RemoteRolloutOptions,
+  type RemoteTeacher,
+  type RemoteTeacherSpec,
+  readPartialRollout,
+  remoteRollout,
+  remoteStimuli,
+  TokenMap,
+} from "./remote.js";
 /** The runner a bake repository (@forge/git-recipe) calls for stim, rollout and bake. */
 export {
   type BakeRecorder,

@@ -20,6 +20,7 @@ import {
   klText,
   PHASE_LABEL,
   parseStim,
+  remoteTeacherFrom,
   resumeCommandLine,
 } from "../bake-run.js";
 import { UsageError } from "../errors.js";
@@ -45,6 +46,9 @@ async function bakeCommand(options: BakeCommandOptions): Promise<number> {
     asList(options.stim).length ? asList(options.stim) : ["persona:20", "self:40"],
   );
   const settings = bakeSettingsFrom(options);
+  const remoteTeacher = remoteTeacherFrom(options);
+  // a remote teacher gives its top-K: the bake's default loss is the top-K + tail KL
+  if (remoteTeacher && options.loss === undefined) settings.bake.loss = "topk";
   const modelDir = await resolveModelLocation(options.model);
   const claim = await claimOutput(options.out, {
     kind: "bake",
@@ -75,6 +79,9 @@ async function bakeCommand(options: BakeCommandOptions): Promise<number> {
         prompt: prompt.teacher[0]!.content,
         stim,
         ...settings,
+        ...(remoteTeacher
+          ? { teacher: { url: remoteTeacher.url, model: remoteTeacher.model ?? null } }
+          : {}),
       },
     });
     const sink = bakeEventSink(manifest, options.json);
@@ -90,6 +97,26 @@ async function bakeCommand(options: BakeCommandOptions): Promise<number> {
         output: claim,
         baseModel: path.resolve(modelDir),
         ...(options.merged ? { merged: true } : {}),
+        ...(remoteTeacher ? { remoteTeacher } : {}),
+        ...(remoteTeacher && process.env.FORGE_TEACHER_API_KEY
+          ? { remoteApiKey: process.env.FORGE_TEACHER_API_KEY }
+          : {}),
+        ...(remoteTeacher && !options.json
+          ? {
+              onRetry: ({
+                attempt,
+                delayMs,
+                reason,
+              }: {
+                attempt: number;
+                delayMs: number;
+                reason: string;
+              }) =>
+                process.stderr.write(
+                  `forge: teacher request failed (${reason}); retry ${attempt} in ${Math.round(delayMs)} ms\n`,
+                ),
+            }
+          : {}),
         signal: interrupt.signal,
         onEvent: sink,
       });
@@ -148,7 +175,8 @@ async function bakeCommand(options: BakeCommandOptions): Promise<number> {
         manifest,
         claim,
         resumeCommandLine(),
-        existsSync(path.join(claim.work, "rollout.jsonl")),
+        existsSync(path.join(claim.work, "rollout.jsonl")) ||
+          existsSync(path.join(claim.work, "rollout.partial.jsonl")),
       );
     else await claim.release();
     throw error;
@@ -175,6 +203,12 @@ export function register(cli: CAC): void {
     .option("--temperature <t>", "Rollout temperature (default 1)")
     .option("--max-new-tokens <n>", "Longest teacher reply (default 48)")
     .option("--cache-topk <K>", "Cache the teacher's top-K log-probabilities with each trajectory")
+    .option(
+      "--teacher-url <base>",
+      "A remote teacher: an OpenAI-compatible endpoint (forge serve, vLLM, llama.cpp, Ollama, TGI) for self stimuli, rollouts and top-K log-probabilities; key from FORGE_TEACHER_API_KEY",
+    )
+    .option("--teacher-model <name>", "The served model's name (default: the first it lists)")
+    .option("--teacher-concurrency <n>", "Requests to the teacher in flight at once (default 8)")
     .option("--epochs <n>", "Passes over the trajectories (default 4)")
     .option("--steps <n>", "Train for exactly this many steps instead")
     .option("--batch-size <n>", "Trajectories per step (default 16)")
