@@ -54,6 +54,23 @@ export interface BakeSpec {
   lossTemperature?: number;
   validationFraction?: number;
   seed?: number;
+  /**
+   * A remote teacher: an OpenAI-compatible endpoint (forge serve, vLLM, llama.cpp, Ollama, TGI)
+   * that writes `self` stimuli and the rollouts with its top-K log-probabilities; the bake then
+   * trains on the top-K + tail KL (default loss topk). The endpoint's key, if it needs one, is
+   * read from FORGE_TEACHER_API_KEY, never from this file.
+   */
+  teacher?: TeacherSpec;
+}
+
+/** BAKE.teacher: where the remote teacher is. */
+export interface TeacherSpec {
+  /** The endpoint's base URL, e.g. http://127.0.0.1:8000. */
+  url: string;
+  /** The served model's name (default: the first the endpoint lists). */
+  model?: string;
+  /** Requests in flight at once (default 8). */
+  concurrency?: number;
 }
 
 /**
@@ -129,7 +146,10 @@ TARGET:
 #   name, epochs | steps, batchSize, learningRate, rank, alpha, validationFraction, seed,
 #   loss: forward-kl (default) | reverse-kl | js | jsd | distillation | topk | topk-reverse-kl |
 #         topk-js | topk-jsd (the topk ones need rollout cacheTopK); lossBeta: β of jsd (0…1);
-#   lossTemperature: T of distillation
+#   lossTemperature: T of distillation;
+#   teacher: {url, model, concurrency}: a remote teacher (an OpenAI-compatible endpoint: forge
+#            serve, vLLM, llama.cpp, Ollama, TGI) writes self stimuli and rollouts with its top-K
+#            log-probabilities; the key, if any, comes from FORGE_TEACHER_API_KEY
 BAKE:
   name: pirate
   epochs: 4
@@ -155,7 +175,7 @@ export function checkName(name: string, what: string): string {
     );
   return name;
 }
-const BAKE_KEYS: Record<keyof BakeSpec, "int" | "number" | "string" | "loss"> = {
+const BAKE_KEYS: Record<keyof BakeSpec, "int" | "number" | "string" | "loss" | "teacher"> = {
   name: "string",
   epochs: "int",
   steps: "int",
@@ -168,6 +188,7 @@ const BAKE_KEYS: Record<keyof BakeSpec, "int" | "number" | "string" | "loss"> = 
   lossTemperature: "number",
   validationFraction: "number",
   seed: "int",
+  teacher: "teacher",
 };
 const ROLLOUT_KEYS: Record<keyof RolloutSpec, "int" | "number"> = {
   samples: "int",
@@ -387,6 +408,45 @@ export function parseInput(
       );
     else numbers(bake, "BAKE", BAKE_KEYS);
     if (bake.name !== undefined) checkName(bake.name, "BAKE.name");
+    if (bake.teacher !== undefined) {
+      const t = bake.teacher as Record<string, unknown> | null;
+      if (typeof t !== "object" || t === null || Array.isArray(t))
+        add(
+          "BAKE.teacher",
+          "BAKE.teacher must be a mapping: {url, model, concurrency}",
+          nodeAt("BAKE", "teacher"),
+        );
+      else {
+        checkKeys(t, "BAKE.teacher", ["url", "model", "concurrency"]);
+        if (typeof t.url !== "string" || !/^https?:\/\/\S+$/.test(t.url))
+          add(
+            "BAKE.teacher.url",
+            `BAKE.teacher.url must be an http:// or https:// base URL, such as http://127.0.0.1:8000; got ${JSON.stringify(t.url)}`,
+            nodeAt("BAKE", "teacher", "url") ?? nodeAt("BAKE", "teacher"),
+          );
+        else if (/^https?:\/\/[^/]*@/.test(t.url))
+          add(
+            "BAKE.teacher.url",
+            "BAKE.teacher.url must not carry credentials (input.yml is committed): put the key in FORGE_TEACHER_API_KEY",
+            nodeAt("BAKE", "teacher", "url"),
+          );
+        if (t.model !== undefined && (typeof t.model !== "string" || t.model === ""))
+          add(
+            "BAKE.teacher.model",
+            "BAKE.teacher.model must be a non-empty string",
+            nodeAt("BAKE", "teacher", "model"),
+          );
+        if (
+          t.concurrency !== undefined &&
+          !(Number.isInteger(t.concurrency) && (t.concurrency as number) >= 1)
+        )
+          add(
+            "BAKE.teacher.concurrency",
+            `BAKE.teacher.concurrency must be a positive integer; got ${JSON.stringify(t.concurrency)}`,
+            nodeAt("BAKE", "teacher", "concurrency"),
+          );
+      }
+    }
     if (bake.epochs !== undefined && bake.steps !== undefined)
       add("BAKE", "give BAKE.epochs or BAKE.steps, not both", nodeAt("BAKE"));
     spec.bake = bake as BakeSpec;
@@ -413,7 +473,9 @@ export function parseInput(
             ? typeof v === "number" && Number.isFinite(v) && v >= 0
             : kind === "loss"
               ? (BAKE_LOSSES as readonly unknown[]).includes(v)
-              : typeof v === "string";
+              : kind === "teacher"
+                ? true // checked on its own
+                : typeof v === "string";
       if (!ok) {
         const expected =
           kind === "int"

@@ -14,6 +14,7 @@ import {
   type BakeRunResult,
   bakePrompt,
   type KLMeasurement,
+  type RemoteTeacherSpec,
   type StimSpec,
   type StrengthPoint,
   strengthCurve,
@@ -58,6 +59,11 @@ export interface DemoOptions {
   reportDir: string;
   /** The time bar, in seconds (default 180). */
   maxSeconds?: number;
+  /**
+   * A remote teacher (an OpenAI-compatible endpoint serving this model, e.g. `forge serve`):
+   * the rollout and the teacher's top-K come from it, and the bake trains on the top-K + tail KL.
+   */
+  remoteTeacher?: RemoteTeacherSpec;
   onEvent?: (event: DemoEvent) => void;
 }
 
@@ -256,6 +262,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       measure: { ...DEMO_BAKE.measure, seed: seed + 100 },
       out: bakeDir,
       baseModel: path.resolve(options.modelDir),
+      ...(options.remoteTeacher ? { remoteTeacher: options.remoteTeacher } : {}),
       onEvent: (event) => emit({ type: "bake", event }),
     }),
   );
