@@ -1,12 +1,13 @@
 /**
  * The batching engine: every sequence waiting when a step begins joins the batch, and each
- * step is one forward pass over all the sequences in flight, whichever client they came from.
+ * step runs the sequences in flight together, whichever client they came from.
  *
  * - A step feeds each running sequence its last token against the KV cache (left-padded,
  *   ragged: pad columns masked, positions counted from each sequence's first real token).
- * - When sequences join, the step is a prefill over every running context instead (the new
- *   prompts and the running sequences together), which rebuilds the cache at one width; when
- *   the padded width would outgrow the context window, the same.
+ * - Sequences that join are prefilled together (their prompts, left-padded) in the same step,
+ *   and their cache rows are appended to the running ones (the narrower side left-padded with
+ *   masked columns). When nothing is cached, or the padded width would outgrow the context
+ *   window, the step is one prefill over every running context, which rebuilds the cache.
  * - A finished sequence leaves at once: its rows are gathered out of the cache, and pad
  *   columns no sequence needs any more are sliced off.
  * - Sampling runs on the CPU in float64 from the step's logits with each sequence's own
@@ -43,6 +44,8 @@ export interface SequenceSpec {
   topLogprobs?: number;
   /** Called after each token this sequence produces (streaming). */
   onToken?: (sequence: Sequence) => void;
+  /** Aborted: the sequence is dropped before the next step (its client went away). */
+  signal?: AbortSignal;
 }
 
 /** An alternative at one position. */
@@ -68,7 +71,7 @@ export interface Sequence {
   /** The text so far (special tokens left out, cut before a stop string once one is found). */
   text: string;
   finishReason: FinishReason | null;
-  /** Set by the caller to drop the sequence at the next step (a client that went away). */
+  /** Set to drop the sequence before the next step (as an aborted `spec.signal` does). */
   cancelled: boolean;
 }
 
@@ -88,6 +91,8 @@ export interface EngineStats {
   tokens: number;
   /** Sequences finished. */
   sequences: number;
+  /** Sequences dropped unfinished (cancelled: their client went away). */
+  cancelled: number;
   /** Sequences waiting to join. */
   waiting: number;
   /** Sequences running. */
@@ -159,6 +164,7 @@ export class Engine {
     sequenceSteps: 0,
     tokens: 0,
     sequences: 0,
+    cancelled: 0,
   };
 
   constructor(
@@ -270,21 +276,46 @@ export class Engine {
     this.cachedLength = 0;
   }
 
-  /** One forward pass over every running sequence, then one token for each. */
+  /** The counters for one forward pass over `rows`. */
+  private counted(rows: readonly Running[]): void {
+    this.counters.forwardPasses++;
+    this.counters.sequenceSteps += rows.length;
+    this.counters.maxBatch = Math.max(this.counters.maxBatch, rows.length);
+    if (new Set(rows.map((r) => r.owner)).size > 1) this.counters.sharedPasses++;
+  }
+
+  /**
+   * One step: a forward pass over the running sequences (one token each, against the cache)
+   * and a prefill of the sequences joining (their prompts), their caches merged into one;
+   * then one token for each.
+   */
   private step(): void {
     this.dropCancelled();
     const joining = this.waiting.splice(0, this.maxBatch - this.running.length);
+    const existing = this.running.length;
     this.running.push(...joining);
     if (this.running.length === 0) return;
     const { blockSize, vocabSize } = this.model.config;
-    const logits =
-      joining.length > 0 || !this.cache || this.cachedLength + 1 > blockSize
-        ? this.prefill()
-        : this.incremental();
-    this.counters.forwardPasses++;
-    this.counters.sequenceSteps += this.running.length;
-    this.counters.maxBatch = Math.max(this.counters.maxBatch, this.running.length);
-    if (new Set(this.running.map((r) => r.owner)).size > 1) this.counters.sharedPasses++;
+    let logits: Float32Array;
+    if (existing === 0 || !this.cache || this.cachedLength + 1 > blockSize) {
+      // nothing cached, or the padded cache would outgrow the window: one prefill of all
+      this.disposeCache();
+      const all = this.prefill(this.running);
+      this.cache = all.cache;
+      this.pads = all.pads;
+      this.cachedLength = all.width;
+      logits = all.logits;
+    } else {
+      logits = this.incremental(existing);
+      if (joining.length > 0) {
+        const joined = this.prefill(joining);
+        this.merge(joined);
+        const both = new Float32Array(logits.length + joined.logits.length);
+        both.set(logits);
+        both.set(joined.logits, logits.length);
+        logits = both;
+      }
+    }
 
     const keep: number[] = [];
     this.running.forEach((r, b) => {
@@ -326,17 +357,22 @@ export class Engine {
 
   /** Cancelled sequences leave before the step (their promises resolve as they stand). */
   private dropCancelled(): void {
+    for (const r of [...this.waiting, ...this.running])
+      if (r.sequence.spec.signal?.aborted) r.sequence.cancelled = true;
     for (let i = this.waiting.length - 1; i >= 0; i--) {
       const r = this.waiting[i]!;
       if (r.sequence.cancelled) {
         this.waiting.splice(i, 1);
+        this.counters.cancelled++;
         r.resolve(r.sequence);
       }
     }
     const keep: number[] = [];
     this.running.forEach((r, b) => {
-      if (r.sequence.cancelled) r.resolve(r.sequence);
-      else keep.push(b);
+      if (r.sequence.cancelled) {
+        this.counters.cancelled++;
+        r.resolve(r.sequence);
+      } else keep.push(b);
     });
     this.retain(keep);
   }
@@ -367,11 +403,16 @@ export class Engine {
     this.cachedLength -= drop;
   }
 
-  /** A prefill over every running context: rebuilds the cache; last-position logits [B·V]. */
-  private prefill(): Float32Array {
-    this.disposeCache();
+  /** A prefill of `rows`' contexts: their cache (left-padded), its width, and last-position logits [B·V]. */
+  private prefill(rows: readonly Running[]): {
+    logits: Float32Array;
+    cache: LayerCache[];
+    pads: number[];
+    width: number;
+  } {
     this.counters.prefills++;
-    const contexts = this.running.map((r) => r.context);
+    this.counted(rows);
+    const contexts = rows.map((r) => r.context);
     const width = Math.max(...contexts.map((c) => c.length));
     const batch = contexts.length;
     const pads = contexts.map((c) => width - c.length);
@@ -396,19 +437,46 @@ export class Engine {
       });
       return { logits: out.logits, cache: out.cache! } as unknown as tf.TensorContainer;
     }) as unknown as { logits: tf.Tensor3D; cache: LayerCache[] };
-    this.cache = result.cache;
-    this.pads = pads;
-    this.cachedLength = width;
-    const values = result.logits.dataSync() as Float32Array;
+    const logits = result.logits.dataSync() as Float32Array;
     result.logits.dispose();
-    return values;
+    return { logits, cache: result.cache, pads, width };
   }
 
-  /** One token per running sequence against the cache; last-position logits [B·V]. */
-  private incremental(): Float32Array {
-    const batch = this.running.length;
+  /** Append a prefill's rows to the cache, left-padding whichever is narrower. */
+  private merge(joined: { cache: LayerCache[]; pads: number[]; width: number }): void {
+    const width = Math.max(this.cachedLength, joined.width);
+    const grow = width - this.cachedLength;
+    const growJoined = width - joined.width;
+    const old = this.cache!;
+    this.cache = tf.tidy(() => {
+      const widen = (t: tf.Tensor4D, by: number) =>
+        by > 0
+          ? (tf.pad(t, [
+              [0, 0],
+              [0, 0],
+              [by, 0],
+              [0, 0],
+            ]) as tf.Tensor4D)
+          : t;
+      return old.map((layer, i) => ({
+        k: tf.concat([widen(layer.k, grow), widen(joined.cache[i]!.k, growJoined)], 0),
+        v: tf.concat([widen(layer.v, grow), widen(joined.cache[i]!.v, growJoined)], 0),
+      }));
+    });
+    for (const layer of [...old, ...joined.cache]) tf.dispose([layer.k, layer.v]);
+    this.pads = [...this.pads.map((p) => p + grow), ...joined.pads.map((p) => p + growJoined)];
+    this.cachedLength = width;
+  }
+
+  /**
+   * One token for each of the first `count` running sequences against the cache (which holds
+   * exactly their rows); last-position logits [count·V].
+   */
+  private incremental(count: number): Float32Array {
+    const rows = this.running.slice(0, count);
+    this.counted(rows);
     const width = this.cachedLength + 1;
-    const biasValues = new Float32Array(batch * width);
+    const biasValues = new Float32Array(count * width);
     this.pads.forEach((pad, b) => {
       for (let k = 0; k < pad; k++) biasValues[b * width + k] = -1e9;
     });
@@ -416,17 +484,17 @@ export class Engine {
     const result = tf.tidy(() => {
       const out = this.model.run(
         tf.tensor2d(
-          this.running.map((r) => r.context.at(-1)!),
-          [batch, 1],
+          rows.map((r) => r.context.at(-1)!),
+          [count, 1],
           "int32",
         ),
         {
           positions: tf.tensor2d(
-            this.running.map((r) => r.context.length - 1),
-            [batch, 1],
+            rows.map((r) => r.context.length - 1),
+            [count, 1],
             "int32",
           ),
-          attentionBias: tf.tensor4d(biasValues, [batch, 1, 1, width]),
+          attentionBias: tf.tensor4d(biasValues, [count, 1, 1, width]),
           past,
           returnCache: true,
           lastOnly: true,

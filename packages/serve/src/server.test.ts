@@ -371,6 +371,28 @@ describe("forge serve (library)", () => {
     await expect(fetch(`${server.url}/v1/models`)).rejects.toThrow();
   });
 
+  it("drops a request whose client went away", async () => {
+    const server = await start();
+    server.engine.pause();
+    const controller = new AbortController();
+    const request = fetch(`${server.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ messages: chat("Go on."), max_tokens: 50 }),
+      signal: controller.signal,
+    }).catch((error: unknown) => error);
+    await waitingIs(server, 1);
+    controller.abort();
+    expect(await request).toBeInstanceOf(Error);
+    while (server.stats().inFlight > 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    server.engine.resume();
+    await server.engine.idle();
+    const stats = server.stats();
+    expect(stats.cancelled).toBe(1);
+    expect(stats.tokens).toBe(0);
+    expect(stats.running + stats.waiting).toBe(0);
+  });
+
   it("the client retries across a server restart", async () => {
     const first = await start();
     const port = first.port;

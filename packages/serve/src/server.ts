@@ -376,7 +376,11 @@ export async function serve(
     };
   };
 
-  const specs = (g: Generation, onToken?: (index: number, s: Sequence) => void): SequenceSpec[] =>
+  const specs = (
+    g: Generation,
+    signal: AbortSignal,
+    onToken?: (index: number, s: Sequence) => void,
+  ): SequenceSpec[] =>
     Array.from({ length: g.n }, (_, i) => ({
       promptIds: g.promptIds,
       maxTokens: g.maxTokens,
@@ -389,6 +393,7 @@ export async function serve(
       stop: g.stop,
       ...(g.topLogprobs !== undefined ? { topLogprobs: g.topLogprobs } : {}),
       ...(onToken ? { onToken: (s: Sequence) => onToken(i, s) } : {}),
+      signal,
     }));
 
   const admit = (g: Generation) => {
@@ -450,15 +455,14 @@ export async function serve(
     const id = `${kind === "chat" ? "chatcmpl" : "cmpl"}-${randomBytes(12).toString("hex")}`;
     const object = kind === "chat" ? "chat.completion" : "text_completion";
     const owner = {};
-    let sequences: Sequence[] = [];
-    const cancel = () => {
-      for (const s of sequences) s.cancelled = true;
-    };
+    // a client that goes away before its reply is complete: its sequences are dropped
+    const gone = new AbortController();
     res.on("close", () => {
-      if (!res.writableFinished) cancel();
+      if (!res.writableFinished) gone.abort();
     });
+    let sequences: Sequence[];
     if (!g.stream) {
-      const promises = engine.submit(specs(g), owner);
+      const promises = engine.submit(specs(g, gone.signal), owner);
       sequences = await Promise.all(promises);
       const choices = sequences.map((s, index) => {
         const entries = textTokens(s);
@@ -530,7 +534,7 @@ export async function serve(
         if (finish !== null) chunk({ index, delta: {}, logprobs: null, finish_reason: finish });
       } else chunk({ index, text: delta, logprobs, finish_reason: finish });
     };
-    const promises = engine.submit(specs(g, flush), owner);
+    const promises = engine.submit(specs(g, gone.signal, flush), owner);
     sequences = await Promise.all(promises);
     if (g.includeUsage)
       send({

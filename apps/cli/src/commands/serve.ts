@@ -40,6 +40,15 @@ async function serveCommand(location: string, options: ServeCommandOptions): Pro
       fallback: 1 << 20,
     }),
   };
+  // signals are ours before the URL is printed: a client that reads it may stop us at once
+  const interrupt = interruptOnSignals((message) =>
+    process.stderr.write(
+      `${message.replace("after the current step", "once in-flight requests finish")}\n`,
+    ),
+  );
+  const stopped = new Promise<void>((resolve) =>
+    interrupt.signal.addEventListener("abort", () => resolve()),
+  );
   await initBackend();
   const loaded = await loadEvalModel(location);
   if (options.adapter !== undefined) await loadAdapter(loaded.model, String(options.adapter));
@@ -51,12 +60,7 @@ async function serveCommand(location: string, options: ServeCommandOptions): Pro
     ...settings,
   });
   process.stdout.write(`forge serve: ${name} at ${server.url}/v1 (Ctrl-C to stop)\n`);
-  const interrupt = interruptOnSignals((message) =>
-    process.stderr.write(
-      `${message.replace("after the current step", "once in-flight requests finish")}\n`,
-    ),
-  );
-  await new Promise<void>((resolve) => interrupt.signal.addEventListener("abort", () => resolve()));
+  if (!interrupt.signal.aborted) await stopped;
   await server.close();
   interrupt.dispose();
   loaded.model.dispose();
