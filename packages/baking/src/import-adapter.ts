@@ -52,7 +52,7 @@ export interface ImportedAdapter {
 const KEY =
   /^(?:base_model\.model\.)?(?:transformer\.|model\.)?(h|layers)\.(\d+)\.(.+)\.lora_([AB])(?:\.default)?\.weight$/;
 
-interface NormalisedAdapter {
+export interface PeftAdapter {
   r: number;
   alpha: number;
   targetModules: LoraTarget[];
@@ -64,7 +64,7 @@ interface NormalisedAdapter {
  * Read and check a PEFT adapter directory against `model`; returns its tensors under forge's
  * keys. Every problem names the file and the key or field at fault.
  */
-export async function readPeftAdapter(dir: string, model: GPT): Promise<NormalisedAdapter> {
+export async function readPeftAdapter(dir: string, model: GPT): Promise<PeftAdapter> {
   const configFile = path.join(dir, "adapter_config.json");
   const weightsFile = path.join(dir, "adapter_model.safetensors");
   for (const file of [configFile, weightsFile]) {

@@ -84,6 +84,7 @@ export {
   type ImportAdapterOptions,
   type ImportedAdapter,
   importAdapter,
+  type PeftAdapter,
   readPeftAdapter,
 } from "./import-adapter.js";
 /** Monte-Carlo KL between a prompted teacher and a student, with standard errors. */
@@ -195,6 +196,7 @@ export {
   describeTeacher,
   MAX_REMOTE_TOPK,
   MAX_RETOKENIZED_SHARE,
+  type MappedReply,
   mapReply,
   measureRemoteKL,
   type RemoteRolloutOptions,

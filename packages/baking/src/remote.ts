@@ -154,7 +154,7 @@ export async function connectTeacher(
 }
 
 /** A reply with its tokens mapped to the student's ids and its top-K. */
-interface MappedReply {
+export interface MappedReply {
   text: string;
   tokenIds: number[];
   logprobs: number[];
