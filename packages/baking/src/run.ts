@@ -285,7 +285,6 @@ async function runBake(
   const partialRollout = path.join(work, PARTIAL_ROLLOUT);
   // a resumed remote bake keeps its stimuli: the endpoint may not write the same ones again
   const stimFile = path.join(work, "stim.jsonl");
-  const reuseStimuli = reuse || (remote !== undefined && claim.resumed && existsSync(stimFile));
   if ((options.stimuli === undefined) !== (options.trajectories === undefined))
     throw new BakingError("E_INPUT", "give both stimuli and trajectories, or neither");
   if (options.stimuli && options.trajectories) {
@@ -300,6 +299,7 @@ async function runBake(
     await writeFileAtomic(path.join(work, "rollout.jsonl"), toJsonl(options.trajectories));
     reuse = true;
   }
+  const reuseStimuli = reuse || (remote !== undefined && claim.resumed && existsSync(stimFile));
   const stimuli = reuseStimuli
     ? await readStimuli(stimFile)
     : remote
