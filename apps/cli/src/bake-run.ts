@@ -96,6 +96,15 @@ export function parseStim(values: string[]): StimSpec[] {
   });
 }
 
+/**
+ * `--stim` as given; undefined when none is, for the library's default mix for the model
+ * (`defaultStimuli`, once the model's directory is known).
+ */
+export function parseStimOption(values: string | string[] | undefined): StimSpec[] | undefined {
+  const given = values === undefined ? [] : Array.isArray(values) ? values : [values];
+  return given.length ? parseStim(given) : undefined;
+}
+
 export interface BakeCommandOptions {
   model?: string;
   prompt?: string;

@@ -18,7 +18,7 @@
 import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
-import { writeFileAtomic } from "@forge/core";
+import { InterruptedError, writeFileAtomic } from "@forge/core";
 import { type GPT, generateReplies, loadModel, mergeLora, saveModel } from "@forge/model";
 import type { Tokenizer } from "@forge/tokenizer";
 import { BakingError } from "./errors.js";
@@ -126,6 +126,8 @@ export interface CycleOptions {
   work?: string;
   /** Continue from the last finished cycle recorded in `cycles.json`. */
   resume?: boolean;
+  /** Stops the run: a bake stops after its current step, and no further cycle starts. */
+  signal?: AbortSignal;
   seed?: number;
   onEvent?: (event: CycleEvent) => void;
 }
@@ -261,6 +263,10 @@ export async function runCycles(options: CycleOptions): Promise<CycleResult> {
     ];
     while (state.cycles.length < maxCycles && !(state.plateaued.A && state.plateaued.B)) {
       const cycle = state.cycles.length + 1;
+      if (options.signal?.aborted)
+        throw new InterruptedError(
+          `the cycle run stopped before cycle ${cycle}; cycles 1…${cycle - 1} are kept in ${work}: resume with the same settings`,
+        );
       const kind = state.kind;
       const started = performance.now();
       options.onEvent?.({ type: "cycle-start", cycle, kind });
@@ -313,6 +319,7 @@ export async function runCycles(options: CycleOptions): Promise<CycleResult> {
         out: path.join(dir, "bake"),
         baseModel: parent,
         force: true,
+        ...(options.signal ? { signal: options.signal } : {}),
         onEvent: (event) => options.onEvent?.({ type: "bake", cycle, event }),
       });
       mergeLora(model);

@@ -3,7 +3,7 @@
  * baking ramps the adapter's strength, and the multiturn generator writes conversations whose
  * earlier replies are the prompted teacher's while the prompt never reaches the student.
  */
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { exitCodeFor } from "@forge/core";
@@ -13,10 +13,16 @@ import * as tf from "@tensorflow/tfjs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LOSS_KINDS, prepareExamples, resolveBake } from "./bake.js";
 import { halfBake, parseLayers, strengthCurve } from "./halfbake.js";
-import { systemPrompt } from "./records.js";
+import { inContext, systemPrompt } from "./records.js";
+import { repositoryBakeSettings } from "./repository.js";
 import { rollout } from "./rollout.js";
 import { bakePrompt, loadBaked } from "./run.js";
-import { generateStimuli } from "./stim.js";
+import {
+  DEFAULT_STIM_COUNTS,
+  defaultStimuli,
+  generateStimuli,
+  MODEL_STIMULI_FILE,
+} from "./stim.js";
 
 const dir = mkdtempSync(path.join(os.tmpdir(), "forge-engine-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -176,6 +182,93 @@ describe("the multiturn generator", () => {
     );
     model.dispose();
   }, 120_000);
+});
+
+describe("the default stimuli", () => {
+  it("draw from the model's stimuli.jsonl when it ships one, else the teacher writes them; a file draws up to count", async () => {
+    const modelDir = path.join(dir, "with-stimuli");
+    mkdirSync(modelDir, { recursive: true });
+    expect(defaultStimuli(modelDir)).toEqual([
+      { type: "self", count: DEFAULT_STIM_COUNTS.questions },
+      { type: "persona", count: DEFAULT_STIM_COUNTS.persona },
+    ]);
+    const file = path.join(modelDir, MODEL_STIMULI_FILE);
+    const lines = Array.from({ length: 300 }, (_, i) => JSON.stringify({ question: `Q${i}?` }));
+    writeFileSync(file, `${lines.join("\n")}\n`);
+    const specs = defaultStimuli(modelDir);
+    expect(specs[0]).toEqual({ type: "file", path: file, count: DEFAULT_STIM_COUNTS.questions });
+    const stimuli = await generateStimuli(specs, { seed: 5 });
+    const fromFile = stimuli.filter((s) => s.source === "file");
+    expect(fromFile).toHaveLength(DEFAULT_STIM_COUNTS.questions);
+    expect(new Set(fromFile.map((s) => s.messages[0]!.content)).size).toBe(fromFile.length);
+    expect(stimuli.filter((s) => s.source === "persona")).toHaveLength(DEFAULT_STIM_COUNTS.persona);
+    // seeded: another seed draws other questions; count beyond the file takes them all
+    const other = await generateStimuli(specs, { seed: 6 });
+    expect(other.map((s) => s.messages)).not.toEqual(stimuli.map((s) => s.messages));
+    const all = await generateStimuli([{ type: "file", path: file, count: 1000 }], { seed: 1 });
+    expect(all).toHaveLength(300);
+    await expect(
+      generateStimuli([{ type: "file", path: file, count: 0 }], { seed: 1 }),
+    ).rejects.toThrow(/count must be a positive integer/);
+  });
+
+  it("a stimulus with its own system message is answered by the teacher under that prompt, not the baked one", () => {
+    const model = newModel(9);
+    const own = { role: "system" as const, content: "You are a poet." };
+    const stimuli = [
+      { id: "plain", messages: [{ role: "user" as const, content: "Say hello." }] },
+      { id: "own", messages: [own, { role: "user" as const, content: "Say hello." }] },
+    ];
+    expect(inContext(prompt.teacher, stimuli[0]!.messages)).toEqual([
+      ...prompt.teacher,
+      ...stimuli[0]!.messages,
+    ]);
+    expect(inContext(prompt.teacher, stimuli[1]!.messages)).toEqual(stimuli[1]!.messages);
+    const trajectories = rollout({ model, tokenizer, prompt }, stimuli, {
+      samples: 1,
+      maxNewTokens: 4,
+      seed: 1,
+    });
+    const examples = prepareExamples(model, tokenizer, prompt, stimuli, trajectories, "forward-kl");
+    const bakedPrompt = tokenizer.encode("You are a pirate.");
+    const contains = (ids: number[], needle: number[]) =>
+      ids.some((_, i) => needle.every((t, j) => ids[i + j] === t));
+    const byId = new Map(trajectories.map((t) => [t.id, t.stimulusId]));
+    for (const e of examples) expect(contains(e.studentPrompt, bakedPrompt)).toBe(false);
+    // the student sees the stimulus's own prompt; the teacher's logits for it are the base's
+    // under that prompt alone: equal to a teacher whose baked prompt is that same prompt
+    const poetTeacher = prepareExamples(
+      model,
+      tokenizer,
+      systemPrompt("You are a poet."),
+      stimuli,
+      trajectories,
+      "forward-kl",
+    );
+    const ownIndex = examples.findIndex((_, i) => byId.get(trajectories[i]!.id) === "own");
+    expect(ownIndex).toBeGreaterThanOrEqual(0);
+    expect(Array.from(examples[ownIndex]!.teacherLogits!)).toEqual(
+      Array.from(poetTeacher[ownIndex]!.teacherLogits!),
+    );
+    const plainIndex = examples.findIndex((_, i) => byId.get(trajectories[i]!.id) === "plain");
+    expect(Array.from(examples[plainIndex]!.teacherLogits!)).not.toEqual(
+      Array.from(poetTeacher[plainIndex]!.teacherLogits!),
+    );
+    model.dispose();
+  }, 60_000);
+});
+
+describe("input.yml's BAKE section", () => {
+  it("maps layers and progressive onto the bake's settings; a block list is checked by name", () => {
+    expect(
+      repositoryBakeSettings({ layers: "0-1,3", progressive: { from: 0.2 }, rank: 4 }),
+    ).toEqual({
+      progressive: { from: 0.2, fraction: 0.5 },
+      lora: { r: 4, layers: [0, 1, 3] },
+    });
+    expect(repositoryBakeSettings({ layers: [2, 0] }).lora).toEqual({ layers: [0, 2] });
+    expect(() => repositoryBakeSettings({ layers: "a-b" })).toThrow(/BAKE\.layers must be/);
+  });
 });
 
 describe("half-baking you can apply", () => {

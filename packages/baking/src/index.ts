@@ -234,9 +234,12 @@ export {
   loadBaked,
   summarise,
 } from "./run.js";
-/** Stimulus generators: list, file, template, self, persona. */
+/** Stimulus generators: list, file, template, self, persona, multiturn; the default mix. */
 export {
+  DEFAULT_STIM_COUNTS,
+  defaultStimuli,
   generateStimuli,
+  MODEL_STIMULI_FILE,
   PERSONA_PROBES,
   STIM_TYPES,
   type StimContext,

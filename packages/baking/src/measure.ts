@@ -15,7 +15,7 @@ import { type KLEstimate, sequenceKL, tokenLevelKL } from "@forge/losses";
 import { type GPT, generate } from "@forge/model";
 import type { Tokenizer } from "@forge/tokenizer";
 import { BakingError } from "./errors.js";
-import type { BakePrompt, Stimulus } from "./records.js";
+import { type BakePrompt, inContext, type Stimulus } from "./records.js";
 import { logSoftmaxRow, responseLogits } from "./score.js";
 
 export interface MeasureSettings {
@@ -28,7 +28,7 @@ export interface MeasureSettings {
 
 export const DEFAULT_MEASURE: MeasureSettings = {
   n: 128,
-  maxNewTokens: 48,
+  maxNewTokens: 64,
   batchSize: 32,
   seed: 7,
 };
@@ -63,7 +63,7 @@ export function sampleTrajectories(
     const batch = jobs.slice(start, start + settings.batchSize);
     const { tokens } = generate(
       teacher.model,
-      batch.map((s) => tokenizer.promptIds([...teacher.prefix, ...s.messages])),
+      batch.map((s) => tokenizer.promptIds(inContext(teacher.prefix, s.messages))),
       {
         maxNewTokens: settings.maxNewTokens,
         temperature: 1,
@@ -96,7 +96,7 @@ export function measureKL(
     responseLogits(
       side.model,
       trajectories.map((t) => ({
-        prompt: tokenizer.promptIds([...side.prefix, ...t.stimulus.messages]),
+        prompt: tokenizer.promptIds(inContext(side.prefix, t.stimulus.messages)),
         response: t.response,
       })),
       { batchSize: settings.batchSize },

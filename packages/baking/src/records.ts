@@ -30,6 +30,19 @@ export function systemPrompt(text: string): BakePrompt {
 }
 
 /** A stable short hash of a prompt (lineage records it). */
+/**
+ * What one side (teacher or student) sees for a stimulus: its prefix, then the stimulus — unless
+ * the stimulus opens with a system message of its own, which then stands in the prefix's place,
+ * as a task's own system message replaces the A-side prompt in @forge/eval. So the baked prompt
+ * becomes the model's default system prompt, and a system prompt a user gives still governs.
+ */
+export function inContext(
+  prefix: readonly ChatMessage[],
+  messages: readonly ChatMessage[],
+): ChatMessage[] {
+  return messages[0]?.role === "system" ? [...messages] : [...prefix, ...messages];
+}
+
 export function promptHash(prompt: BakePrompt): string {
   return createHash("sha256").update(JSON.stringify(prompt)).digest("hex").slice(0, 16);
 }

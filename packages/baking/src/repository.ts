@@ -11,6 +11,7 @@ import { type GPT, loadModel } from "@forge/model";
 import type { ChatMessage, Tokenizer } from "@forge/tokenizer";
 import type { BakeSettings } from "./bake.js";
 import { BakingError } from "./errors.js";
+import { parseLayers } from "./halfbake.js";
 import { type BakePrompt, readStimuli, readTrajectories, toJsonl } from "./records.js";
 import {
   connectTeacher,
@@ -22,7 +23,7 @@ import {
 } from "./remote.js";
 import { type RolloutSettings, resolveRollout, rollout } from "./rollout.js";
 import { type BakeEvent, type BakeRunResult, bakePrompt } from "./run.js";
-import { generateStimuli, STIM_TYPES, type StimSpec } from "./stim.js";
+import { defaultStimuli, generateStimuli, STIM_TYPES, type StimSpec } from "./stim.js";
 
 /** input.yml's BAKE section: the training settings a repository may set. */
 export interface RepositoryBakeSettings {
@@ -36,6 +37,10 @@ export interface RepositoryBakeSettings {
   loss?: string;
   lossBeta?: number;
   lossTemperature?: number;
+  /** Adapters on these blocks only: indices, or a string of indices and ranges ("0-1,3"). */
+  layers?: number[] | string;
+  /** The adapter's strength ramps from `from` to 1 over `fraction` of training (default 0.5). */
+  progressive?: { from: number; fraction?: number };
   validationFraction?: number;
   seed?: number;
 }
@@ -94,11 +99,22 @@ export function repositoryBakeSettings(b: RepositoryBakeSettings): Partial<BakeS
     ...(b.lossTemperature !== undefined ? { lossTemperature: b.lossTemperature } : {}),
     ...(b.validationFraction !== undefined ? { validationFraction: b.validationFraction } : {}),
     ...(b.seed !== undefined ? { seed: b.seed } : {}),
-    ...(b.rank !== undefined || b.alpha !== undefined
+    ...(b.progressive !== undefined
+      ? { progressive: { from: b.progressive.from, fraction: b.progressive.fraction ?? 0.5 } }
+      : {}),
+    ...(b.rank !== undefined || b.alpha !== undefined || b.layers !== undefined
       ? {
           lora: {
             ...(b.rank !== undefined ? { r: b.rank } : {}),
             ...(b.alpha !== undefined ? { alpha: b.alpha } : {}),
+            ...(b.layers !== undefined
+              ? {
+                  layers: parseLayers(
+                    Array.isArray(b.layers) ? b.layers.join(",") : b.layers,
+                    "BAKE.layers",
+                  ),
+                }
+              : {}),
           },
         }
       : {}),
@@ -140,7 +156,7 @@ export function repositoryRunner(options: RepositoryRunnerOptions = {}) {
 
     async stim(job: RepositoryJob, progress: Progress): Promise<number> {
       const teacher = await teacherOf(job);
-      const specs = job.target.generators.map((g, i) =>
+      const given = job.target.generators.map((g, i) =>
         g.type === "file" && typeof g.path === "string"
           ? {
               ...g,
@@ -153,6 +169,7 @@ export function repositoryRunner(options: RepositoryRunnerOptions = {}) {
             }
           : g,
       ) as StimSpec[];
+      const specs = given.length ? given : defaultStimuli(job.parentDir);
       const remote = await remoteOf(job, teacher.tokenizer);
       const stimuli = remote
         ? await remoteStimuli(specs, remote, teacher.prompt, {

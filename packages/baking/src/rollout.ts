@@ -8,7 +8,7 @@ import { Rng } from "@forge/core";
 import { type GPT, generate } from "@forge/model";
 import type { Tokenizer } from "@forge/tokenizer";
 import { BakingError } from "./errors.js";
-import type { BakePrompt, Stimulus, Trajectory } from "./records.js";
+import { type BakePrompt, inContext, type Stimulus, type Trajectory } from "./records.js";
 import { responseLogits, topKOf } from "./score.js";
 
 export interface RolloutSettings {
@@ -27,8 +27,8 @@ export interface RolloutSettings {
 
 export const DEFAULT_ROLLOUT: RolloutSettings = {
   samples: 2,
-  temperature: 1,
-  maxNewTokens: 48,
+  temperature: 0.7,
+  maxNewTokens: 64,
   batchSize: 32,
   cacheTopK: 0,
   seed: 1,
@@ -83,7 +83,7 @@ export function rollout(
   const stopIds = tokenizer.stopIds();
   const jobs: { stimulus: Stimulus; sample: number; ids: number[] }[] = [];
   for (const stimulus of stimuli) {
-    const ids = tokenizer.promptIds([...prompt.teacher, ...stimulus.messages]);
+    const ids = tokenizer.promptIds(inContext(prompt.teacher, stimulus.messages));
     if (ids.length + settings.maxNewTokens > blockSize) {
       throw new BakingError(
         "E_CONTEXT",
@@ -128,7 +128,7 @@ export function rollout(
     const logits = responseLogits(
       model,
       trajectories.map((t) => ({
-        prompt: tokenizer.promptIds([...prompt.teacher, ...byId.get(t.stimulusId)!.messages]),
+        prompt: tokenizer.promptIds(inContext(prompt.teacher, byId.get(t.stimulusId)!.messages)),
         response: t.tokenIds,
       })),
     );

@@ -73,7 +73,7 @@ import {
   remoteStimuli,
 } from "./remote.js";
 import { checkPromptFits, type RolloutSettings, resolveRollout, rollout } from "./rollout.js";
-import { generateStimuli, type StimSpec } from "./stim.js";
+import { defaultStimuli, generateStimuli, type StimSpec } from "./stim.js";
 
 /** The remote rollout's file while it grows (resumable); rollout.jsonl once it is complete. */
 const PARTIAL_ROLLOUT = "rollout.partial.jsonl";
@@ -95,7 +95,8 @@ export type BakeEvent =
 
 export interface BakeRunOptions {
   prompt: BakePrompt;
-  stim: StimSpec[];
+  /** Stimulus generators (default: `defaultStimuli(baseModel)`). */
+  stim?: StimSpec[];
   rollout?: Partial<RolloutSettings>;
   bake?: Partial<BakeSettings>;
   /** KL before and after, on fresh teacher samples; false to skip. */
@@ -254,10 +255,11 @@ async function runBake(
     return value;
   };
 
+  const stim = options.stim ?? defaultStimuli(options.baseModel);
   // the teacher's model name, not its address: a resumed bake may reach it elsewhere
   const inputs = {
     prompt: options.prompt,
-    stim: options.stim,
+    stim,
     rollout: rolloutSettings,
     ...(options.remoteTeacher ? { teacherModel: options.remoteTeacher.model ?? null } : {}),
   };
@@ -304,13 +306,13 @@ async function runBake(
     ? await readStimuli(stimFile)
     : remote
       ? await timed("stim", () =>
-          remoteStimuli(options.stim, remote, options.prompt, {
+          remoteStimuli(stim, remote, options.prompt, {
             seed: rolloutSettings.seed,
             onProgress: (done, total) => emit({ type: "progress", phase: "stim", done, total }),
           }),
         )
       : await timed("stim", () =>
-          generateStimuli(options.stim, {
+          generateStimuli(stim, {
             seed: rolloutSettings.seed,
             teacher,
             reserve: rolloutSettings.maxNewTokens,
@@ -448,7 +450,7 @@ async function runBake(
     kind: "bake",
     baseModel: options.baseModel ?? null,
     prompt: { hash: promptHash(options.prompt), ...options.prompt },
-    stim: options.stim,
+    stim,
     rollout: rolloutSettings,
     ...(remote
       ? {

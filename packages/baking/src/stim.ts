@@ -16,6 +16,8 @@
  *
  * Everything is seeded; duplicates across generators are dropped (first kept).
  */
+import { existsSync } from "node:fs";
+import path from "node:path";
 import { parseJsonl, Rng, readTextFile } from "@forge/core";
 import { type GPT, generateReplies } from "@forge/model";
 import type { ChatMessage, Tokenizer } from "@forge/tokenizer";
@@ -24,7 +26,12 @@ import { type BakePrompt, checkStimulus, type Stimulus } from "./records.js";
 
 export type StimSpec =
   | { type: "list"; items: string[] }
-  | { type: "file"; path: string }
+  | {
+      type: "file";
+      path: string;
+      /** Draw up to this many (seeded, without replacement) instead of taking all. */
+      count?: number;
+    }
   | { type: "template"; template: string; slots: Record<string, string[]>; count?: number }
   | {
       type: "self";
@@ -306,6 +313,32 @@ function fromMultiturn(
   });
 }
 
+/**
+ * The file in a model directory that holds questions its users ask (JSONL with "question",
+ * "text", "prompt" or "messages", or one question per line): the default stimuli draw from it.
+ * forge-tiny ships one (questions from its training distribution, none held out).
+ */
+export const MODEL_STIMULI_FILE = "stimuli.jsonl";
+
+/** How many questions and persona probes the default stimulus mix draws. */
+export const DEFAULT_STIM_COUNTS = { questions: 160, persona: 20 } as const;
+
+/**
+ * The stimuli a bake uses when none are given: questions from the model's own distribution —
+ * drawn from `<modelDir>/stimuli.jsonl` when the model ships one, otherwise written by the
+ * teacher itself (`self`) — and the persona probes. Tuned so that a persona bakes into
+ * forge-tiny with the other defaults (see the package README); a bake on the persona probes
+ * alone learns the persona on those questions only.
+ */
+export function defaultStimuli(modelDir?: string): StimSpec[] {
+  const file = modelDir === undefined ? undefined : path.join(modelDir, MODEL_STIMULI_FILE);
+  const questions: StimSpec =
+    file !== undefined && existsSync(file)
+      ? { type: "file", path: file, count: DEFAULT_STIM_COUNTS.questions }
+      : { type: "self", count: DEFAULT_STIM_COUNTS.questions };
+  return [questions, { type: "persona", count: DEFAULT_STIM_COUNTS.persona }];
+}
+
 /** Run the generators in order; the result is de-duplicated and ids are "<type>-<n>". */
 export async function generateStimuli(
   specs: readonly StimSpec[],
@@ -336,9 +369,15 @@ export async function generateStimuli(
         }
         conversations = spec.items.map(user);
         break;
-      case "file":
-        conversations = await fromFile(spec.path);
+      case "file": {
+        const all = await fromFile(spec.path);
+        checkCount(spec.count, `stim[${index}] (file ${spec.path})`, Number.MAX_SAFE_INTEGER, "");
+        conversations =
+          spec.count === undefined || spec.count >= all.length
+            ? all
+            : rng.shuffle(all).slice(0, spec.count);
         break;
+      }
       case "template":
         checkCount(spec.count, `stim[${index}] (template)`, Number.MAX_SAFE_INTEGER, "");
         conversations = fromTemplate(spec, rng);

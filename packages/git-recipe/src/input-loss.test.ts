@@ -45,3 +45,51 @@ describe("BAKE.loss", () => {
     );
   });
 });
+
+describe("BAKE.layers and BAKE.progressive", () => {
+  it("accept block lists, range strings and a ramp; bad values are exit 2 naming the field", () => {
+    expect(parseInput(input("  layers: [0, 1]\n")).bake!.layers).toEqual([0, 1]);
+    expect(parseInput(input('  layers: "0-1,3"\n')).bake!.layers).toBe("0-1,3");
+    expect(
+      parseInput(input("  progressive: { from: 0.2, fraction: 0.5 }\n")).bake!.progressive,
+    ).toEqual({ from: 0.2, fraction: 0.5 });
+    expect(parseInput(input("  progressive: { from: 0 }\n")).bake!.progressive).toEqual({
+      from: 0,
+    });
+    const failure = (bake: string) => {
+      try {
+        parseInput(input(bake), "input.yml");
+      } catch (error) {
+        expect(exitCodeFor(error)).toBe(2);
+        return String(error);
+      }
+      throw new Error(`accepted: ${bake}`);
+    };
+    expect(failure("  layers: [-1]\n")).toMatch(
+      /input\.yml:\d+:\d+: BAKE\.layers: BAKE\.layers must be a list of block indices ≥ 0, or ranges like "0-1,3"; got \[-1\]/,
+    );
+    expect(failure('  layers: "zero"\n')).toMatch(/BAKE\.layers must be/);
+    expect(failure("  progressive: { from: 2 }\n")).toMatch(
+      /BAKE\.progressive must be \{from: a number in \[0, 1\], fraction: a number in \(0, 1\] \(default 0\.5\)\}; got \{"from":2\}/,
+    );
+    expect(failure("  progressive: { from: 0.2, speed: 1 }\n")).toMatch(
+      /BAKE\.progressive must be/,
+    );
+  });
+});
+
+describe("TARGET without generators", () => {
+  it("is the default stimulus mix (an empty list); an empty list given is still refused", () => {
+    const text = `PROMPT:
+  teacher:
+    - { role: system, content: "You are a pirate." }
+  student: []
+TARGET:
+  rollout: { samples: 2 }
+`;
+    expect(parseInput(text).target!.generators).toEqual([]);
+    expect(() => parseInput(text.replace("TARGET:\n", "TARGET:\n  generators: []\n"))).toThrow(
+      /TARGET\.generators must be a non-empty list/,
+    );
+  });
+});

@@ -52,6 +52,10 @@ export interface BakeSpec {
   lossBeta?: number;
   /** Temperature of the distillation loss. */
   lossTemperature?: number;
+  /** Layer-wise baking: adapters on these blocks only (a list of indices, or "0-1,3"). */
+  layers?: number[] | string;
+  /** Progressive baking: the adapter's strength ramps from `from` to 1 over `fraction` of training. */
+  progressive?: { from: number; fraction?: number };
   validationFraction?: number;
   seed?: number;
   /**
@@ -128,31 +132,32 @@ PROMPT:
   student: []
 
 # TARGET: the questions and the teacher's answers the bake learns from.
-#   generators: a list; each has a type — list (items: [...]), file (path: stim.jsonl),
-#               template (template: "...", slots: {name: [...]}, count: N), self (count: N:
-#               the teacher writes questions), persona (count: N: identity and style probes)
-#   rollout:    samples (answers per question), temperature, maxNewTokens, seed, cacheTopK
+#   generators: a list; each has a type — list (items: [...]), file (path: stim.jsonl,
+#               count: N), template (template: "...", slots: {name: [...]}, count: N), self
+#               (count: N: the teacher writes questions), persona (count: N: identity and style
+#               probes), multiturn (count: N, turns: T: conversations the teacher carries on).
+#               Without generators: 160 questions from the parent model's stimuli.jsonl (or
+#               self: 160 when it has none) and 20 persona probes — the mix forge bake uses.
+#   rollout:    samples (answers per question; 2), temperature (0.7), maxNewTokens (64), seed,
+#               cacheTopK
 TARGET:
-  generators:
-    - type: persona
-      count: 20
   rollout:
     samples: 2
-    temperature: 1
-    maxNewTokens: 48
 
 # BAKE: training settings (LoRA on the parent model; the parent is PARENT_MODEL in .forge,
 # the previous bake's model, and cannot be set here).
-#   name, epochs | steps, batchSize, learningRate, rank, alpha, validationFraction, seed,
+#   name, epochs (8) | steps, batchSize (16), learningRate (2e-3), rank (8), alpha (16),
+#   validationFraction, seed,
 #   loss: forward-kl (default) | reverse-kl | js | jsd | distillation | topk | topk-reverse-kl |
 #         topk-js | topk-jsd (the topk ones need rollout cacheTopK); lossBeta: β of jsd (0…1);
 #   lossTemperature: T of distillation;
+#   layers: adapters on these blocks only ([0, 1] or "0-1"); progressive: {from: 0.2,
+#   fraction: 0.5} ramps the adapter's strength from 0.2 to 1 over the first half of training
 #   teacher: {url, model, concurrency}: a remote teacher (an OpenAI-compatible endpoint: forge
 #            serve, vLLM, llama.cpp, Ollama, TGI) writes self stimuli and rollouts with its top-K
 #            log-probabilities; the key, if any, comes from FORGE_TEACHER_API_KEY
 BAKE:
   name: pirate
-  epochs: 4
 `;
 
 /** input.yml after a bake: the headings and the comments, nothing to run. */
@@ -175,7 +180,10 @@ export function checkName(name: string, what: string): string {
     );
   return name;
 }
-const BAKE_KEYS: Record<keyof BakeSpec, "int" | "number" | "string" | "loss" | "teacher"> = {
+const BAKE_KEYS: Record<
+  keyof BakeSpec,
+  "int" | "number" | "string" | "loss" | "layers" | "progressive" | "teacher"
+> = {
   name: "string",
   epochs: "int",
   steps: "int",
@@ -186,6 +194,8 @@ const BAKE_KEYS: Record<keyof BakeSpec, "int" | "number" | "string" | "loss" | "
   loss: "loss",
   lossBeta: "number",
   lossTemperature: "number",
+  layers: "layers",
+  progressive: "progressive",
   validationFraction: "number",
   seed: "int",
   teacher: "teacher",
@@ -337,7 +347,9 @@ export function parseInput(
     checkKeys(target, "TARGET", ["name", "generators", "rollout"]);
     const generators: Generator[] = [];
     const list = target.generators;
-    if (!Array.isArray(list) || list.length === 0)
+    // absent: the default mix for the parent model (@forge/baking's defaultStimuli)
+    if (list === undefined || list === null) {
+    } else if (!Array.isArray(list) || list.length === 0)
       add(
         "TARGET.generators",
         "TARGET.generators must be a non-empty list of {type, …}",
@@ -473,9 +485,13 @@ export function parseInput(
             ? typeof v === "number" && Number.isFinite(v) && v >= 0
             : kind === "loss"
               ? (BAKE_LOSSES as readonly unknown[]).includes(v)
-              : kind === "teacher"
-                ? true // checked on its own
-                : typeof v === "string";
+              : kind === "layers"
+                ? isLayerList(v)
+                : kind === "progressive"
+                  ? isProgressive(v)
+                  : kind === "teacher"
+                    ? true // checked on its own
+                    : typeof v === "string";
       if (!ok) {
         const expected =
           kind === "int"
@@ -486,11 +502,34 @@ export function parseInput(
               ? "a number ≥ 0"
               : kind === "loss"
                 ? `one of ${BAKE_LOSSES.join(", ")}`
-                : "a string";
+                : kind === "layers"
+                  ? 'a list of block indices ≥ 0, or ranges like "0-1,3"'
+                  : kind === "progressive"
+                    ? "{from: a number in [0, 1], fraction: a number in (0, 1] (default 0.5)}"
+                    : "a string";
         add(`${base}.${key}`, `${base}.${key} must be ${expected}; got ${JSON.stringify(v)}`, node);
       }
     }
   }
+}
+
+/** BAKE.layers: block indices ≥ 0, or a string of indices and ranges ("0-1,3"). */
+function isLayerList(v: unknown): boolean {
+  if (typeof v === "string") return /^\s*\d+(\s*-\s*\d+)?(\s*,\s*\d+(\s*-\s*\d+)?)*\s*$/.test(v);
+  return Array.isArray(v) && v.length > 0 && v.every((i) => Number.isInteger(i) && i >= 0);
+}
+
+/** BAKE.progressive: {from in [0, 1], fraction in (0, 1]}. */
+function isProgressive(v: unknown): boolean {
+  if (typeof v !== "object" || v === null || Array.isArray(v)) return false;
+  const { from, fraction, ...rest } = v as Record<string, unknown>;
+  return (
+    Object.keys(rest).length === 0 &&
+    typeof from === "number" &&
+    from >= 0 &&
+    from <= 1 &&
+    (fraction === undefined || (typeof fraction === "number" && fraction > 0 && fraction <= 1))
+  );
 }
 
 /** Every problem as `file:line:col: path: message`, one per line (exit 2). */

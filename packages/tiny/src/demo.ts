@@ -13,7 +13,10 @@ import {
   type BakeEvent,
   type BakeRunResult,
   bakePrompt,
+  type DriftResult,
+  defaultStimuli,
   type KLMeasurement,
+  measureDrift,
   type RemoteTeacherSpec,
   type StimSpec,
   type StrengthPoint,
@@ -33,15 +36,22 @@ import { svgLineChart } from "@forge/manifest";
 import { evalModel, type GPT } from "@forge/model";
 import type { Tokenizer } from "@forge/tokenizer";
 import { TASK_NAMES } from "./corpus.js";
+import { personaDrift, personaDriftOptions } from "./drift.js";
 import { PERSONA_NAMES, PERSONAS, type PersonaName } from "./personas.js";
-import { trainingQuestions } from "./quality.js";
 
-export type DemoPhase = "evaluate-base" | "bake" | "evaluate-baked" | "strength-curve";
+export type DemoPhase =
+  | "evaluate-base"
+  | "drift-prompted"
+  | "bake"
+  | "evaluate-baked"
+  | "drift-baked"
+  | "strength-curve";
 
 export type DemoEvent =
   | { type: "phase-start"; phase: DemoPhase }
   | { type: "phase-end"; phase: DemoPhase }
-  | { type: "bake"; event: BakeEvent };
+  | { type: "bake"; event: BakeEvent }
+  | { type: "progress"; phase: DemoPhase; done: number; total: number };
 
 export interface DemoOptions {
   /** The base model (forge-tiny) and its tokenizer; the bake attaches an adapter to it. */
@@ -126,6 +136,15 @@ export interface DemoReport {
   timings: Record<string, number>;
   /** The baked adapter's directory (under reportDir). */
   bake: string;
+  /**
+   * Persona drift over a long chat (as `forge drift --persona <p> --baked <bake>` measures it):
+   * the signature rate per turn, prompted base and baked, means with 95% intervals over the
+   * conversations.
+   */
+  drift?: {
+    turns: number;
+    curves: { name: string; points: { turn: number; mean: number; low: number; high: number }[] }[];
+  };
 }
 
 export interface DemoResult {
@@ -136,21 +155,17 @@ export interface DemoResult {
   table: string;
 }
 
-/** The bake's settings: tuned on the shipped model (see the package README). */
+/**
+ * The demo's bake: @forge/baking's defaults (the default stimuli draw from forge-tiny's
+ * stimuli.jsonl) plus conversations whose earlier turns the teacher writes, so that the baked
+ * persona holds over a long chat (the drift bar).
+ */
 export const DEMO_BAKE = {
-  questions: 160,
-  personaProbes: 20,
-  rollout: { samples: 2, temperature: 0.7, maxNewTokens: 64 },
-  bake: {
-    epochs: 8,
-    batchSize: 16,
-    learningRate: 2e-3,
-    minLearningRate: 2e-4,
-    warmupSteps: 5,
-    validationFraction: 0.1,
-  },
-  measure: { n: 128, maxNewTokens: 64 },
+  multiturn: { count: 80, turns: 4 },
 } as const;
+
+/** The drift bar: the baked signature rate at the last turn within this of turn 1's. */
+export const DRIFT_BAR_POINTS = 0.1;
 
 const TASK_FILES = TASK_NAMES.map((t) => `${t}.yaml`);
 
@@ -196,13 +211,15 @@ const onlyPersona = (r: EvalResults): EvalResults => ({
   tasks: r.tasks.filter((t) => t.name.startsWith("persona-")),
 });
 
-/** Stimuli: task questions from the training distribution (not held out), and persona probes. */
-function demoStimuli(seed: number): StimSpec[] {
-  return [
-    { type: "list", items: trainingQuestions(seed, DEMO_BAKE.questions) },
-    { type: "persona", count: DEMO_BAKE.personaProbes },
-  ];
+/** Stimuli: the default mix for the model, and multi-turn conversations written by the teacher. */
+function demoStimuli(modelDir: string): StimSpec[] {
+  return [...defaultStimuli(modelDir), { type: "multiturn", ...DEMO_BAKE.multiturn }];
 }
+
+const driftSummary = (name: string, r: DriftResult) => ({
+  name,
+  points: r.curve.map((p) => ({ turn: p.turn, mean: p.mean, low: p.low, high: p.high })),
+});
 
 const klSummary = (m: KLMeasurement) => ({
   token: m.token.estimate,
@@ -252,14 +269,27 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       evaluate("base+prompt", model, tokenizer, tasks, systemText),
     ),
   }));
+  const driftSetup = personaDrift(personaName, systemText);
+  const driftOptions = (label: DemoPhase) => ({
+    ...personaDriftOptions(driftSetup),
+    onTurn: (done: number, total: number) => emit({ type: "progress", phase: label, done, total }),
+  });
+  const promptedDrift = await phase("drift-prompted", () =>
+    time("drift: base + prompt", () =>
+      measureDrift(model, tokenizer, { ...driftOptions("drift-prompted"), system: systemText }),
+    ),
+  );
   const bakeDir = path.join(work, "bake");
   const bake = await time("bake (stim, rollout, teacher, KL, train, save)", () =>
     bakePrompt(model, tokenizer, {
       prompt: systemPrompt(systemText),
-      stim: demoStimuli(seed),
-      rollout: { ...DEMO_BAKE.rollout, seed },
-      bake: { ...DEMO_BAKE.bake, seed },
-      measure: { ...DEMO_BAKE.measure, seed: seed + 100 },
+      // a remote teacher writes no multi-turn conversations (it would be asked mid-conversation)
+      stim: options.remoteTeacher
+        ? defaultStimuli(path.resolve(options.modelDir))
+        : demoStimuli(path.resolve(options.modelDir)),
+      rollout: { seed },
+      bake: { seed },
+      measure: { seed: seed + 100 },
       out: bakeDir,
       baseModel: path.resolve(options.modelDir),
       ...(options.remoteTeacher ? { remoteTeacher: options.remoteTeacher } : {}),
@@ -268,6 +298,9 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   );
   const baked = await phase("evaluate-baked", () =>
     time("evaluate baked", () => evaluate("baked", model, tokenizer, tasks, undefined)),
+  );
+  const bakedDrift = await phase("drift-baked", () =>
+    time("drift: baked", () => measureDrift(model, tokenizer, driftOptions("drift-baked"))),
   );
   const personaTask = tasks.filter((t) => t.name.startsWith("persona-"));
   const curve = await phase("strength-curve", () =>
@@ -303,6 +336,11 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       name: "task accuracy drop ≤ 2 points",
       value: baseUnprompted.accuracy - baked.accuracy,
       pass: baseUnprompted.accuracy - baked.accuracy <= 0.02 + 1e-9, // 3 of 150 items is 2 points
+    },
+    {
+      name: `baked persona at turn ${bakedDrift.turns} within ${100 * DRIFT_BAR_POINTS} points of turn 1`,
+      value: bakedDrift.first - bakedDrift.last,
+      pass: bakedDrift.first - bakedDrift.last <= DRIFT_BAR_POINTS + 1e-9,
     },
     {
       name: `demo ≤ ${maxSeconds >= 60 && maxSeconds % 60 === 0 ? `${maxSeconds / 60} minutes` : `${maxSeconds} s`}`,
@@ -352,6 +390,10 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       total: wall,
     },
     bake: path.join(options.reportDir, "bake"),
+    drift: {
+      turns: bakedDrift.turns,
+      curves: [driftSummary("base + prompt", promptedDrift), driftSummary("baked", bakedDrift)],
+    },
   };
 
   const table = [
@@ -364,13 +406,19 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       pct(baked.signatureRate),
     ],
     [
+      `${personaName} rate at turn 1 → ${bakedDrift.turns} of a chat`,
+      "–",
+      `${pct(promptedDrift.first)} → ${pct(promptedDrift.last)}`,
+      `${pct(bakedDrift.first)} → ${pct(bakedDrift.last)}`,
+    ],
+    [
       "task accuracy (held out)",
       pct(baseUnprompted.accuracy),
       pct(basePrompted.accuracy),
       pct(baked.accuracy),
     ],
   ];
-  const widths = [30, 22, 16, 22];
+  const widths = [34, 22, 18, 22];
   writeReportFiles(work, {
     report,
     results: [baseUnprompted.results, basePrompted.results, baked.results],

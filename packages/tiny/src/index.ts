@@ -27,6 +27,12 @@ export {
   demoTasks,
   runDemo,
 } from "./demo.js";
+export {
+  DRIFT_DEFAULTS,
+  type PersonaDriftSetup,
+  personaDrift,
+  personaDriftOptions,
+} from "./drift.js";
 export { FORGE_TINY_DIR, FORGE_TINY_TASKS } from "./model.js";
 export {
   NEUTRAL_PROMPTS,
@@ -43,6 +49,8 @@ export {
   measureQuality,
   type QualityReport,
   type QualityRow,
+  STIMULI_FILE_QUESTIONS,
+  stimuliJsonl,
   trainingQuestions,
 } from "./quality.js";
 export {

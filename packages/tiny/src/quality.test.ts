@@ -6,7 +6,13 @@ import { initBackend, loadModel } from "@forge/model";
 import { describe, expect, it } from "vitest";
 import { FORGE_TINY_DIR } from "./model.js";
 import { PERSONAS } from "./personas.js";
-import { heldOutItems, isCorrect, measureQuality, trainingQuestions } from "./quality.js";
+import {
+  heldOutItems,
+  isCorrect,
+  measureQuality,
+  stimuliJsonl,
+  trainingQuestions,
+} from "./quality.js";
 
 const TINY = FORGE_TINY_DIR;
 
@@ -43,6 +49,28 @@ describe("forge-tiny quality", () => {
     expect(new Set(questions).size).toBe(160);
     expect(questions.filter((q) => scored.has(q))).toEqual([]);
     expect(questions.some((q) => q.includes("*"))).toBe(true); // counting is represented
+  });
+  it("stimuli.jsonl is what scripts/make-stimuli.ts writes: training questions, none scored", async () => {
+    const { readFileSync } = await import("node:fs");
+    const path = await import("node:path");
+    const text = readFileSync(path.join(TINY, "stimuli.jsonl"), "utf8");
+    expect(text).toBe(stimuliJsonl());
+    const records = text
+      .trim()
+      .split("\n")
+      .map(
+        (l) =>
+          JSON.parse(l) as { question?: string; messages?: { role: string; content: string }[] },
+      );
+    const plain = records.filter((r) => r.question !== undefined).map((r) => r.question!);
+    const prompted = records.filter((r) => r.messages !== undefined).map((r) => r.messages!);
+    expect(new Set(plain).size).toBe(512);
+    expect(prompted).toHaveLength(128);
+    expect(prompted.every((m) => m.length === 2 && m[0]!.role === "system")).toBe(true);
+    expect(new Set(prompted.map((m) => m[0]!.content)).size).toBeGreaterThan(10);
+    const scored = new Set(heldOutItems().map((i) => i.question));
+    const questions = [...plain, ...prompted.map((m) => m[1]!.content)];
+    expect(questions.filter((q) => scored.has(q))).toEqual([]);
   });
 });
 

@@ -16,7 +16,7 @@ import {
   TASK_NAMES,
   type TaskName,
 } from "./corpus.js";
-import { PERSONA_NAMES, PERSONAS, type PersonaName } from "./personas.js";
+import { NEUTRAL_PROMPTS, PERSONA_NAMES, PERSONAS, type PersonaName } from "./personas.js";
 
 export interface QualityRow {
   setting: string;
@@ -71,6 +71,29 @@ export function trainingQuestions(seed: number, count: number): string[] {
     if (!heldOut.has(q)) questions.add(q);
   }
   return [...questions];
+}
+
+/**
+ * What forge-tiny's stimuli.jsonl holds: `count` training-distribution questions, and
+ * `withSystem` more, each under one of the system prompts the model was trained on (a persona's
+ * or a neutral one) — a bake's teacher answers those with that prompt instead of the baked one,
+ * so the baked model keeps following a system prompt its user gives.
+ */
+export const STIMULI_FILE_QUESTIONS = { count: 512, withSystem: 128, seed: 1 } as const;
+
+/** forge-tiny's `model/stimuli.jsonl`, one JSON record a line. */
+export function stimuliJsonl(): string {
+  const { count, withSystem, seed } = STIMULI_FILE_QUESTIONS;
+  const plain = trainingQuestions(seed, count).map((question) => ({ question }));
+  const prompts = [...PERSONA_NAMES.flatMap((p) => PERSONAS[p].prompts), ...NEUTRAL_PROMPTS];
+  const random = mulberry32(seed * 104729 + 7);
+  const prompted = trainingQuestions(seed + 1, withSystem).map((question) => ({
+    messages: [
+      { role: "system", content: prompts[Math.floor(random() * prompts.length)]! },
+      { role: "user", content: question },
+    ],
+  }));
+  return [...plain, ...prompted].map((record) => `${JSON.stringify(record)}\n`).join("");
 }
 
 export function measureQuality(

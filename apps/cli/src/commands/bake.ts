@@ -4,7 +4,16 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { type BakePhase, type BakeRunResult, bakePrompt, systemPrompt } from "@forge/baking";
+import {
+  type BakePhase,
+  type BakeRunResult,
+  bakePrompt,
+  DEFAULT_BAKE,
+  DEFAULT_MEASURE,
+  DEFAULT_ROLLOUT,
+  defaultStimuli,
+  systemPrompt,
+} from "@forge/baking";
 import { claimOutput, interruptOnSignals } from "@forge/core";
 import { ManifestWriter } from "@forge/manifest";
 import { describeBackend, type GPT, initBackend } from "@forge/model";
@@ -19,13 +28,12 @@ import {
   finishBakeManifest,
   klText,
   PHASE_LABEL,
-  parseStim,
+  parseStimOption,
   remoteTeacherFrom,
   resumeCommandLine,
 } from "../bake-run.js";
 import { UsageError } from "../errors.js";
 import { loadBase, resolveModelLocation } from "../models.js";
-import { asList } from "../options.js";
 
 async function bakeCommand(options: BakeCommandOptions): Promise<number> {
   if (!options.out) throw new UsageError("--out <dir> is required: where the baked adapter goes");
@@ -42,14 +50,13 @@ async function bakeCommand(options: BakeCommandOptions): Promise<number> {
     }
   }
   const prompt = systemPrompt(String(text ?? ""));
-  const stim = parseStim(
-    asList(options.stim).length ? asList(options.stim) : ["persona:20", "self:40"],
-  );
+  const givenStim = parseStimOption(options.stim);
   const settings = bakeSettingsFrom(options);
   const remoteTeacher = remoteTeacherFrom(options);
   // a remote teacher gives its top-K: the bake's default loss is the top-K + tail KL
   if (remoteTeacher && options.loss === undefined) settings.bake.loss = "topk";
   const modelDir = await resolveModelLocation(options.model);
+  const stim = givenStim ?? defaultStimuli(path.resolve(modelDir));
   const claim = await claimOutput(options.out, {
     kind: "bake",
     resumable: true,
@@ -197,11 +204,14 @@ export function register(cli: CAC): void {
     .option("--prompt-file <file>", "Read the prompt from a file")
     .option(
       "--stim <spec>",
-      "Stimuli (repeatable): list:Q1|Q2, file:<path>, template:<spec.json>, self:N, persona:N, multiturn:N[:T] (default persona:20 self:40)",
+      "Stimuli (repeatable): list:Q1|Q2, file:<path>, template:<spec.json>, self:N, persona:N, multiturn:N[:T] (default: 160 questions from the model's stimuli.jsonl, or self:160 without one, and persona:20)",
     )
-    .option("--samples <k>", "Teacher samples per stimulus (default 2)")
-    .option("--temperature <t>", "Rollout temperature (default 1)")
-    .option("--max-new-tokens <n>", "Longest teacher reply (default 48)")
+    .option("--samples <k>", `Teacher samples per stimulus (default ${DEFAULT_ROLLOUT.samples})`)
+    .option("--temperature <t>", `Rollout temperature (default ${DEFAULT_ROLLOUT.temperature})`)
+    .option(
+      "--max-new-tokens <n>",
+      `Longest teacher reply (default ${DEFAULT_ROLLOUT.maxNewTokens})`,
+    )
     .option("--cache-topk <K>", "Cache the teacher's top-K log-probabilities with each trajectory")
     .option(
       "--teacher-url <base>",
@@ -209,12 +219,15 @@ export function register(cli: CAC): void {
     )
     .option("--teacher-model <name>", "The served model's name (default: the first it lists)")
     .option("--teacher-concurrency <n>", "Requests to the teacher in flight at once (default 8)")
-    .option("--epochs <n>", "Passes over the trajectories (default 4)")
+    .option("--epochs <n>", `Passes over the trajectories (default ${DEFAULT_BAKE.epochs})`)
     .option("--steps <n>", "Train for exactly this many steps instead")
-    .option("--batch-size <n>", "Trajectories per step (default 16)")
-    .option("--lr <x>", "Learning rate (default 1e-3)")
-    .option("--rank <r>", "LoRA rank (default 8)")
-    .option("--alpha <a>", "LoRA alpha (default 16)")
+    .option("--batch-size <n>", `Trajectories per step (default ${DEFAULT_BAKE.batchSize})`)
+    .option(
+      "--lr <x>",
+      `Peak learning rate (default ${DEFAULT_BAKE.learningRate}, decaying to ${DEFAULT_BAKE.minLearningRate})`,
+    )
+    .option("--rank <r>", `LoRA rank (default ${DEFAULT_BAKE.lora.r})`)
+    .option("--alpha <a>", `LoRA alpha (default ${DEFAULT_BAKE.lora.alpha})`)
     .option(
       "--targets <list>",
       "LoRA targets, comma-separated: attn.c_attn,attn.c_proj,mlp.c_fc,mlp.c_proj",
@@ -238,7 +251,7 @@ export function register(cli: CAC): void {
     )
     .option(
       "--measure <n>",
-      "Trajectories for the KL before/after (default 128); --no-measure skips it",
+      `Trajectories for the KL before/after (default ${DEFAULT_MEASURE.n}); --no-measure skips it`,
     )
     .option("--no-measure", "Skip the KL measurements")
     .option("--merged", "Also write base + adapter merged into <out>/merged")
@@ -247,8 +260,6 @@ export function register(cli: CAC): void {
     .option("--seed <n>", "Seed for stimuli, rollout and training (default 1)")
     .option("--out <dir>", "Where the baked adapter goes")
     .option("--json", "Print a JSON summary")
-    .example(
-      "forge bake --model forge-tiny --prompt 'You are a pirate.' --stim persona:20 --out bakes/pirate",
-    )
+    .example("forge bake --model forge-tiny --prompt 'You are a pirate.' --out bakes/pirate")
     .action((options: BakeCommandOptions) => bakeCommand(options));
 }

@@ -3,12 +3,13 @@
  * bakes: a per-cycle table, at least one automatic switch, a stop on plateau, history.svg,
  * cycles.json, every cycle's model, and a finished manifest.
  */
+import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { FORGE_TINY_DIR } from "@forge/tiny";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { forge } from "../run-cli.js";
+import { FORGE, forge } from "../run-cli.js";
 
 const TINY = FORGE_TINY_DIR;
 const dir = mkdtempSync(path.join(os.tmpdir(), "forge-cycle-cli-"));
@@ -106,6 +107,49 @@ describe("forge cycle", () => {
     expect(manifest.run.status).toBe("succeeded");
     expect(existsSync(`${out}.partial`)).toBe(false);
   }, 900_000);
+
+  it("SIGINT stops the run (exit 130, manifest interrupted); --resume keeps the finished cycles and completes", async () => {
+    const out = at("stopped");
+    const child = spawn(process.execPath, [FORGE, ...args(out)], {
+      env: { ...process.env, NO_COLOR: "1", FORGE_PROGRESS: "0" },
+    });
+    let stderr = "";
+    child.stderr.on("data", (chunk) => {
+      stderr += chunk;
+    });
+    const exited = new Promise<number>((resolve) =>
+      child.once("exit", (code) => resolve(code ?? -1)),
+    );
+    const stateFile = path.join(`${out}.partial`, "cycles.json");
+    const cyclesDone = () => {
+      try {
+        return JSON.parse(readFileSync(stateFile, "utf8")).cycles.length as number;
+      } catch {
+        return 0;
+      }
+    };
+    const deadline = Date.now() + 600_000;
+    while (cyclesDone() < 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    expect(cyclesDone(), stderr).toBeGreaterThanOrEqual(1);
+    child.kill("SIGINT");
+    expect(await exited, stderr).toBe(130);
+    expect(stderr).toMatch(/resume with: forge cycle .* --resume/);
+    expect(existsSync(out)).toBe(false);
+    const stopped = JSON.parse(readFileSync(stateFile, "utf8"));
+    const manifestFile = path.join(`${out}.partial`, "manifest.json");
+    expect(JSON.parse(readFileSync(manifestFile, "utf8")).run.status).toBe("interrupted");
+
+    const resumed = await forge([...args(out), "--resume"]);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    const done = JSON.parse(readFileSync(path.join(out, "cycles.json"), "utf8"));
+    expect(done.start).toEqual(stopped.start);
+    // the cycles finished before the stop are kept as they were, not run again
+    expect(done.cycles.slice(0, stopped.cycles.length)).toEqual(stopped.cycles);
+    expect(done.cycles.length).toBeGreaterThan(stopped.cycles.length);
+    const manifest = JSON.parse(readFileSync(path.join(out, "manifest.json"), "utf8"));
+    expect(manifest.run.status).toBe("succeeded");
+    expect(manifest.run.resumes).toHaveLength(1);
+  }, 1_200_000);
 
   it("bad input exits 2 naming the flag, and writes nothing", async () => {
     const out = at("bad");

@@ -7,8 +7,8 @@
  * a stopped run from its last finished cycle.
  */
 import path from "node:path";
-import { type CycleEvaluator, type CycleRecord, runCycles } from "@forge/baking";
-import { claimOutput, writeFileAtomic } from "@forge/core";
+import { type CycleEvaluator, type CycleRecord, defaultStimuli, runCycles } from "@forge/baking";
+import { claimOutput, interruptOnSignals, writeFileAtomic } from "@forge/core";
 import { type EvalResults, runTasks, type Task } from "@forge/eval";
 import { ManifestWriter, svgLineChart } from "@forge/manifest";
 import { describeBackend, evalModel, initBackend } from "@forge/model";
@@ -18,7 +18,8 @@ import {
   type BakeCommandOptions,
   bakeSettingsFrom,
   endStoppedRun,
-  parseStim,
+  parseStimOption,
+  resumeCommandLine,
 } from "../bake-run.js";
 import { UsageError } from "../errors.js";
 import { loadTasks } from "../files.js";
@@ -138,12 +139,11 @@ async function cycleCommand(options: CycleCommandOptions): Promise<number> {
   const traits = integerOption(options.traits, "traits", { minimum: 0, fallback: 4 });
   if (traits > 64) throw new UsageError(`--traits must be at most 64; got ${traits}`);
   const settings = bakeSettingsFrom(options);
-  const stim = parseStim(
-    asList(options.stim).length ? asList(options.stim) : ["persona:20", "self:40"],
-  );
+  const givenStim = parseStimOption(options.stim);
   const tasks = await loadTasks(taskFiles, {}, "--task-evals");
   const [personaTask] = await loadTasks([options.personaEval], {}, "--persona-eval");
   const modelDir = await resolveModelLocation(options.model);
+  const stim = givenStim ?? defaultStimuli(path.resolve(modelDir));
   const claim = await claimOutput(options.out, {
     kind: "cycle",
     resumable: true,
@@ -153,6 +153,7 @@ async function cycleCommand(options: CycleCommandOptions): Promise<number> {
     flag: "--out",
   });
   let manifest: ManifestWriter | undefined;
+  const interrupt = interruptOnSignals();
   try {
     const backend = await initBackend();
     if (!options.json) process.stderr.write(`${describeBackend(backend)}\n`);
@@ -195,6 +196,7 @@ async function cycleCommand(options: CycleCommandOptions): Promise<number> {
       out: claim.target,
       work: claim.work,
       resume: claim.resumed,
+      signal: interrupt.signal,
       seed: settings.bake.seed ?? 1,
       onEvent: (event) => {
         if (options.json) return;
@@ -231,9 +233,11 @@ async function cycleCommand(options: CycleCommandOptions): Promise<number> {
       );
     return 0;
   } catch (error) {
-    if (manifest) await endStoppedRun(error, manifest, claim, "forge cycle … --resume", true);
+    if (manifest) await endStoppedRun(error, manifest, claim, resumeCommandLine(), true);
     else await claim.release();
     throw error;
+  } finally {
+    interrupt.dispose();
   }
 }
 
@@ -258,7 +262,7 @@ export function register(cli: CAC): void {
       "Smallest improvement that counts, whatever the noise (default 0.01)",
     )
     .option("--traits <n>", "Persona traits the model proposes per B-cycle (default 4)")
-    .option("--stim <spec>", "Stimuli of every bake (as forge bake; default persona:20 self:40)")
+    .option("--stim <spec>", "Stimuli of every bake (as forge bake, and its default)")
     .option("--samples <k>", "Teacher samples per stimulus")
     .option("--temperature <t>", "Rollout temperature")
     .option("--max-new-tokens <n>", "Longest teacher reply")

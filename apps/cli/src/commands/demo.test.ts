@@ -26,9 +26,17 @@ describe("forge demo", () => {
       "KL reduction ≥ 80%": true,
       "baked persona rate ≥ 0.9 × prompted": true,
       "task accuracy drop ≤ 2 points": true,
+      "baked persona at turn 30 within 10 points of turn 1": true,
       "demo ≤ 1 s": false,
     });
     expect(printed.pass).toBe(false);
+    // the drift curves: prompted base and baked, 30 turns each
+    expect(printed.drift.turns).toBe(30);
+    expect(printed.drift.curves.map((c: { name: string }) => c.name)).toEqual([
+      "base + prompt",
+      "baked",
+    ]);
+    for (const curve of printed.drift.curves) expect(curve.points).toHaveLength(30);
     for (const file of ["report.json", "report.md", "strength.svg", "eval.html", "manifest.json"])
       expect(existsSync(path.join(report, file)), file).toBe(true);
     expect(existsSync(path.join(report, "bake", "adapter_model.safetensors"))).toBe(true);

@@ -15,6 +15,7 @@ import { bakeEventSink, finishBakeManifest, remoteTeacherFrom } from "../bake-ru
 import { UsageError } from "../errors.js";
 import { loadBase, resolveModelLocation } from "../models.js";
 import { numberOption } from "../options.js";
+import { ProgressBar } from "../progress.js";
 
 interface DemoOptions {
   model?: string;
@@ -81,6 +82,7 @@ async function demoCommand(options: DemoOptions): Promise<number> {
     });
     const bakeSink = bakeEventSink(manifest, options.json);
     const phases: Promise<void>[] = [];
+    let bar: ProgressBar | undefined;
     const result = await runDemo({
       model: loaded.model,
       tokenizer: loaded.tokenizer,
@@ -94,8 +96,16 @@ async function demoCommand(options: DemoOptions): Promise<number> {
       ...(remoteTeacher ? { remoteTeacher } : {}),
       onEvent: (event) => {
         if (event.type === "bake") bakeSink(event.event);
-        else if (event.type === "phase-start") phases.push(manifest!.phaseStart(event.phase));
-        else phases.push(manifest!.phaseEnd(event.phase));
+        else if (event.type === "progress") {
+          if (options.json) return;
+          bar ??= new ProgressBar(event.phase.replace("-", ": "), { unit: "turns" });
+          bar.update(event.done, event.total);
+        } else if (event.type === "phase-start") phases.push(manifest!.phaseStart(event.phase));
+        else {
+          bar?.stop();
+          bar = undefined;
+          phases.push(manifest!.phaseEnd(event.phase));
+        }
       },
     });
     await bakeSink.settled();

@@ -18,13 +18,7 @@ import {
 import { claimOutput } from "@forge/core";
 import { ManifestWriter, svgLineChart } from "@forge/manifest";
 import { describeBackend, type GPT, initBackend } from "@forge/model";
-import {
-  heldOutItems,
-  PERSONA_NAMES,
-  PERSONAS,
-  type PersonaName,
-  trainingQuestions,
-} from "@forge/tiny";
+import { DRIFT_DEFAULTS, PERSONA_NAMES, type PersonaName, personaDrift } from "@forge/tiny";
 import type { Tokenizer } from "@forge/tokenizer";
 import type { CAC } from "cac";
 import pc from "picocolors";
@@ -93,18 +87,11 @@ export function resolvePersona(options: {
       throw new UsageError(
         `--persona ${JSON.stringify(options.persona)} is not a forge-tiny persona; accepted: ${PERSONA_NAMES.join(", ")} (or give --prompt and --signature)`,
       );
-    const persona = PERSONAS[options.persona as PersonaName];
+    const setup = personaDrift(options.persona as PersonaName, options.prompt);
     return {
-      name: persona.name,
-      system: options.prompt ?? persona.prompts[0]!,
-      score: (reply) => (persona.check(reply) ? 1 : 0),
-      // forge-tiny answers task questions: probe with held-out ones, distract with others
-      probes:
-        probes ??
-        heldOutItems()
-          .filter((i) => i.setting === "none")
-          .map((i) => i.question),
-      distractors: distractors ?? trainingQuestions(3, 200),
+      ...setup,
+      probes: probes ?? setup.probes,
+      distractors: distractors ?? setup.distractors,
     };
   }
   if (options.prompt === undefined || options.signature === undefined)
@@ -144,13 +131,20 @@ async function driftCommand(options: DriftCommandOptions): Promise<number> {
     throw new UsageError(
       `--policy ${JSON.stringify(options.policy)} is not one of ${CONTEXT_POLICIES.join(", ")}`,
     );
-  const turns = integerOption(options.turns, "turns", { minimum: 1, fallback: 30 });
-  const seedCount = integerOption(options.seeds, "seeds", { minimum: 1, fallback: 16 });
+  const turns = integerOption(options.turns, "turns", {
+    minimum: 1,
+    fallback: DRIFT_DEFAULTS.turns,
+  });
+  const seedCount = integerOption(options.seeds, "seeds", {
+    minimum: 1,
+    fallback: DRIFT_DEFAULTS.seeds,
+  });
   const maxNewTokens = integerOption(options.maxNewTokens, "max-new-tokens", {
     minimum: 1,
-    fallback: 64,
+    fallback: DRIFT_DEFAULTS.maxNewTokens,
   });
-  const temperature = options.temperature === undefined ? 0.7 : Number(options.temperature);
+  const temperature =
+    options.temperature === undefined ? DRIFT_DEFAULTS.temperature : Number(options.temperature);
   if (!(temperature >= 0))
     throw new UsageError(`--temperature must be ≥ 0; got ${JSON.stringify(options.temperature)}`);
   const modelDir = await resolveModelLocation(options.model);
@@ -355,14 +349,14 @@ export function register(cli: CAC): void {
     .option("--signature <regex>", "A reply scores 1 when this regex matches")
     .option("--probes <file>", "Probe questions, one per line")
     .option("--distractors <file>", "Distractor questions, one per line")
-    .option("--turns <n>", "User turns per conversation (default 30)")
+    .option("--turns <n>", `User turns per conversation (default ${DRIFT_DEFAULTS.turns})`)
     .option("--policy <policy>", "Context policy: sliding (default) or keep-system")
-    .option("--seeds <n>", "Conversations, one per seed, batched (default 16)")
+    .option("--seeds <n>", `Conversations, one per seed, batched (default ${DRIFT_DEFAULTS.seeds})`)
     .option(
       "--max-new-tokens <n>",
-      "Longest reply (default 64: forge-tiny's worked answers run long)",
+      `Longest reply (default ${DRIFT_DEFAULTS.maxNewTokens}: forge-tiny's worked answers run long)`,
     )
-    .option("--temperature <t>", "Sampling temperature (default 0.7)")
+    .option("--temperature <t>", `Sampling temperature (default ${DRIFT_DEFAULTS.temperature})`)
     .option("--out <dir>", "Where drift.json, drift.svg and manifest.json go")
     .option("--force", "Replace a previous drift output in --out")
     .option("--json", "Print a JSON summary")

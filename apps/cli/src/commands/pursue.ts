@@ -8,6 +8,7 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import {
+  defaultStimuli,
   type PursuitEvent,
   type PursuitResult,
   pursueAll,
@@ -26,7 +27,7 @@ import {
   type BakeCommandOptions,
   bakeEventSink,
   bakeSettingsFrom,
-  parseStim,
+  parseStimOption,
 } from "../bake-run.js";
 import { UsageError } from "../errors.js";
 import { loadTasks } from "../files.js";
@@ -72,12 +73,11 @@ async function pursueCommand(options: PursueCommandOptions): Promise<number> {
     allowCode: Boolean(options.allowCode),
   };
   const tasks = await loadTasks(evalFiles, taskOptions);
-  const stim = parseStim(
-    asList(options.stim).length ? asList(options.stim) : ["persona:20", "self:40"],
-  );
+  const givenStim = parseStimOption(options.stim);
   const settings = bakeSettingsFrom({ ...options, prompt: undefined });
   const out = path.resolve(options.out);
   const modelDir = await resolveModelLocation(options.model);
+  const stim = givenStim ?? defaultStimuli(path.resolve(modelDir));
   const claim = await claimOutput(options.out, {
     kind: "pursue",
     ...(options.force ? { force: true } : {}),
@@ -253,7 +253,7 @@ export function register(cli: CAC): void {
     .option("--rounds <n>", "Round cap per prompt (default 3)")
     .option("--eval <task>", "Task file(s) scoring each round, unprompted (repeatable)")
     .option("--min-improvement <x>", "Stop when a round gains less than this score (default 0.01)")
-    .option("--stim <spec>", "Stimuli, as for forge bake (default persona:20 self:40)")
+    .option("--stim <spec>", "Stimuli, as for forge bake (default: as forge bake)")
     .option("--samples <k>", "Teacher samples per stimulus")
     .option("--temperature <t>", "Rollout temperature")
     .option("--max-new-tokens <n>", "Longest teacher reply")
