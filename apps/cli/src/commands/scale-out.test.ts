@@ -77,13 +77,14 @@ beforeAll(async () => {
       at("pirate"),
     ]),
   );
+  // the export the tests below read
+  expectOk(
+    await forge(["export-bake", at("pirate"), "--format", "jsonl", "--out", at("cached.jsonl")]),
+  );
 }, 300_000);
 
 describe("forge export-bake", () => {
   it("writes a header and one record per trajectory, from the rollout's cached top-K", async () => {
-    expectOk(
-      await forge(["export-bake", at("pirate"), "--format", "jsonl", "--out", at("cached.jsonl")]),
-    );
     const [header, ...records] = readLines(at("cached.jsonl"));
     const rollout = readLines(at("pirate", "rollout.jsonl"));
     const forgeJson = JSON.parse(readFileSync(at("pirate", "forge.json"), "utf8"));
@@ -158,6 +159,9 @@ describe("forge export-bake", () => {
     const { model } = await loadModel(FORGE_TINY_DIR);
     const forgeKL = validationKL(model, examples, 8);
     model.dispose();
+    console.log(
+      `top-K + tail KL of the base student: forge ${forgeKL.toFixed(6)}, PyTorch ${result.kl.toFixed(6)}; after two PyTorch steps ${result.klAfter.toFixed(6)}`,
+    );
     expect(result.tokens).toBe(records.reduce((s, r) => s + r.trajectory.ids.length, 0));
     expect(forgeKL).toBeGreaterThan(0.05);
     expect(Math.abs(result.kl - forgeKL) / forgeKL).toBeLessThan(1e-3);
