@@ -13,6 +13,7 @@ import { ModelStore } from "@forge/git-recipe";
 import {
   cachedSnapshot,
   evalModel,
+  formatBytes,
   type GPT,
   hubCacheDir,
   isHubRepoId,
@@ -27,6 +28,7 @@ import {
 import { FORGE_TINY_DIR } from "@forge/tiny";
 import type { Tokenizer } from "@forge/tokenizer";
 import { UsageError } from "./errors.js";
+import "./load-plan.js";
 import { ProgressBar } from "./progress.js";
 
 /** The model every command uses when none is given: the shipped forge-tiny. */
@@ -66,13 +68,7 @@ export async function resolveModelLocation(location: string | undefined): Promis
 
 const MB = 1e6;
 
-/** "1.2 MB", "704 B". */
-export function formatBytes(bytes: number): string {
-  if (bytes < 1000) return `${bytes} B`;
-  if (bytes < MB) return `${(bytes / 1000).toFixed(1)} kB`;
-  if (bytes < 1000 * MB) return `${(bytes / MB).toFixed(1)} MB`;
-  return `${(bytes / (1000 * MB)).toFixed(2)} GB`;
-}
+export { formatBytes };
 
 /** pullModel with a progress bar in megabytes on stderr (drawn only on a terminal). */
 export async function pullWithProgress(
@@ -85,7 +81,11 @@ export async function pullWithProgress(
   const show = (file: string) =>
     bar.update(Math.round(done / (MB / 10)) / 10, Math.round(total / (MB / 10)) / 10, file);
   const onProgress = (event: PullEvent) => {
-    if (event.type === "listed") {
+    if (event.type === "waiting")
+      process.stderr.write(
+        `waiting for pid ${event.pid} (${event.command}, since ${event.since}), which is pulling ${repo} into the same cache…\n`,
+      );
+    else if (event.type === "listed") {
       total = event.bytes;
       done = event.cachedBytes;
     } else if (event.type === "file-start") done += event.resumeFrom;

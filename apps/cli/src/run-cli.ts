@@ -1,5 +1,5 @@
 /** Test helper: run the built CLI as a real child process. */
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -45,4 +45,66 @@ export function forge(
     );
     child.stdin?.end(input ?? "");
   });
+}
+
+/** A CLI child process still running: its pid, its stderr so far, and its end. */
+export interface RunningForge {
+  pid: number;
+  /** Resolves when stderr (so far) matches — rejects if the process ends first. */
+  stderrMatches(pattern: RegExp): Promise<void>;
+  done: Promise<Run>;
+}
+
+/** Start the built CLI as a child process without waiting for it (two at once, say). */
+export function startForge(args: string[], env: Record<string, string> = {}): RunningForge {
+  const child = spawn(process.execPath, [FORGE, ...args], {
+    env: { ...process.env, NO_COLOR: "1", FORGE_BACKEND: "", ...env },
+    cwd: scratchDir(),
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stdout = "";
+  let stderr = "";
+  let ended: number | null | undefined;
+  const watchers: { pattern: RegExp; resolve: () => void; reject: (e: Error) => void }[] = [];
+  const check = () => {
+    for (const w of [...watchers])
+      if (w.pattern.test(stderr)) {
+        watchers.splice(watchers.indexOf(w), 1);
+        w.resolve();
+      }
+  };
+  child.stdout.on("data", (chunk: Buffer) => {
+    stdout += chunk.toString();
+  });
+  child.stderr.on("data", (chunk: Buffer) => {
+    stderr += chunk.toString();
+    check();
+  });
+  const done = new Promise<Run>((resolve) => {
+    child.on("close", (code) => {
+      ended = code;
+      for (const w of watchers.splice(0))
+        w.reject(
+          new Error(
+            `the process ended (exit ${code}) before stderr matched ${w.pattern}:\n${stderr}`,
+          ),
+        );
+      resolve({ code: code ?? 3, stdout, stderr });
+    });
+  });
+  return {
+    pid: child.pid!,
+    done,
+    stderrMatches: (pattern) =>
+      new Promise<void>((resolve, reject) => {
+        if (pattern.test(stderr)) return resolve();
+        if (ended !== undefined)
+          return reject(
+            new Error(
+              `the process ended (exit ${ended}) before stderr matched ${pattern}:\n${stderr}`,
+            ),
+          );
+        watchers.push({ pattern, resolve, reject });
+      }),
+  };
 }

@@ -15,6 +15,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { DEFAULT_STIM_COUNTS } from "@forge/baking";
 import { afterAll, describe, expect, it } from "vitest";
 import { forge, type Run } from "./run-cli.js";
 
@@ -98,7 +99,7 @@ describe("the README's tour, run as written", () => {
     const bake = await run(0, "bake");
     expect(bake.code, bake.stderr).toBe(0);
     const record = readJson("bakes", "robot", "forge.json");
-    expect(record.stim[0]).toMatchObject({ type: "file", count: 160 });
+    expect(record.stim[0]).toMatchObject({ type: "file", count: DEFAULT_STIM_COUNTS.questions });
     expect(readJson("bakes", "robot", "manifest.json").run.status).toBe("succeeded");
 
     // eval ab: prompted base vs baked on every forge-tiny task; no regression (exit 0)

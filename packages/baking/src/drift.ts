@@ -69,18 +69,34 @@ export function fitContext(
       );
   }
   const pairs = (last - first) / 2;
-  let total = 1 + lengths.reduce((a, b) => a + b, 0); // + the role token that opens the reply
   let systemKept = hasSystem;
   let droppedPairs = 0;
+  const kept = () => [
+    ...(systemKept ? [messages[0]!] : []),
+    ...messages.slice(first + 2 * droppedPairs),
+  ];
+  // forge's own format costs each message its content + 2 tokens, + the role token that opens
+  // the reply; a model's chat template adds its own headers (and a default system prompt when
+  // none is kept), so that context is measured by rendering it
+  const measure = tokenizer.usesTemplate
+    ? () => tokenizer.promptIds(kept()).length
+    : () =>
+        1 +
+        lengths.reduce(
+          (sum, n, i) =>
+            (i === 0 && hasSystem && !systemKept) || (i >= first && i < first + 2 * droppedPairs)
+              ? sum
+              : sum + n,
+          0,
+        );
+  let total = measure();
   while (total > budget) {
     if (systemKept && policy === "sliding") {
       systemKept = false; // under `sliding` the system message is the oldest unit
-      total -= lengths[0]!;
     } else if (droppedPairs < pairs) {
-      const at = first + 2 * droppedPairs;
-      total -= lengths[at]! + lengths[at + 1]!;
       droppedPairs++;
     } else break;
+    total = measure();
   }
   if (total > budget) {
     throw new BakingError(
@@ -88,8 +104,7 @@ export function fitContext(
       `the user turn does not fit the context budget of ${budget} tokens${policy === "keep-system" && hasSystem ? " with the pinned system message" : ""} (${total} tokens)`,
     );
   }
-  const kept = [...(systemKept ? [messages[0]!] : []), ...messages.slice(first + 2 * droppedPairs)];
-  return { messages: kept, tokens: total, droppedPairs, systemKept };
+  return { messages: kept(), tokens: total, droppedPairs, systemKept };
 }
 
 export interface DriftTurnContext {

@@ -2,7 +2,13 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { GPT, initBackend } from "@forge/model";
-import { type ChatMessage, type Tokenizer, train as trainTokenizer } from "@forge/tokenizer";
+import {
+  type ChatMessage,
+  fromTokenizerJson,
+  type Tokenizer,
+  toTokenizerJson,
+  train as trainTokenizer,
+} from "@forge/tokenizer";
 import * as tf from "@tensorflow/tfjs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { compareDrift, fitContext, meanInterval, measureDrift, summariseDrift } from "./drift.js";
@@ -164,6 +170,46 @@ describe("context policies", () => {
     expect(() => fitContext(tokenizer, messages, 80, "fifo" as never)).toThrow(
       /context policy "fifo" is not one of sliding, keep-system/,
     );
+  });
+});
+
+describe("context policies with a model's own chat template", () => {
+  // ChatML with a default system prompt: a message costs more than forge's content + 2, and a
+  // conversation whose system message was dropped gains the template's default one
+  const CHATML =
+    "{%- if messages[0]['role'] == 'system' %}{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}" +
+    "{%- else %}{{- '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}{%- endif %}" +
+    "{%- for message in messages %}{%- if message.role != 'system' %}" +
+    "{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>\\n' }}{%- endif %}{%- endfor %}" +
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}";
+  it("measures each candidate context by rendering it: exact, within budget, minimal", () => {
+    // a model's own special tokens in place of forge's chat tokens
+    const json = toTokenizerJson(tokenizer) as { added_tokens: { content: string }[] };
+    const names = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"];
+    json.added_tokens.forEach((token, i) => {
+      token.content = names[i] ?? token.content;
+    });
+    const chatml = fromTokenizerJson(json).withChatTemplate(CHATML, { eos_token: "<|im_end|>" });
+    expect(chatml.usesTemplate).toBe(true);
+    const messages: ChatMessage[] = [{ role: "system", content: "You are a pirate, matey." }];
+    for (let i = 0; i < 6; i++) {
+      messages.push({ role: "user", content: `Question number ${i}: what is ${i} + ${i}?` });
+      if (i < 5) messages.push({ role: "assistant", content: `Arr, it be ${2 * i}.` });
+    }
+    const rendered = (m: readonly ChatMessage[]) => chatml.promptIds(m).length;
+    const full = rendered(messages);
+    expect(fitContext(chatml, messages, full, "sliding")).toMatchObject({
+      tokens: full,
+      droppedPairs: 0,
+      systemKept: true,
+    });
+    for (const policy of ["sliding", "keep-system"] as const)
+      for (const budget of [full - 1, full - 30, rendered(messages.slice(-1)) + 20]) {
+        const f = fitContext(chatml, messages, budget, policy);
+        expect(f.tokens).toBe(rendered(f.messages));
+        expect(f.tokens).toBeLessThanOrEqual(budget);
+        expect(f.messages.at(-1)).toEqual(messages.at(-1));
+      }
   });
 });
 

@@ -321,7 +321,7 @@ function fromMultiturn(
 export const MODEL_STIMULI_FILE = "stimuli.jsonl";
 
 /** How many questions and persona probes the default stimulus mix draws. */
-export const DEFAULT_STIM_COUNTS = { questions: 160, persona: 20 } as const;
+export const DEFAULT_STIM_COUNTS = { questions: 224, persona: 20 } as const;
 
 /**
  * The stimuli a bake uses when none are given: questions from the model's own distribution —

@@ -21,7 +21,13 @@ import {
   UsageError,
 } from "./errors.js";
 import { parseJson, writeFileAtomic } from "./fs.js";
-import { acquireLock, processAlive, transferLock } from "./lock.js";
+import {
+  acquireLock,
+  acquireLockWaiting,
+  type LockInfo,
+  processAlive,
+  transferLock,
+} from "./lock.js";
 import { resolveInside } from "./paths.js";
 import { parseYaml } from "./yaml.js";
 
@@ -125,6 +131,31 @@ describe("locks", () => {
     acquireLock(file, "again").release();
     expect(processAlive(process.pid)).toBe(true);
     expect(processAlive(-1)).toBe(false);
+  });
+
+  it("a waiting acquirer names the holder once, takes the lock when it is released, gives up at its timeout", async () => {
+    const file = path.join(tmp(), "pull.lock");
+    const held = acquireLock(file, "forge pull a/b");
+    const heard: LockInfo[] = [];
+    await expect(acquireLockWaiting(file, "second", { timeoutMs: 0 })).rejects.toThrow(
+      `held by another forge process: pid ${process.pid}`,
+    );
+    await expect(
+      acquireLockWaiting(file, "second", {
+        timeoutMs: 250,
+        pollMs: 20,
+        onWait: (h) => heard.push(h),
+      }),
+    ).rejects.toThrow(
+      new RegExp(
+        `still held by another forge process after \\d+ s: pid ${process.pid} \\(forge pull a/b`,
+      ),
+    );
+    expect(heard.map((h) => [h.pid, h.command])).toEqual([[process.pid, "forge pull a/b"]]);
+    setTimeout(() => held.release(), 100);
+    const next = await acquireLockWaiting(file, "second", { timeoutMs: 60_000, pollMs: 20 });
+    expect(JSON.parse(readFileSync(file, "utf8")).command).toBe("second");
+    next.release();
   });
 });
 

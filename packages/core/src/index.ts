@@ -26,11 +26,13 @@ export { parseJsonl, readJsonl, toJsonl } from "./jsonl.js";
 export {
   type AcquireOptions,
   acquireLock,
+  acquireLockWaiting,
   type Lock,
   type LockInfo,
   processAlive,
   readLock,
   transferLock,
+  type WaitOptions,
 } from "./lock.js";
 export {
   type ClaimOptions,

@@ -153,3 +153,49 @@ export function transferLock(lock: Lock, pid: number, command: string): void {
     throw ioError(error, lock.file);
   }
 }
+
+export interface WaitOptions extends AcquireOptions {
+  /** Give up after this long (ms) with E_LOCKED naming the holder; 0 fails at once (default 1 h). */
+  timeoutMs?: number;
+  /** How often to look again (default 500 ms). */
+  pollMs?: number;
+  /** Called when the lock is found held, once per holder (its pid, command and start). */
+  onWait?: (holder: LockInfo) => void;
+}
+
+/**
+ * Take the lock, waiting while another live process holds it — looking again every `pollMs` —
+ * instead of failing at once. A holder that dies leaves a stale lock, taken over as usual.
+ * Past `timeoutMs` it fails with E_LOCKED (exit 2), naming the holder and how long it waited.
+ */
+export async function acquireLockWaiting(
+  file: string,
+  command: string,
+  options: WaitOptions = {},
+): Promise<Lock> {
+  const timeoutMs = options.timeoutMs ?? 3_600_000;
+  const pollMs = options.pollMs ?? 500;
+  const started = Date.now();
+  let announced: number | undefined;
+  for (;;) {
+    try {
+      return acquireLock(file, command, options);
+    } catch (error) {
+      if (!ForgeError.isInstance(error) || error.code !== "E_LOCKED") throw error;
+      const holder = readLock(file);
+      const waited = Date.now() - started;
+      if (waited >= timeoutMs) {
+        if (timeoutMs === 0 || !holder) throw error;
+        throw new ForgeError(
+          "E_LOCKED",
+          `${options.what ?? file} is still held by another forge process after ${(waited / 1000).toFixed(0)} s: pid ${holder.pid} (${holder.command}, since ${holder.startedAt}); wait longer (a longer timeout) or stop it`,
+        );
+      }
+      if (holder && holder.pid !== announced) {
+        announced = holder.pid;
+        options.onWait?.(holder);
+      }
+      await new Promise((resolve) => setTimeout(resolve, Math.min(pollMs, timeoutMs - waited)));
+    }
+  }
+}

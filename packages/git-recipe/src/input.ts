@@ -136,8 +136,8 @@ PROMPT:
 #               count: N), template (template: "...", slots: {name: [...]}, count: N), self
 #               (count: N: the teacher writes questions), persona (count: N: identity and style
 #               probes), multiturn (count: N, turns: T: conversations the teacher carries on).
-#               Without generators: 160 questions from the parent model's stimuli.jsonl (or
-#               self: 160 when it has none) and 20 persona probes — the mix forge bake uses.
+#               Without generators: 224 questions from the parent model's stimuli.jsonl (or
+#               self: 224 when it has none) and 20 persona probes — the mix forge bake uses.
 #   rollout:    samples (answers per question; 2), temperature (0.7), maxNewTokens (64), seed,
 #               cacheTopK
 TARGET:

@@ -20,9 +20,14 @@ import path from "node:path";
 import { type ClaimOptions, writeFileAtomic, writeOutputDirectory } from "@forge/core";
 import { loadTokenizer, saveTokenizer, type Tokenizer } from "@forge/tokenizer";
 import * as tf from "@tensorflow/tfjs";
+import type { BackendName } from "./backend/select.js";
 import { fromHfConfig, type GPTConfig, isLlamaFamily, toHfConfig } from "./config.js";
 import { ModelError } from "./errors.js";
 import { GPT, parameterShapes } from "./gpt.js";
+import { checkModelFits, type LoadPlan, loadPlanListener } from "./memory.js";
+
+export type { LoadPlan } from "./memory.js";
+
 import { LoraAdapter, type LoraConfig, type LoraTarget, resolveLoraConfig } from "./lora.js";
 import {
   openSafetensors,
@@ -310,21 +315,15 @@ function planWeights(
   return out;
 }
 
-/** Parameters and memory a checkpoint needs, known from its headers before anything is allocated. */
-export interface LoadPlan {
-  parameters: number;
-  /** float32 bytes the weights take once loaded. */
-  weightBytes: number;
-  /** Bytes of the weights as stored (F16/BF16 files are half the float32 size). */
-  storedBytes: number;
-  dtypes: string[];
-  files: string[];
-}
-
 /** Load a model directory (config.json + model.safetensors, and whatever else is there). */
 export interface LoadModelOptions {
   /** Called with the parameters and memory the weights need, before any is allocated. */
   onPlan?: (plan: LoadPlan) => void;
+  /**
+   * The backend whose memory the model must fit (default: the initialised one); a model that
+   * cannot fit is refused before anything is allocated (see checkModelFits).
+   */
+  backend?: BackendName;
 }
 
 export async function loadModel(dir: string, options: LoadModelOptions = {}): Promise<LoadedModel> {
@@ -402,13 +401,16 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
       (sum, s) => sum + s.reduce((a, b) => a * b, 1),
       0,
     );
-    options.onPlan?.({
+    const loadPlan: LoadPlan = {
+      directory: dir,
       parameters,
       weightBytes: 4 * parameters,
       storedBytes: [...expected.keys()].reduce((sum, n) => sum + plan.get(n)!.storedBytes, 0),
       dtypes: [...new Set([...stored].map(([n, r]) => r.entries.get(n)!.dtype))].sort(),
       files: readers.map((r) => r.file),
-    });
+    };
+    (options.onPlan ?? loadPlanListener())?.(loadPlan);
+    checkModelFits(loadPlan, options.backend);
     // GPT-2's lm_head, when a checkpoint carries one, must be the embedding it is tied to
     const head = isLlamaFamily(config) ? undefined : plan.get("lm_head.weight");
     if (head) {

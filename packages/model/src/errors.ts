@@ -15,6 +15,8 @@ export type ModelErrorCode =
   | "E_INPUT"
   /** a malformed file: safetensors, adapter, checkpoint, token shards */
   | "E_FORMAT"
+  /** a model too large for the backend's memory (refused before loading) */
+  | "E_TOO_LARGE"
   /** a file or directory that cannot be read or written */
   | "E_IO"
   /** training stopped: non-finite loss, or an inconsistent resume */

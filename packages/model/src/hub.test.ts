@@ -275,8 +275,29 @@ describe("pullModel", () => {
     mkdirSync(path.dirname(lock), { recursive: true });
     const holder = { pid: process.pid, startedAt: new Date().toISOString(), command: "forge pull" };
     writeFileSync(lock, JSON.stringify(holder));
-    await expect(pullModel(REPO, options())).rejects.toThrow(/held by another forge process/);
+    await expect(pullModel(REPO, options({ lockTimeoutMs: 0 }))).rejects.toThrow(
+      /held by another forge process/,
+    );
+    // waiting: it says whom it waits for, looks again, and gives up at the timeout naming the holder
+    const events: PullEvent[] = [];
+    await expect(
+      pullModel(
+        REPO,
+        options({ lockTimeoutMs: 300, onProgress: (e: PullEvent) => events.push(e) }),
+      ),
+    ).rejects.toThrow(
+      new RegExp(
+        `still held by another forge process after \\d+ s: pid ${process.pid} \\(forge pull`,
+      ),
+    );
+    expect(events).toEqual([
+      { type: "waiting", pid: process.pid, command: "forge pull", since: holder.startedAt },
+    ]);
     expect(resolves()).toEqual([]);
+    // the holder finishing (its lock gone) lets a waiting pull through
+    const waiting = pullModel(REPO, options({ lockTimeoutMs: 60_000 }));
+    setTimeout(() => rmSync(lock), 300);
+    expect((await waiting).files.length).toBeGreaterThan(0);
   });
 
   it("downloads a sharded checkpoint's index first, then only the shards it names", async () => {

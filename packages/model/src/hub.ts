@@ -25,7 +25,7 @@ import {
 } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { acquireLock, ForgeError, ioError, parseJson, writeFileAtomic } from "@forge/core";
+import { acquireLockWaiting, ForgeError, ioError, parseJson, writeFileAtomic } from "@forge/core";
 import { ModelError } from "./errors.js";
 
 /** The files a model needs, as `include` globs: weights, configuration, tokenizer, adapter. */
@@ -73,10 +73,18 @@ export interface PullOptions extends HubOptions {
   timeoutMs?: number;
   /** Progress: a file starts, bytes arrive, a file is done. */
   onProgress?: (event: PullEvent) => void;
+  /**
+   * How long to wait (ms) while another process pulls the same model into the same cache
+   * before failing with E_LOCKED; 0 fails at once (default 1 h). Waiting is reported as a
+   * `waiting` event.
+   */
+  lockTimeoutMs?: number;
 }
 
 /** Progress of a pull, in order: listed, then per file start, bytes…, done (retries between). */
 export type PullEvent =
+  /** Another process is pulling the same model into this cache: this pull waits for it. */
+  | { type: "waiting"; pid: number; command: string; since: string }
   | { type: "listed"; files: HubFile[]; bytes: number; cachedBytes: number }
   | { type: "file-start"; path: string; size: number | undefined; resumeFrom: number }
   | { type: "bytes"; path: string; bytes: number }
@@ -652,10 +660,20 @@ export async function pullModel(repoId: string, options: PullOptions = {}): Prom
   } catch (error) {
     throw ioError(error, repoDir);
   }
-  const lock = acquireLock(
+  const lock = await acquireLockWaiting(
     path.join(cacheDir, ".locks", path.basename(repoDir), "forge-pull.lock"),
     `forge pull ${repo}`,
-    { what: `the cache of ${repo}` },
+    {
+      what: `the cache of ${repo}`,
+      ...(options.lockTimeoutMs !== undefined ? { timeoutMs: options.lockTimeoutMs } : {}),
+      onWait: (holder) =>
+        ctx.onProgress({
+          type: "waiting",
+          pid: holder.pid,
+          command: holder.command,
+          since: holder.startedAt,
+        }),
+    },
   );
   try {
     const files: PulledFile[] = [];

@@ -28,7 +28,6 @@ export {
   type GenerationDefaults,
   type LoadedModel,
   type LoadModelOptions,
-  type LoadPlan,
   loadAdapter,
   loadModel,
   type OutputOptions,
@@ -118,6 +117,18 @@ export {
   mergeLora,
   resolveLoraConfig,
 } from "./lora.js";
+/** Whether a checkpoint fits the backend's memory, decided from its headers before loading. */
+export {
+  backendMemoryLimit,
+  checkModelFits,
+  describeLoadPlan,
+  formatBytes,
+  formatCount,
+  type LoadPlan,
+  setLoadPlanListener,
+  WASM_HEAP_LIMIT_BYTES,
+  WASM_WEIGHT_FACTOR,
+} from "./memory.js";
 /** Training runs: profiles, run directories, the pretrain → SFT pipeline. */
 export {
   describeProfiles,

@@ -12,3 +12,4 @@ export {
   sha256Of,
   startHubServer,
 } from "./testing/hub-server.js";
+export { writeSparseCheckpoint } from "./testing/sparse-checkpoint.js";

@@ -10,6 +10,7 @@ import {
   heldOutItems,
   isCorrect,
   measureQuality,
+  STIMULI_FILE_QUESTIONS,
   stimuliJsonl,
   trainingQuestions,
 } from "./quality.js";
@@ -65,7 +66,7 @@ describe("forge-tiny quality", () => {
     const plain = records.filter((r) => r.question !== undefined).map((r) => r.question!);
     const prompted = records.filter((r) => r.messages !== undefined).map((r) => r.messages!);
     expect(new Set(plain).size).toBe(512);
-    expect(prompted).toHaveLength(128);
+    expect(prompted).toHaveLength(STIMULI_FILE_QUESTIONS.withSystem);
     expect(prompted.every((m) => m.length === 2 && m[0]!.role === "system")).toBe(true);
     expect(new Set(prompted.map((m) => m[0]!.content)).size).toBeGreaterThan(10);
     const scored = new Set(heldOutItems().map((i) => i.question));

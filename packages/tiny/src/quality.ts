@@ -79,7 +79,7 @@ export function trainingQuestions(seed: number, count: number): string[] {
  * or a neutral one) — a bake's teacher answers those with that prompt instead of the baked one,
  * so the baked model keeps following a system prompt its user gives.
  */
-export const STIMULI_FILE_QUESTIONS = { count: 512, withSystem: 128, seed: 1 } as const;
+export const STIMULI_FILE_QUESTIONS = { count: 512, withSystem: 256, seed: 1 } as const;
 
 /** forge-tiny's `model/stimuli.jsonl`, one JSON record a line. */
 export function stimuliJsonl(): string {

@@ -80,7 +80,7 @@ describe("tokenizer.json", () => {
     [
       "a WordPiece model",
       (d) => (d.model.type = "WordPiece"),
-      /model.type is "WordPiece"; accepted: "BPE"/,
+      /model.type is "WordPiece" \(as BERT uses\); accepted: "BPE"/,
     ],
     [
       "an unknown pre-tokenizer",

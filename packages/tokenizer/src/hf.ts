@@ -241,19 +241,36 @@ export function fromVocabAndMerges(input: VocabAndMerges): Tokenizer {
   });
 }
 
+/** Tokenizer types Hugging Face's library has and forge does not read, with what uses them. */
+const KNOWN_UNSUPPORTED: Record<string, string> = {
+  Unigram: "SentencePiece Unigram, as T5, ALBERT and XLNet use",
+  WordPiece: "as BERT uses",
+  WordLevel: "a word-level vocabulary",
+};
+
 /** Parse a `tokenizer.json` object. `source` names the file in error messages. */
 export function fromTokenizerJson(json: unknown, source = "tokenizer.json"): Tokenizer {
   if (!isObject(json)) fail(source, "(root)", "must be a JSON object");
   const model = json.model;
   if (model === undefined || model === null) fail(source, "model", "is missing");
   if (!isObject(model)) fail(source, "model", "must be an object");
-  if (model.type !== "BPE")
-    fail(source, "model.type", `is ${JSON.stringify(model.type)}; accepted: "BPE"`);
+  if (model.type !== "BPE") {
+    const known = KNOWN_UNSUPPORTED[String(model.type)];
+    fail(
+      source,
+      "model.type",
+      `is ${JSON.stringify(model.type)}${known ? ` (${known})` : ""}; accepted: "BPE" (byte-level BPE, as GPT-2, SmolLM, Qwen2 and Llama 3 use) — forge does not support this tokenizer type, so it will not tokenize with it`,
+    );
+  }
   if (!isObject(model.vocab))
     fail(source, "model.vocab", "must be an object mapping tokens to ids");
   if (!Array.isArray(model.merges)) fail(source, "model.merges", "must be an array");
   if (model.byte_fallback === true)
-    fail(source, "model.byte_fallback", "is true; byte-level BPE needs no byte fallback");
+    fail(
+      source,
+      "model.byte_fallback",
+      "is true: a SentencePiece-style BPE (Llama 2, TinyLlama, Mistral), which forge does not support; only byte-level BPE is (GPT-2, SmolLM, Qwen2, Llama 3)",
+    );
   if (
     typeof model.continuing_subword_prefix === "string" &&
     model.continuing_subword_prefix !== ""

@@ -11,6 +11,7 @@ import {
   DEFAULT_BAKE,
   DEFAULT_MEASURE,
   DEFAULT_ROLLOUT,
+  DEFAULT_STIM_COUNTS,
   defaultStimuli,
   systemPrompt,
 } from "@forge/baking";
@@ -204,7 +205,7 @@ export function register(cli: CAC): void {
     .option("--prompt-file <file>", "Read the prompt from a file")
     .option(
       "--stim <spec>",
-      "Stimuli (repeatable): list:Q1|Q2, file:<path>, template:<spec.json>, self:N, persona:N, multiturn:N[:T] (default: 160 questions from the model's stimuli.jsonl, or self:160 without one, and persona:20)",
+      `Stimuli (repeatable): list:Q1|Q2, file:<path>, template:<spec.json>, self:N, persona:N, multiturn:N[:T] (default: ${DEFAULT_STIM_COUNTS.questions} questions from the model's stimuli.jsonl, or self:${DEFAULT_STIM_COUNTS.questions} without one, and persona:${DEFAULT_STIM_COUNTS.persona})`,
     )
     .option("--samples <k>", `Teacher samples per stimulus (default ${DEFAULT_ROLLOUT.samples})`)
     .option("--temperature <t>", `Rollout temperature (default ${DEFAULT_ROLLOUT.temperature})`)

@@ -9,7 +9,7 @@ import path from "node:path";
 import { FIXTURE_COMMIT, type HubServer, startHubServer } from "@forge/model/testing";
 import { FORGE_TINY_DIR } from "@forge/tiny";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { forge, type Run } from "../run-cli.js";
+import { forge, type Run, startForge } from "../run-cli.js";
 
 const REPO = "forge-test/tiny";
 const tinyFile = (name: string) => readFileSync(path.join(FORGE_TINY_DIR, name));
@@ -139,6 +139,60 @@ describe("forge pull", () => {
     expect(
       server.requests.filter((r) => r.url.startsWith("/cdn/")).every((r) => !r.authorization),
     ).toBe(true);
+  });
+});
+
+describe("two processes pulling the same model", () => {
+  /** Start a pull whose model.safetensors download is held in flight until `release()`. */
+  const startHeld = async () => {
+    const release = server.holdAfter("model.safetensors", 1_000_000);
+    const first = startForge(["pull", REPO, "--json"], env());
+    // it holds the cache's lock once its weights' download has begun
+    const deadline = Date.now() + 120_000;
+    while (!server.requests.some((r) => r.url.startsWith("/cdn/"))) {
+      if (Date.now() > deadline) throw new Error("the first pull never started its download");
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    return { first, release };
+  };
+
+  it('the second waits for the first ("waiting for pid N…"), then finds everything cached', async () => {
+    const { first, release } = await startHeld();
+    const second = startForge(["pull", REPO, "--json"], env());
+    await second.stderrMatches(new RegExp(`waiting for pid ${first.pid} \\(forge pull ${REPO}`));
+    release();
+    const [a, b] = await Promise.all([first.done, second.done]);
+    expect(a.code, explain(a)).toBe(0);
+    expect(b.code, explain(b)).toBe(0);
+    expect(JSON.parse(a.stdout).downloadedBytes).toBeGreaterThan(3_000_000);
+    const waited = JSON.parse(b.stdout);
+    expect(waited.downloadedBytes).toBe(0);
+    expect(waited.files.every((f: { cached: boolean }) => f.cached)).toBe(true);
+    // the weights came down once
+    expect(server.requests.filter((r) => r.url.startsWith("/cdn/"))).toHaveLength(1);
+    expect(
+      readFileSync(path.join(snapshot(), "model.safetensors")).equals(
+        tinyFile("model.safetensors"),
+      ),
+    ).toBe(true);
+  });
+
+  it("--lock-timeout: past it the second gives up with exit 2 naming the holder; bad values are refused", async () => {
+    const { first, release } = await startHeld();
+    const second = await forge(["pull", REPO, "--lock-timeout", "1"], env());
+    release();
+    expect((await first.done).code).toBe(0);
+    expect(second.code, explain(second)).toBe(2);
+    expect(second.stderr).toContain(`waiting for pid ${first.pid}`);
+    expect(second.stderr).toMatch(
+      new RegExp(
+        `still held by another forge process after \\d+ s: pid ${first.pid} \\(forge pull ${REPO}`,
+      ),
+    );
+    expect(second.stderr).not.toMatch(/\n\s+at /);
+    const bad = await forge(["pull", REPO, "--lock-timeout", "soon"], env());
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--lock-timeout must be a number of seconds ≥ 0; got "soon"/);
   });
 });
 

@@ -11,6 +11,7 @@ import { formatBytes, pullWithProgress } from "../models.js";
 interface PullCommandOptions {
   revision?: string;
   include?: string | string[];
+  lockTimeout?: string | number;
   json?: boolean;
 }
 
@@ -38,7 +39,13 @@ async function pullCommand(repo: string | undefined, options: PullCommandOptions
     options.include === undefined
       ? undefined
       : (Array.isArray(options.include) ? options.include : [options.include]).map(String);
+  const lockTimeout = options.lockTimeout === undefined ? undefined : Number(options.lockTimeout);
+  if (lockTimeout !== undefined && !(Number.isFinite(lockTimeout) && lockTimeout >= 0))
+    throw new UsageError(
+      `--lock-timeout must be a number of seconds ≥ 0; got ${JSON.stringify(options.lockTimeout)}`,
+    );
   const result = await pullWithProgress(repo, {
+    ...(lockTimeout !== undefined ? { lockTimeoutMs: lockTimeout * 1000 } : {}),
     ...(options.revision !== undefined ? { revision: String(options.revision) } : {}),
     ...(include ? { include } : {}),
   });
@@ -58,6 +65,10 @@ export function register(cli: CAC): void {
     .option(
       "--include <glob>",
       "Files to download, a glob (repeatable; default: config, tokenizer, generation config, *.safetensors, adapter files)",
+    )
+    .option(
+      "--lock-timeout <seconds>",
+      "While another process pulls the same model, wait this long for it (default 3600; 0: fail at once)",
     )
     .option("--json", "Print the result as JSON")
     .example("forge pull HuggingFaceTB/SmolLM2-135M-Instruct")

@@ -28,6 +28,7 @@ import { loadTokenizer } from "@forge/tokenizer";
 import type { CAC } from "cac";
 import pkg from "../../package.json" with { type: "json" };
 import { UsageError } from "../errors.js";
+import "../load-plan.js";
 import { ProgressBar } from "../progress.js";
 
 interface TrainCommandOptions {

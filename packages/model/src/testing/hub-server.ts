@@ -49,6 +49,11 @@ export interface HubServer {
   cutAfter(path: string, bytes: number, times?: number): void;
   /** Send `bytes` bytes of this file's body, then nothing more (the connection stays open), the next `times` times. */
   stallAfter(path: string, bytes: number, times?: number): void;
+  /**
+   * Send `bytes` bytes of this file's body, then hold the rest until the returned function is
+   * called (the next request only) — a download kept in flight while a test does something.
+   */
+  holdAfter(path: string, bytes: number): () => void;
   /** Answer Range requests for this file with the whole file (a server without Range support). */
   ignoreRange(path: string): void;
   /** Serve this file with one byte flipped (the listing keeps the true hash). */
@@ -95,6 +100,7 @@ export async function startHubServer(options: HubServerOptions): Promise<HubServ
   for (const repo of repos.values())
     for (const f of repo.files) if (f.lfs) byHash.set(sha256Of(f.bytes), f.bytes);
   const cuts = new Map<string, { bytes: number; times: number; stall?: boolean }>();
+  const holds = new Map<string, { bytes: number; released: Promise<void> }>();
   const corrupted = new Set<string>();
   const rangeless = new Set<string>();
   const failures = new Map<string, { status: number; times: number }>();
@@ -141,6 +147,14 @@ export async function startHubServer(options: HubServerOptions): Promise<HubServ
       "accept-ranges": "bytes",
       ...headers,
     });
+    const hold = holds.get(key);
+    if (hold) {
+      holds.delete(key);
+      const first = Math.min(hold.bytes, slice.length);
+      res.write(slice.subarray(0, first));
+      void hold.released.then(() => res.end(slice.subarray(first)));
+      return;
+    }
     const cut = cuts.get(key);
     if (cut && cut.times > 0) {
       cut.times--;
@@ -283,6 +297,14 @@ export async function startHubServer(options: HubServerOptions): Promise<HubServ
     requests,
     cutAfter: (p, bytes, times = 1) => void cuts.set(p, { bytes, times }),
     stallAfter: (p, bytes, times = 1) => void cuts.set(p, { bytes, times, stall: true }),
+    holdAfter: (p, bytes) => {
+      let release = () => {};
+      const released = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      holds.set(p, { bytes, released });
+      return release;
+    },
     corrupt: (p) => void corrupted.add(p),
     ignoreRange: (p) => void rangeless.add(p),
     failWith: (p, status, times = 1) => void failures.set(p, { status, times }),
