@@ -14,6 +14,7 @@ import {
   type LossKind,
   type MeasureSettings,
   parseLayers,
+  type RemoteTeacherSpec,
   type RolloutSettings,
   type StimSpec,
 } from "@forge/baking";
@@ -136,6 +137,37 @@ export interface BakeCommandOptions {
   out?: string;
   report?: boolean;
   json?: boolean;
+  teacherUrl?: string;
+  teacherModel?: string;
+  teacherConcurrency?: string;
+}
+
+/**
+ * `--teacher-url`, `--teacher-model`, `--teacher-concurrency`: a remote teacher, or none. The
+ * endpoint's key, when it needs one, is read from FORGE_TEACHER_API_KEY (never recorded).
+ */
+export function remoteTeacherFrom(
+  options: Pick<BakeCommandOptions, "teacherUrl" | "teacherModel" | "teacherConcurrency">,
+): RemoteTeacherSpec | undefined {
+  if (options.teacherUrl === undefined) {
+    for (const flag of ["teacherModel", "teacherConcurrency"] as const)
+      if (options[flag] !== undefined)
+        throw new UsageError(
+          `--${flag === "teacherModel" ? "teacher-model" : "teacher-concurrency"} goes with --teacher-url <base>`,
+        );
+    return undefined;
+  }
+  const url = String(options.teacherUrl);
+  if (!/^https?:\/\/[^\s]+$/.test(url))
+    throw new UsageError(
+      `--teacher-url must be an http:// or https:// base URL, such as http://127.0.0.1:8000; got ${JSON.stringify(url)}`,
+    );
+  const concurrency = positiveInt(options.teacherConcurrency, "teacher-concurrency");
+  return {
+    url,
+    ...(options.teacherModel !== undefined ? { model: String(options.teacherModel) } : {}),
+    ...(concurrency !== undefined ? { concurrency } : {}),
+  };
 }
 
 /** Settings from flags, over the library's defaults. */

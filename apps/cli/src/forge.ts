@@ -125,6 +125,16 @@ const GROUPS: Record<
     description: "Read run manifests: show (summary with sparklines), plot (loss curves as SVG)",
     load: () => import("./commands/manifest.js"),
   },
+  "export-bake": {
+    description:
+      "Export a bake for distributed training: student input, trajectory and teacher top-K log-probabilities (JSONL)",
+    load: async () => ({ register: (await import("./commands/scale-out.js")).registerExport }),
+  },
+  "import-adapter": {
+    description:
+      "Install a PEFT LoRA adapter trained elsewhere as a forge bake (checked against the base model)",
+    load: async () => ({ register: (await import("./commands/scale-out.js")).registerImport }),
+  },
   pull: {
     description:
       "Download a model from the Hugging Face hub (resumable, checked) so --model org/name works offline",

@@ -6,7 +6,10 @@
  * defaults are measured in the closing notes and pursue's own tests), bake-quietstar (needs a
  * thinking fine-tune of forge-tiny: quietstar.test.ts), `bake … --resume` (a template, shown
  * by safety.test.ts), serve and `eval run --model-url` (a server that runs until stopped:
- * serve.test.ts runs the pair), pull (needs the hub: pull.test.ts runs it against a local hub).
+ * serve.test.ts runs the pair), `bake --teacher-url` (needs that server running:
+ * remote-teacher.test.ts bakes against forge serve), export-bake and import-adapter (the second
+ * needs a PEFT adapter from a training job: scale-out.test.ts runs both on a bake of its own),
+ * pull (needs the hub: pull.test.ts runs it against a local hub).
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
@@ -110,6 +113,9 @@ describe("the README's tour, run as written", () => {
       "bake",
       "serve",
       "eval run",
+      "bake",
+      "export-bake",
+      "import-adapter",
       "pull",
     ]);
   });

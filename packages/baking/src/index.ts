@@ -53,6 +53,23 @@ export {
   type BakingErrorCode,
 } from "./errors.js";
 /**
+ * Scale-out: export a bake's trajectories and teacher top-K for a distillation job elsewhere
+ * (JSONL, docs/scale-out.md), and import the PEFT adapter it returns as a forge bake.
+ */
+export {
+  type BakeFiles,
+  DEFAULT_EXPORT_TOPK,
+  EXPORT_SCHEMA,
+  type ExportHeader,
+  type ExportOptions,
+  type ExportRecord,
+  exportRecords,
+  readBakeFiles,
+  streamExport,
+  tokenizerHash,
+  writeExport,
+} from "./export.js";
+/**
  * Half-baking: behaviour as a function of the adapter strength α; a bake applied at α (merged
  * or as a scaled adapter), on all its blocks or a subset.
  */
@@ -65,6 +82,13 @@ export {
   type StrengthPoint,
   strengthCurve,
 } from "./halfbake.js";
+export {
+  type ImportAdapterOptions,
+  type ImportedAdapter,
+  importAdapter,
+  type PeftAdapter,
+  readPeftAdapter,
+} from "./import-adapter.js";
 /** Monte-Carlo KL between a prompted teacher and a student, with standard errors. */
 export {
   DEFAULT_MEASURE,
@@ -164,6 +188,27 @@ export {
   type Trajectory,
   toJsonl,
 } from "./records.js";
+/**
+ * A remote teacher behind an OpenAI-compatible endpoint (forge serve, vLLM, llama.cpp, Ollama,
+ * TGI): stimuli, rollouts and top-K log-probabilities over HTTP, resumable.
+ */
+export {
+  checkRetokenization,
+  connectTeacher,
+  describeTeacher,
+  MAX_REMOTE_TOPK,
+  MAX_RETOKENIZED_SHARE,
+  type MappedReply,
+  mapReply,
+  measureRemoteKL,
+  type RemoteRolloutOptions,
+  type RemoteTeacher,
+  type RemoteTeacherSpec,
+  readPartialRollout,
+  remoteRollout,
+  remoteStimuli,
+  TokenMap,
+} from "./remote.js";
 /** The runner a bake repository (@forge/git-recipe) calls for stim, rollout and bake. */
 export {
   type BakeRecorder,

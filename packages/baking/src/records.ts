@@ -74,6 +74,11 @@ export interface Trajectory {
   finishReason: "stop" | "length";
   /** The teacher's top-K log-probabilities per response position (when cached). */
   topK?: { ids: number[][]; logprobs: number[][] };
+  /**
+   * A remote teacher's log-probability of each sampled token, as its endpoint reported it
+   * (none for a stop token the endpoint did not report; see remote.ts).
+   */
+  teacherLogprobs?: number[];
 }
 
 const ROLES = new Set(["system", "user", "assistant"]);

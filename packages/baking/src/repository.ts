@@ -13,6 +13,14 @@ import type { BakeSettings } from "./bake.js";
 import { BakingError } from "./errors.js";
 import { parseLayers } from "./halfbake.js";
 import { type BakePrompt, readStimuli, readTrajectories, toJsonl } from "./records.js";
+import {
+  connectTeacher,
+  finishPartialRollout,
+  MAX_REMOTE_TOPK,
+  type RemoteTeacherSpec,
+  remoteRollout,
+  remoteStimuli,
+} from "./remote.js";
 import { type RolloutSettings, resolveRollout, rollout } from "./rollout.js";
 import { type BakeEvent, type BakeRunResult, bakePrompt } from "./run.js";
 import { defaultStimuli, generateStimuli, STIM_TYPES, type StimSpec } from "./stim.js";
@@ -49,6 +57,8 @@ export interface RepositoryJob {
   stimFile: string;
   rolloutFile: string;
   allowOutside?: boolean;
+  /** BAKE.teacher: a remote teacher writes the `self` stimuli and the rollouts. */
+  teacher?: RemoteTeacherSpec;
 }
 
 /** A bake of a repository's input (git-recipe's BakeJob). */
@@ -71,6 +81,8 @@ export interface RepositoryRunnerOptions {
   beforeLoad?: () => Promise<void>;
   /** Makes a recorder for a bake (the CLI's writes the run manifest). */
   recorder?: (job: RepositoryBakeJob, settings: Partial<BakeSettings>) => Promise<BakeRecorder>;
+  /** The remote teacher's key (the CLI reads FORGE_TEACHER_API_KEY); never recorded. */
+  teacherApiKey?: string;
 }
 
 type Progress = (done: number, total?: number, detail?: string) => void;
@@ -127,6 +139,14 @@ export function repositoryRunner(options: RepositoryRunnerOptions = {}) {
     loaded = { dir, model: m.model, tokenizer: m.tokenizer };
     return loaded;
   };
+  const remoteOf = async (job: RepositoryJob, tokenizer: Tokenizer) =>
+    job.teacher
+      ? await connectTeacher(
+          job.teacher,
+          tokenizer,
+          options.teacherApiKey ? { apiKey: options.teacherApiKey } : {},
+        )
+      : undefined;
   const teacherOf = async (job: RepositoryJob) => {
     const { model, tokenizer } = await load(job.parentDir);
     return { model, tokenizer, prompt: job.prompt as BakePrompt };
@@ -150,11 +170,17 @@ export function repositoryRunner(options: RepositoryRunnerOptions = {}) {
           : g,
       ) as StimSpec[];
       const specs = given.length ? given : defaultStimuli(job.parentDir);
-      const stimuli = await generateStimuli(specs, {
-        seed: job.target.rollout.seed ?? 1,
-        teacher,
-        onProgress: (done, total) => progress(done, total),
-      });
+      const remote = await remoteOf(job, teacher.tokenizer);
+      const stimuli = remote
+        ? await remoteStimuli(specs, remote, teacher.prompt, {
+            seed: job.target.rollout.seed ?? 1,
+            onProgress: (done, total) => progress(done, total),
+          })
+        : await generateStimuli(specs, {
+            seed: job.target.rollout.seed ?? 1,
+            teacher,
+            onProgress: (done, total) => progress(done, total),
+          });
       await writeFileAtomic(job.stimFile, toJsonl(stimuli));
       return stimuli.length;
     },
@@ -162,6 +188,27 @@ export function repositoryRunner(options: RepositoryRunnerOptions = {}) {
     async rollout(job: RepositoryJob, progress: Progress): Promise<number> {
       const teacher = await teacherOf(job);
       const stimuli = await readStimuli(job.stimFile);
+      const remote = await remoteOf(job, teacher.tokenizer);
+      if (remote) {
+        const settings = resolveRollout(job.target.rollout);
+        const k = settings.cacheTopK || Math.min(MAX_REMOTE_TOPK, teacher.model.config.vocabSize);
+        if (k > MAX_REMOTE_TOPK)
+          throw new BakingError(
+            "E_INPUT",
+            `TARGET.rollout.cacheTopK ${k}: a remote teacher returns at most ${MAX_REMOTE_TOPK} log-probabilities per position`,
+          );
+        // appended as trajectories arrive: a rerun after a dropped connection asks for the rest
+        const partial = `${job.rolloutFile}.partial`;
+        const trajectories = await remoteRollout(
+          remote,
+          teacher.prompt,
+          stimuli,
+          { ...settings, cacheTopK: k },
+          { file: partial, k, onProgress: (d, t) => progress(d, t) },
+        );
+        await finishPartialRollout(partial, job.rolloutFile, trajectories);
+        return trajectories.length;
+      }
       const trajectories = rollout(teacher, stimuli, resolveRollout(job.target.rollout), (d, t) =>
         progress(d, t),
       );
@@ -176,6 +223,8 @@ export function repositoryRunner(options: RepositoryRunnerOptions = {}) {
         const stimuli = await readStimuli(job.stimFile);
         const trajectories = await readTrajectories(job.rolloutFile, model.config.vocabSize);
         const settings = repositoryBakeSettings(job.bake);
+        // a remote teacher's rollout carries its top-K: the default loss is over it
+        if (job.teacher && settings.loss === undefined) settings.loss = "topk";
         const recorder = await options.recorder?.(job, settings);
         const losses: number[] = [];
         try {
@@ -187,6 +236,10 @@ export function repositoryRunner(options: RepositoryRunnerOptions = {}) {
             rollout: job.target.rollout,
             bake: settings,
             measure: { n: 32 },
+            ...(job.teacher ? { remoteTeacher: job.teacher } : {}),
+            ...(job.teacher && options.teacherApiKey
+              ? { remoteApiKey: options.teacherApiKey }
+              : {}),
             out: path.join(job.outDir, "bake"),
             baseModel: job.parentDir,
             merged: true,

@@ -62,8 +62,21 @@ import {
   type Trajectory,
   toJsonl,
 } from "./records.js";
+import {
+  connectTeacher,
+  describeTeacher,
+  finishPartialRollout,
+  MAX_REMOTE_TOPK,
+  measureRemoteKL,
+  type RemoteTeacherSpec,
+  remoteRollout,
+  remoteStimuli,
+} from "./remote.js";
 import { checkPromptFits, type RolloutSettings, resolveRollout, rollout } from "./rollout.js";
 import { defaultStimuli, generateStimuli, type StimSpec } from "./stim.js";
+
+/** The remote rollout's file while it grows (resumable); rollout.jsonl once it is complete. */
+const PARTIAL_ROLLOUT = "rollout.partial.jsonl";
 
 export type BakePhase =
   | "stim"
@@ -111,6 +124,16 @@ export interface BakeRunOptions {
    */
   stimuli?: Stimulus[];
   trajectories?: Trajectory[];
+  /**
+   * A remote teacher: `self` stimuli, the rollout and the teacher's top-K come from this
+   * OpenAI-compatible endpoint (the prompt sent as the system message); the bake trains on the
+   * top-K + tail divergence (default loss "topk"). `model` stays the student.
+   */
+  remoteTeacher?: RemoteTeacherSpec;
+  /** Sent as the endpoint's bearer token; never recorded. */
+  remoteApiKey?: string;
+  /** Told about each retried request to the remote teacher. */
+  onRetry?: (info: { url: string; attempt: number; delayMs: number; reason: string }) => void;
 }
 
 export interface BakeRunResult {
@@ -140,8 +163,26 @@ export async function bakePrompt(
   tokenizer: Tokenizer,
   options: BakeRunOptions,
 ): Promise<BakeRunResult> {
+  const remote = options.remoteTeacher;
   const rolloutSettings = resolveRollout(options.rollout ?? {});
-  const bakeSettings = resolveBake(options.bake ?? {});
+  const bakeSettings = resolveBake({
+    ...(remote && options.bake?.loss === undefined ? { loss: "topk" as const } : {}),
+    ...options.bake,
+  });
+  if (remote) {
+    if (!usesTopK(bakeSettings.loss as LossKind))
+      throw new BakingError(
+        "E_INPUT",
+        `bake.loss ${JSON.stringify(bakeSettings.loss)} needs the teacher's full distributions; a remote teacher gives its top-K: use topk, topk-reverse-kl, topk-js or topk-jsd`,
+      );
+    const k = rolloutSettings.cacheTopK || Math.min(MAX_REMOTE_TOPK, model.config.vocabSize);
+    if (k > MAX_REMOTE_TOPK)
+      throw new BakingError(
+        "E_INPUT",
+        `rollout.cacheTopK ${k}: a remote teacher returns at most ${MAX_REMOTE_TOPK} log-probabilities per position (the OpenAI API's top_logprobs limit)`,
+      );
+    rolloutSettings.cacheTopK = k;
+  }
   if (usesTopK(bakeSettings.loss as LossKind) && rolloutSettings.cacheTopK === 0) {
     throw new BakingError(
       "E_INPUT",
@@ -179,7 +220,9 @@ export async function bakePrompt(
     if (ownClaim)
       await claim.release({
         keepWork:
-          InterruptedError.isInstance(error) || existsSync(path.join(claim.work, "rollout.jsonl")),
+          InterruptedError.isInstance(error) ||
+          existsSync(path.join(claim.work, "rollout.jsonl")) ||
+          existsSync(path.join(claim.work, PARTIAL_ROLLOUT)),
       });
     throw error;
   }
@@ -213,7 +256,13 @@ async function runBake(
   };
 
   const stim = options.stim ?? defaultStimuli(options.baseModel);
-  const inputs = { prompt: options.prompt, stim, rollout: rolloutSettings };
+  // the teacher's model name, not its address: a resumed bake may reach it elsewhere
+  const inputs = {
+    prompt: options.prompt,
+    stim,
+    rollout: rolloutSettings,
+    ...(options.remoteTeacher ? { teacherModel: options.remoteTeacher.model ?? null } : {}),
+  };
   const stateFile = path.join(work, "state.json");
   let reuse = false;
   if (claim.resumed && existsSync(stateFile)) {
@@ -229,6 +278,15 @@ async function runBake(
   await writeFileAtomic(stateFile, json({ inputs: settingsHash(inputs) }));
 
   const teacher = { model, tokenizer, prompt: options.prompt };
+  const remote = options.remoteTeacher
+    ? await connectTeacher(options.remoteTeacher, tokenizer, {
+        ...(options.remoteApiKey ? { apiKey: options.remoteApiKey } : {}),
+        ...(options.onRetry ? { onRetry: options.onRetry } : {}),
+      })
+    : undefined;
+  const partialRollout = path.join(work, PARTIAL_ROLLOUT);
+  // a resumed remote bake keeps its stimuli: the endpoint may not write the same ones again
+  const stimFile = path.join(work, "stim.jsonl");
   if ((options.stimuli === undefined) !== (options.trajectories === undefined))
     throw new BakingError("E_INPUT", "give both stimuli and trajectories, or neither");
   if (options.stimuli && options.trajectories) {
@@ -243,26 +301,46 @@ async function runBake(
     await writeFileAtomic(path.join(work, "rollout.jsonl"), toJsonl(options.trajectories));
     reuse = true;
   }
-  const stimuli = reuse
-    ? await readStimuli(path.join(work, "stim.jsonl"))
-    : await timed("stim", () =>
-        generateStimuli(stim, {
-          seed: rolloutSettings.seed,
-          teacher,
-          reserve: rolloutSettings.maxNewTokens,
-          temperature: rolloutSettings.temperature,
-          onProgress: (done, total) => emit({ type: "progress", phase: "stim", done, total }),
-        }),
-      );
-  if (!reuse) await writeFileAtomic(path.join(work, "stim.jsonl"), toJsonl(stimuli));
+  const reuseStimuli = reuse || (remote !== undefined && claim.resumed && existsSync(stimFile));
+  const stimuli = reuseStimuli
+    ? await readStimuli(stimFile)
+    : remote
+      ? await timed("stim", () =>
+          remoteStimuli(stim, remote, options.prompt, {
+            seed: rolloutSettings.seed,
+            onProgress: (done, total) => emit({ type: "progress", phase: "stim", done, total }),
+          }),
+        )
+      : await timed("stim", () =>
+          generateStimuli(stim, {
+            seed: rolloutSettings.seed,
+            teacher,
+            reserve: rolloutSettings.maxNewTokens,
+            temperature: rolloutSettings.temperature,
+            onProgress: (done, total) => emit({ type: "progress", phase: "stim", done, total }),
+          }),
+        );
+  if (!reuseStimuli) await writeFileAtomic(stimFile, toJsonl(stimuli));
   const trajectories = reuse
     ? await readTrajectories(path.join(work, "rollout.jsonl"), model.config.vocabSize)
-    : await timed("rollout", () =>
-        rollout(teacher, stimuli, rolloutSettings, (done, total) =>
-          emit({ type: "progress", phase: "rollout", done, total }),
-        ),
-      );
-  if (!reuse) await writeFileAtomic(path.join(work, "rollout.jsonl"), toJsonl(trajectories));
+    : remote
+      ? await timed("rollout", () =>
+          remoteRollout(remote, options.prompt, stimuli, rolloutSettings, {
+            file: partialRollout,
+            k: rolloutSettings.cacheTopK,
+            ...(options.signal ? { signal: options.signal } : {}),
+            onProgress: (done, total) => emit({ type: "progress", phase: "rollout", done, total }),
+          }),
+        )
+      : await timed("rollout", () =>
+          rollout(teacher, stimuli, rolloutSettings, (done, total) =>
+            emit({ type: "progress", phase: "rollout", done, total }),
+          ),
+        );
+  if (remote) stopIfAsked("during the rollout");
+  if (!reuse && remote)
+    await finishPartialRollout(partialRollout, path.join(work, "rollout.jsonl"), trajectories);
+  else if (!reuse) await writeFileAtomic(path.join(work, "rollout.jsonl"), toJsonl(trajectories));
   if (trajectories.length === 0)
     throw new BakingError("E_INPUT", "the teacher produced no trajectories");
 
@@ -280,24 +358,49 @@ async function runBake(
   );
   const measure = options.measure === false ? undefined : { ...options.measure };
   // One set of teacher samples serves both measurements (a paired comparison).
-  const samples = measure
-    ? sampleTrajectories({ model, prefix: options.prompt.teacher }, tokenizer, stimuli, {
-        ...DEFAULT_MEASURE,
-        ...measure,
-      })
-    : undefined;
-  const before = measure
-    ? await timed("measure-before", () =>
-        measureKL(
-          { model, prefix: options.prompt.teacher },
-          { model, prefix: options.prompt.student },
-          tokenizer,
-          stimuli,
-          measure,
-          samples,
-        ),
-      )
-    : undefined;
+  const settingsOfMeasure = { ...DEFAULT_MEASURE, ...measure };
+  // with a remote teacher: fresh samples from the endpoint (their own seed), KL over top-K
+  const remoteSamples =
+    measure && remote
+      ? await timed("measure-before", async () => {
+          const perStimulus = Math.ceil(settingsOfMeasure.n / stimuli.length);
+          const sampled = await remoteRollout(
+            remote,
+            options.prompt,
+            stimuli,
+            {
+              ...rolloutSettings,
+              samples: perStimulus,
+              temperature: 1,
+              maxNewTokens: settingsOfMeasure.maxNewTokens,
+              seed: settingsOfMeasure.seed,
+            },
+            { file: path.join(work, "measure.partial.jsonl"), k: rolloutSettings.cacheTopK },
+          );
+          return sampled.slice(0, settingsOfMeasure.n);
+        })
+      : undefined;
+  const samples =
+    measure && !remote
+      ? sampleTrajectories({ model, prefix: options.prompt.teacher }, tokenizer, stimuli, {
+          ...DEFAULT_MEASURE,
+          ...measure,
+        })
+      : undefined;
+  const before = remoteSamples
+    ? measureRemoteKL({ model, prefix: options.prompt.student }, tokenizer, stimuli, remoteSamples)
+    : measure
+      ? await timed("measure-before", () =>
+          measureKL(
+            { model, prefix: options.prompt.teacher },
+            { model, prefix: options.prompt.student },
+            tokenizer,
+            stimuli,
+            measure,
+            samples,
+          ),
+        )
+      : undefined;
 
   const { train, validation } = splitExamples(
     examples,
@@ -328,11 +431,20 @@ async function runBake(
       `the bake stopped at step ${training.result.step}; its checkpoint, stimuli and trajectories are in ${work}: resume with the same settings`,
     );
 
-  const after = measure
+  const after = remoteSamples
     ? await timed("measure-after", () =>
-        measureAgainstBaked(model, tokenizer, options.prompt, stimuli, measure, samples!),
+        measureRemoteKL(
+          { model, prefix: options.prompt.student },
+          tokenizer,
+          stimuli,
+          remoteSamples,
+        ),
       )
-    : undefined;
+    : measure
+      ? await timed("measure-after", () =>
+          measureAgainstBaked(model, tokenizer, options.prompt, stimuli, measure, samples!),
+        )
+      : undefined;
 
   const record: Record<string, unknown> = {
     kind: "bake",
@@ -340,6 +452,16 @@ async function runBake(
     prompt: { hash: promptHash(options.prompt), ...options.prompt },
     stim,
     rollout: rolloutSettings,
+    ...(remote
+      ? {
+          teacher: {
+            ...describeTeacher(remote),
+            // the endpoint gives no distribution at a stop: the sampled stop token is the target
+            stopTarget: "sampled",
+            measure: "top-K + tail KL on fresh endpoint samples",
+          },
+        }
+      : {}),
     bake: bakeSettings,
     counts: {
       stimuli: stimuli.length,
@@ -379,6 +501,7 @@ async function runBake(
     // the trainer's checkpoints and the resume state are this bake's own
     await rm(path.join(work, "checkpoints"), { recursive: true, force: true });
     await rm(stateFile, { force: true });
+    await rm(path.join(work, "measure.partial.jsonl"), { force: true });
   });
   return {
     out: claim.target,

@@ -27,6 +27,7 @@ export {
   type ParseInputOptions,
   parseInput,
   type RolloutSpec,
+  type TeacherSpec,
 } from "./input.js";
 /** The files of a bake repository: their names, and the recipe and state that `readRecipe` and `readState` return. */
 export {

@@ -58,6 +58,23 @@ export interface BakeSpec {
   progressive?: { from: number; fraction?: number };
   validationFraction?: number;
   seed?: number;
+  /**
+   * A remote teacher: an OpenAI-compatible endpoint (forge serve, vLLM, llama.cpp, Ollama, TGI)
+   * that writes `self` stimuli and the rollouts with its top-K log-probabilities; the bake then
+   * trains on the top-K + tail KL (default loss topk). The endpoint's key, if it needs one, is
+   * read from FORGE_TEACHER_API_KEY, never from this file.
+   */
+  teacher?: TeacherSpec;
+}
+
+/** BAKE.teacher: where the remote teacher is. */
+export interface TeacherSpec {
+  /** The endpoint's base URL, e.g. http://127.0.0.1:8000. */
+  url: string;
+  /** The served model's name (default: the first the endpoint lists). */
+  model?: string;
+  /** Requests in flight at once (default 8). */
+  concurrency?: number;
 }
 
 /**
@@ -136,6 +153,9 @@ TARGET:
 #   lossTemperature: T of distillation;
 #   layers: adapters on these blocks only ([0, 1] or "0-1"); progressive: {from: 0.2,
 #   fraction: 0.5} ramps the adapter's strength from 0.2 to 1 over the first half of training
+#   teacher: {url, model, concurrency}: a remote teacher (an OpenAI-compatible endpoint: forge
+#            serve, vLLM, llama.cpp, Ollama, TGI) writes self stimuli and rollouts with its top-K
+#            log-probabilities; the key, if any, comes from FORGE_TEACHER_API_KEY
 BAKE:
   name: pirate
 `;
@@ -162,7 +182,7 @@ export function checkName(name: string, what: string): string {
 }
 const BAKE_KEYS: Record<
   keyof BakeSpec,
-  "int" | "number" | "string" | "loss" | "layers" | "progressive"
+  "int" | "number" | "string" | "loss" | "layers" | "progressive" | "teacher"
 > = {
   name: "string",
   epochs: "int",
@@ -178,6 +198,7 @@ const BAKE_KEYS: Record<
   progressive: "progressive",
   validationFraction: "number",
   seed: "int",
+  teacher: "teacher",
 };
 const ROLLOUT_KEYS: Record<keyof RolloutSpec, "int" | "number"> = {
   samples: "int",
@@ -399,6 +420,45 @@ export function parseInput(
       );
     else numbers(bake, "BAKE", BAKE_KEYS);
     if (bake.name !== undefined) checkName(bake.name, "BAKE.name");
+    if (bake.teacher !== undefined) {
+      const t = bake.teacher as Record<string, unknown> | null;
+      if (typeof t !== "object" || t === null || Array.isArray(t))
+        add(
+          "BAKE.teacher",
+          "BAKE.teacher must be a mapping: {url, model, concurrency}",
+          nodeAt("BAKE", "teacher"),
+        );
+      else {
+        checkKeys(t, "BAKE.teacher", ["url", "model", "concurrency"]);
+        if (typeof t.url !== "string" || !/^https?:\/\/\S+$/.test(t.url))
+          add(
+            "BAKE.teacher.url",
+            `BAKE.teacher.url must be an http:// or https:// base URL, such as http://127.0.0.1:8000; got ${JSON.stringify(t.url)}`,
+            nodeAt("BAKE", "teacher", "url") ?? nodeAt("BAKE", "teacher"),
+          );
+        else if (/^https?:\/\/[^/]*@/.test(t.url))
+          add(
+            "BAKE.teacher.url",
+            "BAKE.teacher.url must not carry credentials (input.yml is committed): put the key in FORGE_TEACHER_API_KEY",
+            nodeAt("BAKE", "teacher", "url"),
+          );
+        if (t.model !== undefined && (typeof t.model !== "string" || t.model === ""))
+          add(
+            "BAKE.teacher.model",
+            "BAKE.teacher.model must be a non-empty string",
+            nodeAt("BAKE", "teacher", "model"),
+          );
+        if (
+          t.concurrency !== undefined &&
+          !(Number.isInteger(t.concurrency) && (t.concurrency as number) >= 1)
+        )
+          add(
+            "BAKE.teacher.concurrency",
+            `BAKE.teacher.concurrency must be a positive integer; got ${JSON.stringify(t.concurrency)}`,
+            nodeAt("BAKE", "teacher", "concurrency"),
+          );
+      }
+    }
     if (bake.epochs !== undefined && bake.steps !== undefined)
       add("BAKE", "give BAKE.epochs or BAKE.steps, not both", nodeAt("BAKE"));
     spec.bake = bake as BakeSpec;
@@ -429,7 +489,9 @@ export function parseInput(
                 ? isLayerList(v)
                 : kind === "progressive"
                   ? isProgressive(v)
-                  : typeof v === "string";
+                  : kind === "teacher"
+                    ? true // checked on its own
+                    : typeof v === "string";
       if (!ok) {
         const expected =
           kind === "int"

@@ -404,6 +404,7 @@ export class BakeRepo {
       stimFile: path.join(workDir, "stim.jsonl"),
       rolloutFile: path.join(workDir, "rollout.jsonl"),
       ...(allowOutside ? { allowOutside: true } : {}),
+      ...(spec.bake?.teacher ? { teacher: spec.bake.teacher } : {}),
     };
   }
 

@@ -5,7 +5,7 @@
  * answers with counts or, for a bake, a model directory and its losses. This package never
  * loads a model: the CLI passes a runner built on @forge/baking.
  */
-import type { BakeSpec, InputSpec } from "./input.js";
+import type { BakeSpec, InputSpec, TeacherSpec } from "./input.js";
 
 /** The phases of a bake, in the order they run. */
 export type Operation = "stim" | "rollout" | "bake";
@@ -43,6 +43,8 @@ export interface PhaseJob {
    * `resolveInside(root, …, { allowOutside })` again when it opens them.
    */
   allowOutside?: boolean;
+  /** BAKE.teacher: a remote teacher writes the stimuli (`self`) and the rollouts. */
+  teacher?: TeacherSpec;
 }
 
 export interface BakeJob extends PhaseJob {

@@ -58,10 +58,16 @@ export class OrderedWriter {
   }
 }
 
-/** The key of an input's stimuli and rollouts: prompt, target and parent together. */
+/**
+ * The key of an input's stimuli and rollouts: prompt, target and parent together (and a
+ * remote teacher's address and model, BAKE.teacher, which writes them).
+ */
 export function workKey(spec: InputSpec, parent: string | null): string {
+  const teacher = spec.bake?.teacher
+    ? { teacher: { url: spec.bake.teacher.url, model: spec.bake.teacher.model ?? null } }
+    : {};
   return createHash("sha256")
-    .update(stableJson({ prompt: spec.prompt, target: spec.target, parent }))
+    .update(stableJson({ prompt: spec.prompt, target: spec.target, parent, ...teacher }))
     .digest("hex")
     .slice(0, 16);
 }

@@ -16,6 +16,7 @@ import {
   type DriftResult,
   type KLMeasurement,
   measureDrift,
+  type RemoteTeacherSpec,
   type StimSpec,
   type StrengthPoint,
   strengthCurve,
@@ -69,6 +70,11 @@ export interface DemoOptions {
   reportDir: string;
   /** The time bar, in seconds (default 180). */
   maxSeconds?: number;
+  /**
+   * A remote teacher (an OpenAI-compatible endpoint serving this model, e.g. `forge serve`):
+   * the rollout and the teacher's top-K come from it, and the bake trains on the top-K + tail KL.
+   */
+  remoteTeacher?: RemoteTeacherSpec;
   onEvent?: (event: DemoEvent) => void;
 }
 
@@ -286,12 +292,16 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   const bake = await time("bake (stim, rollout, teacher, KL, train, save)", () =>
     bakePrompt(model, tokenizer, {
       prompt: systemPrompt(systemText),
-      stim: demoStimuli(seed),
+      // a remote teacher writes no multi-turn conversations (it would be asked mid-conversation)
+      stim: options.remoteTeacher
+        ? demoStimuli(seed).filter((spec) => spec.type !== "multiturn")
+        : demoStimuli(seed),
       rollout: { seed },
       bake: { seed },
       measure: { seed: seed + 100 },
       out: bakeDir,
       baseModel: path.resolve(options.modelDir),
+      ...(options.remoteTeacher ? { remoteTeacher: options.remoteTeacher } : {}),
       onEvent: (event) => emit({ type: "bake", event }),
     }),
   );

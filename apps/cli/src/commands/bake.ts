@@ -32,6 +32,7 @@ import {
   klText,
   PHASE_LABEL,
   parseStimOption,
+  remoteTeacherFrom,
   resumeCommandLine,
 } from "../bake-run.js";
 import { UsageError } from "../errors.js";
@@ -54,6 +55,9 @@ async function bakeCommand(options: BakeCommandOptions): Promise<number> {
   const prompt = systemPrompt(String(text ?? ""));
   const givenStim = parseStimOption(options.stim);
   const settings = bakeSettingsFrom(options);
+  const remoteTeacher = remoteTeacherFrom(options);
+  // a remote teacher gives its top-K: the bake's default loss is the top-K + tail KL
+  if (remoteTeacher && options.loss === undefined) settings.bake.loss = "topk";
   const modelDir = await resolveModelLocation(options.model);
   const stim = givenStim ?? defaultStimuli(path.resolve(modelDir));
   const claim = await claimOutput(options.out, {
@@ -85,6 +89,9 @@ async function bakeCommand(options: BakeCommandOptions): Promise<number> {
         prompt: prompt.teacher[0]!.content,
         stim,
         ...settings,
+        ...(remoteTeacher
+          ? { teacher: { url: remoteTeacher.url, model: remoteTeacher.model ?? null } }
+          : {}),
       },
     });
     const sink = bakeEventSink(manifest, options.json);
@@ -100,6 +107,26 @@ async function bakeCommand(options: BakeCommandOptions): Promise<number> {
         output: claim,
         baseModel: path.resolve(modelDir),
         ...(options.merged ? { merged: true } : {}),
+        ...(remoteTeacher ? { remoteTeacher } : {}),
+        ...(remoteTeacher && process.env.FORGE_TEACHER_API_KEY
+          ? { remoteApiKey: process.env.FORGE_TEACHER_API_KEY }
+          : {}),
+        ...(remoteTeacher && !options.json
+          ? {
+              onRetry: ({
+                attempt,
+                delayMs,
+                reason,
+              }: {
+                attempt: number;
+                delayMs: number;
+                reason: string;
+              }) =>
+                process.stderr.write(
+                  `forge: teacher request failed (${reason}); retry ${attempt} in ${Math.round(delayMs)} ms\n`,
+                ),
+            }
+          : {}),
         signal: interrupt.signal,
         onEvent: sink,
       });
@@ -170,7 +197,8 @@ async function bakeCommand(options: BakeCommandOptions): Promise<number> {
         manifest,
         claim,
         resumeCommandLine(),
-        existsSync(path.join(claim.work, "rollout.jsonl")),
+        existsSync(path.join(claim.work, "rollout.jsonl")) ||
+          existsSync(path.join(claim.work, "rollout.partial.jsonl")),
       );
     else await claim.release();
     throw error;
@@ -200,6 +228,12 @@ export function register(cli: CAC): void {
       `Longest teacher reply (default ${DEFAULT_ROLLOUT.maxNewTokens})`,
     )
     .option("--cache-topk <K>", "Cache the teacher's top-K log-probabilities with each trajectory")
+    .option(
+      "--teacher-url <base>",
+      "A remote teacher: an OpenAI-compatible endpoint (forge serve, vLLM, llama.cpp, Ollama, TGI) for self stimuli, rollouts and top-K log-probabilities; key from FORGE_TEACHER_API_KEY",
+    )
+    .option("--teacher-model <name>", "The served model's name (default: the first it lists)")
+    .option("--teacher-concurrency <n>", "Requests to the teacher in flight at once (default 8)")
     .option("--epochs <n>", `Passes over the trajectories (default ${DEFAULT_BAKE.epochs})`)
     .option("--steps <n>", "Train for exactly this many steps instead")
     .option("--batch-size <n>", `Trajectories per step (default ${DEFAULT_BAKE.batchSize})`)

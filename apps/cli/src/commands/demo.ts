@@ -11,7 +11,7 @@ import { FORGE_TINY_TASKS, PERSONA_NAMES, type PersonaName, runDemo } from "@for
 import type { CAC } from "cac";
 import pc from "picocolors";
 import pkg from "../../package.json" with { type: "json" };
-import { bakeEventSink, finishBakeManifest } from "../bake-run.js";
+import { bakeEventSink, finishBakeManifest, remoteTeacherFrom } from "../bake-run.js";
 import { UsageError } from "../errors.js";
 import { loadBase, resolveModelLocation } from "../models.js";
 import { numberOption } from "../options.js";
@@ -26,6 +26,9 @@ interface DemoOptions {
   seed?: string;
   maxSeconds?: string;
   json?: boolean;
+  teacherUrl?: string;
+  teacherModel?: string;
+  teacherConcurrency?: string;
 }
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
@@ -40,6 +43,7 @@ async function demoCommand(options: DemoOptions): Promise<number> {
   const maxSeconds =
     numberOption(options.maxSeconds, "max-seconds", (n) => n > 0, "a positive number of seconds") ??
     180;
+  const remoteTeacher = remoteTeacherFrom(options);
   const modelDir = await resolveModelLocation(options.model);
   const tasksDir =
     options.tasks ?? (options.model ? path.join(modelDir, "tasks") : FORGE_TINY_TASKS);
@@ -66,7 +70,15 @@ async function demoCommand(options: DemoOptions): Promise<number> {
       kind: "demo",
       forgeVersion: pkg.version,
       backend: backend.name,
-      parameters: { model: modelDir, persona, seed, maxSeconds },
+      parameters: {
+        model: modelDir,
+        persona,
+        seed,
+        maxSeconds,
+        ...(remoteTeacher
+          ? { teacher: { url: remoteTeacher.url, model: remoteTeacher.model ?? null } }
+          : {}),
+      },
     });
     const bakeSink = bakeEventSink(manifest, options.json);
     const phases: Promise<void>[] = [];
@@ -81,6 +93,7 @@ async function demoCommand(options: DemoOptions): Promise<number> {
       maxSeconds,
       work: claim.work,
       reportDir,
+      ...(remoteTeacher ? { remoteTeacher } : {}),
       onEvent: (event) => {
         if (event.type === "bake") bakeSink(event.event);
         else if (event.type === "progress") {
@@ -155,6 +168,12 @@ export function register(cli: CAC): void {
     .option("--force", "Replace a previous demo report in --report")
     .option("--seed <n>", "Seed (default 1)")
     .option("--max-seconds <s>", "The time bar: the demo must finish within it (default 180)")
+    .option(
+      "--teacher-url <base>",
+      "A remote teacher: an OpenAI-compatible endpoint serving the model (e.g. forge serve forge-tiny) for the rollout and top-K",
+    )
+    .option("--teacher-model <name>", "The served model's name (default: the first it lists)")
+    .option("--teacher-concurrency <n>", "Requests to the teacher in flight at once (default 8)")
     .option("--json", "Print the report as JSON")
     .example("forge demo")
     .action((options: DemoOptions) => demoCommand(options));

@@ -55,6 +55,9 @@ const selfCommand = () => [process.execPath, FORGE_JS];
  */
 export function bakingRunner(options: { quiet?: boolean } = {}): Runner {
   return repositoryRunner({
+    ...(process.env.FORGE_TEACHER_API_KEY
+      ? { teacherApiKey: process.env.FORGE_TEACHER_API_KEY }
+      : {}),
     beforeLoad: async () => {
       const backend = await initBackend();
       if (!options.quiet) process.stderr.write(`${describeBackend(backend)}\n`);
@@ -70,6 +73,9 @@ export function bakingRunner(options: { quiet?: boolean } = {}): Runner {
           bake: job.name,
           parent: bakeJob.parentModel,
           ...settings,
+          ...(job.teacher
+            ? { teacher: { url: job.teacher.url, model: job.teacher.model ?? null } }
+            : {}),
         },
         repository: bakeJob.git,
       });
