@@ -52,7 +52,7 @@ describe("forge-tiny quality", () => {
     expect(questions.some((q) => q.includes("*"))).toBe(true); // counting is represented
   });
   it("stimuli.jsonl is what scripts/make-stimuli.ts writes: training questions, none scored", async () => {
-    const { readFileSync } = await import("node:fs");
+    const { readdirSync, readFileSync } = await import("node:fs");
     const path = await import("node:path");
     const text = readFileSync(path.join(TINY, "stimuli.jsonl"), "utf8");
     expect(text).toBe(stimuliJsonl());
@@ -69,7 +69,17 @@ describe("forge-tiny quality", () => {
     expect(prompted).toHaveLength(STIMULI_FILE_QUESTIONS.withSystem);
     expect(prompted.every((m) => m.length === 2 && m[0]!.role === "system")).toBe(true);
     expect(new Set(prompted.map((m) => m[0]!.content)).size).toBeGreaterThan(10);
-    const scored = new Set(heldOutItems().map((i) => i.question));
+    // the task files' questions (tasks/data/*.jsonl): none may be a stimulus
+    const dataDir = path.join(TINY, "tasks", "data");
+    const scored = new Set(
+      readdirSync(dataDir).flatMap((f) =>
+        readFileSync(path.join(dataDir, f), "utf8")
+          .trim()
+          .split("\n")
+          .map((l) => (JSON.parse(l) as { question: string }).question),
+      ),
+    );
+    expect(scored.size).toBeGreaterThan(100);
     const questions = [...plain, ...prompted.map((m) => m[1]!.content)];
     expect(questions.filter((q) => scored.has(q))).toEqual([]);
   });
