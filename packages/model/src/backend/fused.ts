@@ -14,7 +14,7 @@
  * tfjs' autodiff of the plain composition.
  */
 import * as tf from "@tensorflow/tfjs";
-import { withStockMatMul } from "./wasm-kernels.js";
+import { FORGE_LAYER_NORM, withStockMatMul } from "./wasm-kernels.js";
 
 const GELU_C = Math.sqrt(2 / Math.PI);
 const GELU_K = 0.044715;
@@ -38,6 +38,12 @@ export function recording(): boolean {
 }
 
 let handWritten = true;
+let fusedInference = true;
+
+/** Use forge's fused inference kernels (wasm) where they exist; false: tfjs compositions (tests). */
+export function setFusedInference(enabled: boolean): void {
+  fusedInference = enabled;
+}
 /** Use tfjs' autodiff of the plain compositions instead (tests compare the two). */
 export function setHandWrittenGradients(enabled: boolean): void {
   handWritten = enabled;
@@ -164,6 +170,10 @@ export function layerNorm(
   epsilon: number,
 ): tf.Tensor2D {
   if (!recording()) {
+    if (fusedInference && tf.getBackend() === "wasm" && tf.getKernel(FORGE_LAYER_NORM, "wasm")) {
+      const inputs: tf.NamedTensorMap = beta ? { x, gamma, beta } : { x, gamma };
+      return tf.engine().runKernel(FORGE_LAYER_NORM, inputs, { epsilon }) as tf.Tensor2D;
+    }
     const scaled = tf.mul(normalise(x, epsilon).xhat, gamma);
     return (beta ? tf.add(scaled, beta) : scaled) as tf.Tensor2D;
   }
