@@ -173,6 +173,18 @@ describe("fused inference kernels (wasm)", () => {
     tf.dispose([x, gamma, beta]);
   });
 
+  it("GELU in one kernel equals the composition (small tensors; large ones keep the composition)", () => {
+    const x = tf.randomNormal([32, 512], 0, 3, "float32", 6);
+    setFusedInference(true);
+    const before = tf.memory().numTensors;
+    const fused = gelu(x);
+    expect(tf.memory().numTensors).toBe(before + 1);
+    setFusedInference(false);
+    const plain = tf.tidy(() => gelu(x));
+    expect(maxRelative(fused, plain)).toBeLessThan(1e-5);
+    tf.dispose([fused, plain, x]);
+  });
+
   it("a GPT's logits and greedy tokens are the same with the fused kernels as without", () => {
     const model = GPT.create(
       { vocabSize: 80, blockSize: 32, nLayer: 2, nHead: 2, nEmbd: 48 },

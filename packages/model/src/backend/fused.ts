@@ -14,7 +14,12 @@
  * tfjs' autodiff of the plain composition.
  */
 import * as tf from "@tensorflow/tfjs";
-import { FORGE_LAYER_NORM, withStockMatMul } from "./wasm-kernels.js";
+import {
+  FORGE_GELU,
+  FORGE_LAYER_NORM,
+  FUSED_GELU_MAX_ELEMENTS,
+  withStockMatMul,
+} from "./wasm-kernels.js";
 
 const GELU_C = Math.sqrt(2 / Math.PI);
 const GELU_K = 0.044715;
@@ -82,7 +87,17 @@ function geluForward(x: tf.Tensor): tf.Tensor {
 
 /** tanh-GELU. */
 export function gelu(x: tf.Tensor): tf.Tensor {
-  if (!recording()) return geluForward(x);
+  if (!recording()) {
+    if (
+      fusedInference &&
+      x.size <= FUSED_GELU_MAX_ELEMENTS &&
+      tf.getBackend() === "wasm" &&
+      tf.getKernel(FORGE_GELU, "wasm")
+    ) {
+      return tf.engine().runKernel(FORGE_GELU, { x }, {}) as tf.Tensor;
+    }
+    return geluForward(x);
+  }
   return handWritten ? geluCustom(x) : geluPlain(x);
 }
 

@@ -60,6 +60,10 @@ const BATCH_MATMUL = "BatchMatMul";
 const TRANSPOSE = "Transpose";
 const UNSORTED_SEGMENT_SUM = "UnsortedSegmentSum";
 const GATHER = "GatherV2";
+/** forge's fused inference tanh-GELU (one kernel instead of seven; see `fusedGelu`). */
+export const FORGE_GELU = "ForgeGelu";
+/** Elements up to which the fused GELU beats XNNPACK's vectorised composition (dispatch-bound). */
+export const FUSED_GELU_MAX_ELEMENTS = 65_536;
 /** forge's fused inference LayerNorm (one kernel instead of nine; see `fusedLayerNorm`). */
 export const FORGE_LAYER_NORM = "ForgeLayerNorm";
 
@@ -427,6 +431,32 @@ function fusedLayerNorm(args: {
 }
 
 /**
+ * tanh-GELU, x·σ(2c·(x + k·x³)), for inference on small tensors (decoding): one kernel where
+ * the composition dispatches seven. Scalar JavaScript, so only below FUSED_GELU_MAX_ELEMENTS
+ * (larger tensors go to the vectorised composition; fused.ts decides).
+ */
+function fusedGelu(args: { inputs: { x: TensorInfo }; backend: WasmBackend }): TensorInfo {
+  const { inputs, backend } = args;
+  const { x } = inputs;
+  if (x.dtype !== "float32") {
+    throw new ModelError(
+      "E_KERNEL_INPUT",
+      `${FORGE_GELU}: x has dtype ${x.dtype}; float32 is accepted`,
+    );
+  }
+  const out = backend.makeOutput(x.shape, "float32");
+  const source = backend.typedArrayFromHeap(x);
+  const target = backend.typedArrayFromHeap(out);
+  const a = 2 * Math.sqrt(2 / Math.PI);
+  const b = a * 0.044715;
+  for (let i = 0; i < source.length; i++) {
+    const v = source[i]!;
+    target[i] = v / (1 + Math.exp(-v * (a + b * v * v)));
+  }
+  return out;
+}
+
+/**
  * Register forge's wasm kernels. Must run after `@tensorflow/tfjs-backend-wasm` is imported
  * and before the wasm backend is initialised (kernel set-up runs at initialisation).
  * Idempotent.
@@ -490,6 +520,13 @@ export function installWasmKernels(): void {
       backendName: BACKEND,
       setupFunc: (backend) => stockGather.setupFunc?.(backend),
       kernelFunc: fastGather as unknown as KernelFunc,
+    });
+  }
+  if (!getKernel(FORGE_GELU, BACKEND)) {
+    registerKernel({
+      kernelName: FORGE_GELU,
+      backendName: BACKEND,
+      kernelFunc: fusedGelu as unknown as KernelFunc,
     });
   }
   if (!getKernel(FORGE_LAYER_NORM, BACKEND)) {
