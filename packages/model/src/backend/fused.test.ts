@@ -5,11 +5,13 @@ import { GPT } from "../gpt.js";
 import { attachLora } from "../lora.js";
 import {
   crossEntropyRows,
+  fromHeads,
   gelu,
   layerNorm,
   linear,
   setFusedInference,
   setHandWrittenGradients,
+  toHeads,
 } from "./fused.js";
 import { initBackend } from "./select.js";
 
@@ -155,6 +157,18 @@ describe("fused inference kernels (wasm)", () => {
     for (let i = 0; i < x.length; i++) max = Math.max(max, Math.abs(x[i]! - y[i]!) / scale);
     return max;
   }
+
+  it("one position's heads are a reshape: exactly the transposes' result, both ways", () => {
+    const x = tf.randomNormal([3, 24], 0, 1, "float32", 8) as tf.Tensor2D; // B 3, T 1, C 24
+    const heads = toHeads(x, 1, 4);
+    const viaTranspose = x.reshape([3, 1, 4, 6]).transpose([0, 2, 1, 3]);
+    expect(heads.shape).toEqual([3, 4, 1, 6]);
+    expect(Array.from(heads.dataSync())).toEqual(Array.from(viaTranspose.dataSync()));
+    const back = fromHeads(heads);
+    expect(back.shape).toEqual([3, 24]);
+    expect(Array.from(back.dataSync())).toEqual(Array.from(x.dataSync()));
+    tf.dispose([x, heads, viaTranspose, back]);
+  });
 
   it("LayerNorm in one kernel equals the tfjs composition, with and without bias", () => {
     const x = tf.randomNormal([37, 96], 0.3, 2, "float32", 3) as tf.Tensor2D;

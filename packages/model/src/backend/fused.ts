@@ -263,6 +263,8 @@ export function crossEntropyRows(logits: tf.Tensor2D, targets: tf.Tensor1D): tf.
 /** x [B·T, H·hs] → [B, H, T, hs]. */
 export function toHeads(x: tf.Tensor2D, time: number, heads: number): tf.Tensor4D {
   const [rows, width] = x.shape;
+  // one position (decoding): [B, 1, H, hs] and [B, H, 1, hs] share one memory order
+  if (time === 1) return x.reshape([rows, heads, 1, width / heads]) as tf.Tensor4D;
   return x
     .reshape([rows / time, time, heads, width / heads])
     .transpose([0, 2, 1, 3]) as tf.Tensor4D;
@@ -271,6 +273,7 @@ export function toHeads(x: tf.Tensor2D, time: number, heads: number): tf.Tensor4
 /** y [B, H, T, hs] → [B·T, H·hs]. */
 export function fromHeads(y: tf.Tensor4D): tf.Tensor2D {
   const [batch, heads, time, headSize] = y.shape;
+  if (time === 1) return y.reshape([batch, heads * headSize]) as tf.Tensor2D;
   return y.transpose([0, 2, 1, 3]).reshape([batch * time, heads * headSize]) as tf.Tensor2D;
 }
 
