@@ -64,8 +64,30 @@ describe("forge doctor", () => {
   it("text output names the backend and the reason for each skipped one", async () => {
     const run = await forge(["doctor", "--seconds", "0.1"], { FORGE_BACKEND: "wasm" });
     expect(run.code).toBe(0);
-    expect(run.stdout).toMatch(/^backend {2}wasm \(forced, 1 thread, tfjs [\d.]+\)$/m);
+    expect(run.stdout).toMatch(/^backend {2}wasm \(forced, 1 thread, simd build, tfjs [\d.]+\)$/m);
+    expect(run.stdout).toContain(
+      "threaded-simd build not used: FORGE_WASM_THREADS is 1 (the default); FORGE_WASM_THREADS=n runs it on n threads",
+    );
     expect(run.stdout).toMatch(/^matmul {3}[\d.]+ GFLOP\/s/m);
+  });
+
+  it("FORGE_WASM_THREADS=2 runs the threaded SIMD build on 2 threads, and says so", async () => {
+    const run = await forge(["doctor", "--seconds", "0.1"], {
+      FORGE_BACKEND: "wasm",
+      FORGE_WASM_THREADS: "2",
+    });
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(
+      /^backend {2}wasm \(forced, 2 threads, threaded-simd build, tfjs [\d.]+\)$/m,
+    );
+  });
+
+  it("a FORGE_WASM_THREADS that is not a thread count exits 2", async () => {
+    const run = await forge(["doctor"], { FORGE_BACKEND: "wasm", FORGE_WASM_THREADS: "many" });
+    expect(run.code).toBe(2);
+    expect(run.stderr).toBe(
+      'forge: FORGE_WASM_THREADS="many" is not a thread count; accepted: an integer from 1 to 8\n',
+    );
   });
 
   it("an unknown FORGE_BACKEND exits 2 naming the accepted values", async () => {

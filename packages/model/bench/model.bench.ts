@@ -5,7 +5,10 @@
  *
  *   pnpm --filter @forge/model bench
  *
- * Set FORGE_BENCH_QUICK=1 for the first config only.
+ * Set FORGE_BENCH_QUICK=1 for the first config only. Per config it prints forge against PyTorch
+ * at its best thread count (1, 2, …, the cores; best of a run before and one after forge's) for
+ * training and for KV-cache generation at batch 1 and 32, with the ratio. The backend line says
+ * which wasm build runs (FORGE_WASM_THREADS).
  */
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -33,6 +36,12 @@ if (process.env.FORGE_BENCH_QUICK) configs.length = 1;
 
 const info = await initBackend();
 console.log(describeBackend(info));
+console.log(
+  `load average (1, 5, 15 min): ${os
+    .loadavg()
+    .map((l) => l.toFixed(2))
+    .join(", ")}`,
+);
 const roofline = probeMatMul({ seconds: 2, size: 512 });
 console.log(
   `plain 2-D matmul roofline (512³, this process): ${roofline.gflops.toFixed(2)} GFLOP/s\n`,
@@ -40,7 +49,17 @@ console.log(
 
 const peerScript = path.resolve(import.meta.dirname, "../../../../shared/peers/torch_gpt_bench.py");
 
-function runPeer(c: BenchConfig): Record<string, number> | string {
+interface PeerResult {
+  torch: string;
+  threads: number;
+  train_tokens_per_s: number;
+  train_step_ms: number;
+  generate_tokens_per_s_batch1: number;
+  generate_cached_tokens_per_s_batch1: number;
+  generate_cached_tokens_per_s_batch32: number;
+}
+
+function runPeerAt(c: BenchConfig, threads: number): PeerResult | string {
   if (!existsSync(peerScript)) return "peer script not found (../shared/peers)";
   try {
     const out = execFileSync(
@@ -61,15 +80,58 @@ function runPeer(c: BenchConfig): Record<string, number> | string {
         `${c.batch}`,
       ],
       {
-        env: { ...process.env, OMP_NUM_THREADS: String(os.availableParallelism()) },
+        env: { ...process.env, OMP_NUM_THREADS: String(threads) },
         encoding: "utf8",
         stdio: ["ignore", "pipe", "pipe"],
       },
     );
-    return JSON.parse(out.trim().split("\n").at(-1)!);
+    return JSON.parse(out.trim().split("\n").at(-1)!) as PeerResult;
   } catch (error) {
     return `PyTorch peer unavailable: ${(error as Error).message.split("\n")[0]}`;
   }
+}
+
+type Metric =
+  | "train_tokens_per_s"
+  | "generate_cached_tokens_per_s_batch1"
+  | "generate_cached_tokens_per_s_batch32";
+
+type PeerBest = { best: Record<Metric, { rate: number; threads: number }>; torch: string };
+
+/** The better of two peer measurements, metric by metric (the peer runs before and after forge). */
+function bestOfPeers(a: PeerBest | string, b: PeerBest | string): PeerBest | string {
+  if (typeof a === "string") return b;
+  if (typeof b === "string") return a;
+  const best = { ...a.best };
+  for (const metric of Object.keys(best) as Metric[]) {
+    if (b.best[metric].rate > best[metric].rate) best[metric] = b.best[metric];
+  }
+  return { torch: a.torch, best };
+}
+
+/** PyTorch at each thread count from 1 to the cores; the best count per metric. */
+function runPeer(c: BenchConfig): PeerBest | string {
+  const counts = [
+    ...new Set([1, Math.min(2, os.availableParallelism()), os.availableParallelism()]),
+  ];
+  const runs: PeerResult[] = [];
+  for (const threads of counts) {
+    const run = runPeerAt(c, threads);
+    if (typeof run === "string") return run;
+    runs.push(run);
+  }
+  const bestOf = (metric: Metric) => {
+    const top = runs.reduce((a, b) => (b[metric] > a[metric] ? b : a));
+    return { rate: top[metric], threads: top.threads };
+  };
+  return {
+    torch: runs[0]!.torch,
+    best: {
+      train_tokens_per_s: bestOf("train_tokens_per_s"),
+      generate_cached_tokens_per_s_batch1: bestOf("generate_cached_tokens_per_s_batch1"),
+      generate_cached_tokens_per_s_batch32: bestOf("generate_cached_tokens_per_s_batch32"),
+    },
+  };
 }
 
 function median(values: number[]): number {
@@ -153,7 +215,9 @@ function generationThroughput(c: BenchConfig, batch: number, useCache: boolean):
 
 for (const c of configs) {
   console.log(`config V=${c.vocab} d=${c.d} L=${c.layers} H=${c.heads} T=${c.ctx} B=${c.batch}`);
-  const peer = runPeer(c);
+  // The peer runs before and after forge and keeps its better figure per row: on a shared
+  // machine the load moves, and the comparison should not flatter forge.
+  const peerBefore = runPeer(c);
   const train = trainThroughput(c);
   console.log(`  params ${train.params}`);
   console.log(
@@ -174,16 +238,29 @@ for (const c of configs) {
       `  generate  batch ${String(g.batch).padStart(2)} ${g.cache ? "with   " : "without"} cache: ${g.rate.toFixed(0)} tok/s`,
     );
   }
+  const peer = bestOfPeers(peerBefore, runPeer(c));
   if (typeof peer === "string") {
     console.log(`  peer: ${peer}`);
   } else {
-    const g1 = generation[0]!.rate;
+    const ours: Record<Metric, number> = {
+      train_tokens_per_s: train.tokensPerSecond,
+      generate_cached_tokens_per_s_batch1: generation[0]!.rate,
+      generate_cached_tokens_per_s_batch32: generation[2]!.rate,
+    };
+    const label: Record<Metric, string> = {
+      train_tokens_per_s: "train                    ",
+      generate_cached_tokens_per_s_batch1: "generate (cache) batch 1 ",
+      generate_cached_tokens_per_s_batch32: "generate (cache) batch 32",
+    };
     console.log(
-      `  PyTorch ${peer.torch} (${peer.threads} threads): train ${peer.train_tokens_per_s} tok/s (${peer.train_step_ms} ms/step), generate batch 1 (no cache) ${peer.generate_tokens_per_s_batch1} tok/s`,
+      `  PyTorch ${peer.torch} at its best thread count per row (best of a run before and after forge's):`,
     );
-    console.log(
-      `  ratios    train ${(train.tokensPerSecond / peer.train_tokens_per_s!).toFixed(2)}× PyTorch; generation (cache, batch 1) ${(g1 / peer.generate_tokens_per_s_batch1!).toFixed(2)}× PyTorch (no cache)`,
-    );
+    for (const metric of Object.keys(label) as Metric[]) {
+      const best = peer.best[metric];
+      console.log(
+        `  ${label[metric]}  forge ${ours[metric].toFixed(0).padStart(6)} tok/s  PyTorch ${best.rate.toFixed(0).padStart(6)} tok/s (${best.threads} thread${best.threads === 1 ? "" : "s"})  ratio ${(ours[metric] / best.rate).toFixed(2)}×`,
+      );
+    }
   }
   console.log("");
 }

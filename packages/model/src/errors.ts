@@ -3,6 +3,8 @@ import { type ForgeError, packageError } from "@forge/core";
 export type ModelErrorCode =
   /** FORGE_BACKEND or the backend option names no backend */
   | "E_BACKEND_UNKNOWN"
+  /** FORGE_WASM_THREADS or the wasmThreads option is not a thread count */
+  | "E_BACKEND_THREADS"
   /** a forced backend cannot load */
   | "E_BACKEND_UNAVAILABLE"
   /** another backend is already initialised in this process */

@@ -1,8 +1,8 @@
 import { Rng } from "@forge/core";
 import * as tf from "@tensorflow/tfjs";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { initBackend } from "./backend/select.js";
-import { generate, sampleToken } from "./generate.js";
+import { generate, sampleToken, windowKeep } from "./generate.js";
 import { GPT } from "./gpt.js";
 
 let model: GPT;
@@ -26,6 +26,59 @@ describe("generate", () => {
       expect(cached.tokens).toEqual(uncached.tokens);
       expect(cached.tokens[0]).toHaveLength(maxNewTokens);
     }
+  });
+
+  it("past the window, each greedy token is the argmax of re-encoding the block-cropped context", () => {
+    // The reference, written out: encode the whole context every step; when it outgrows the
+    // window (24), keep its last ⌈24 / 2⌉ = 12 tokens.
+    const { blockSize, vocabSize } = model.config;
+    expect(windowKeep(blockSize)).toBe(12);
+    const context = [1, 2, 3, 4, 5];
+    const reference: number[] = [];
+    for (let step = 0; step < 70; step++) {
+      const row = tf.tidy(
+        () =>
+          model.run(tf.tensor2d([context], [1, context.length], "int32"), { lastOnly: true })
+            .logits,
+      );
+      const values = Array.from(row.dataSync());
+      row.dispose();
+      expect(values).toHaveLength(vocabSize);
+      const token = values.indexOf(Math.max(...values));
+      reference.push(token);
+      context.push(token);
+      if (context.length > blockSize) context.splice(0, context.length - windowKeep(blockSize));
+    }
+    expect(
+      generate(model, [[1, 2, 3, 4, 5]], { maxNewTokens: 70, temperature: 0 }).tokens[0],
+    ).toEqual(reference);
+    expect(
+      generate(model, [[1, 2, 3, 4, 5]], { maxNewTokens: 70, temperature: 0, useCache: false })
+        .tokens[0],
+    ).toEqual(reference);
+  });
+
+  it("re-encodes the window once per half window, not once per token, past the window", () => {
+    const run = vi.spyOn(model, "run");
+    try {
+      generate(model, [[1, 2, 3, 4, 5]], { maxNewTokens: 70, temperature: 0 });
+      const encodes = run.mock.calls.filter(([ids]) => ids.shape[1] > 1).length;
+      // the prompt; then crops after new tokens 20, 33, 46 and 59: the context reaches 25
+      // tokens, keeps 12, and reaches 25 again 13 tokens later
+      expect(encodes).toBe(5);
+      expect(run.mock.calls.length).toBe(70); // one call per token produced after the first
+    } finally {
+      run.mockRestore();
+    }
+  });
+
+  it("a ragged batch past the window gives the same tokens with and without the cache", () => {
+    const prompts = [[1, 2, 3, 4, 5, 6, 7], [9], [10, 11, 12]];
+    const cached = generate(model, prompts, { maxNewTokens: 60, temperature: 0 });
+    expect(cached.tokens).toEqual(
+      generate(model, prompts, { maxNewTokens: 60, temperature: 0, useCache: false }).tokens,
+    );
+    expect(cached.tokens.map((t) => t.length)).toEqual([60, 60, 60]);
   });
 
   it("sampled generation is the same with and without the cache for a seed", () => {

@@ -4,10 +4,16 @@
  *
  * - Batches may be ragged: prompts are left-padded; pad positions are masked out of attention
  *   and position ids start at 0 at each prompt's first real token.
- * - Context longer than `blockSize` is cropped from the left, as nanoGPT does: a prompt longer
- *   than the window keeps its last `blockSize` tokens, and once prompt + output outgrow the
- *   window every step recomputes over the last `blockSize` tokens (positions are absolute, so a
- *   cache cannot slide) — exactly what generation without a cache computes.
+ * - Context longer than `blockSize` is cropped from the left, in blocks: a prompt longer than
+ *   the window keeps its last `blockSize` tokens; when a sequence's context (prompt + output so
+ *   far) outgrows the window, every context in the batch keeps only its last
+ *   `windowKeep(blockSize)` = ⌈blockSize / 2⌉ tokens, and decoding goes on from there. So each
+ *   token is predicted from a suffix of at least ⌈blockSize / 2⌉ and at most `blockSize` tokens
+ *   of its sequence (fewer only while the sequence itself is shorter), and the window is
+ *   re-encoded once per ⌊blockSize / 2⌋ tokens instead of once per token: with the cache, the
+ *   cropped contexts are prefilled again and cached decoding continues. Generation without the
+ *   cache crops at the same steps and recomputes the cropped context every token, so the two
+ *   produce the same tokens (the reference the tests hold the cache to).
  * - Sampling runs on the CPU in float64 from the step's logits: greedy at temperature 0,
  *   otherwise temperature, top-k, then top-p (nucleus), with banned ids removed first.
  *   Deterministic for a seed.
@@ -216,6 +222,11 @@ function fullStep(model: GPT, contexts: number[][]): Float32Array {
   return values;
 }
 
+/** Tokens each context keeps when it outgrows a window of `blockSize` (see the module doc). */
+export function windowKeep(blockSize: number): number {
+  return Math.max(1, Math.ceil(blockSize / 2));
+}
+
 /**
  * Generate up to `maxNewTokens` tokens after each prompt. Batches may be ragged.
  */
@@ -253,27 +264,30 @@ export function generate(
     cache = undefined;
   };
 
-  try {
-    let logits: Float32Array;
-    if (useCache) {
-      const prefill = tidyStep(() => {
-        const inputs = raggedInputs(contexts);
-        const result = model.run(inputs.ids, {
-          positions: inputs.positions,
-          attentionBias: inputs.bias,
-          lastOnly: true,
-          returnCache: true,
-        });
-        pads = inputs.pads;
-        return { logits: result.logits, cache: result.cache! };
+  /** Prefill the current contexts: the cache and the last position's logits. */
+  const prefill = (): Float32Array => {
+    disposeCache();
+    const step = tidyStep(() => {
+      const inputs = raggedInputs(contexts);
+      const result = model.run(inputs.ids, {
+        positions: inputs.positions,
+        attentionBias: inputs.bias,
+        lastOnly: true,
+        returnCache: true,
       });
-      cache = prefill.cache;
-      cachedLength = cache[0]!.k.shape[2];
-      logits = prefill.logits.dataSync() as Float32Array;
-      prefill.logits.dispose();
-    } else {
-      logits = fullStep(model, contexts);
-    }
+      pads = inputs.pads;
+      return { logits: result.logits, cache: result.cache! };
+    });
+    cache = step.cache;
+    cachedLength = cache[0]!.k.shape[2];
+    const values = step.logits.dataSync() as Float32Array;
+    step.logits.dispose();
+    return values;
+  };
+  const keep = windowKeep(blockSize);
+
+  try {
+    let logits = useCache ? prefill() : fullStep(model, contexts);
 
     for (let step = 0; step < options.maxNewTokens; step++) {
       const produced: (number | null)[] = [];
@@ -296,17 +310,20 @@ export function generate(
       options.onStep?.(step, produced);
       if (done.every(Boolean) || step === options.maxNewTokens - 1) break;
 
-      // Cropped contexts: the longest real context fills the window.
-      const longest = Math.max(...contexts.map((c) => c.length));
-      if (longest > blockSize) {
-        for (let b = 0; b < batch; b++) {
-          const context = contexts[b]!;
-          if (context.length > blockSize) context.splice(0, context.length - blockSize);
+      // A context outgrew the window: every context keeps its last `keep` tokens.
+      const cropped = Math.max(...contexts.map((c) => c.length)) > blockSize;
+      if (cropped) {
+        for (const context of contexts) {
+          if (context.length > keep) context.splice(0, context.length - keep);
         }
       }
-      if (!useCache || cachedLength + 1 > blockSize || longest > blockSize) {
-        disposeCache();
+      if (!useCache) {
         logits = fullStep(model, contexts);
+        continue;
+      }
+      // Re-encode after a crop, or when the padded width (finished sequences' pads) is full.
+      if (cropped || cachedLength + 1 > blockSize) {
+        logits = prefill();
         continue;
       }
       const next = tidyStep(() => {

@@ -3,7 +3,7 @@
  * use — kernel switches, the optimizer, raw safetensors bytes, writing model files into a
  * directory the caller already owns. Not a stable API.
  */
-export { setHandWrittenGradients } from "./backend/fused.js";
+export { setFusedInference, setHandWrittenGradients } from "./backend/fused.js";
 export {
   type MatMulProbeResult,
   probeMatMul,

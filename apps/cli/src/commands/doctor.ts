@@ -54,8 +54,13 @@ function render(report: DoctorReport): string {
     `${label("os")}${report.platform.os} ${report.platform.release} ${report.platform.arch}`,
     `${label("cpu")}${report.cpu.model}, ${report.cpu.cores} core${report.cpu.cores === 1 ? "" : "s"}`,
     `${label("memory")}${gib(report.memory.totalBytes)} total, ${gib(report.memory.freeBytes)} free`,
-    `${label("backend")}${pc.green(backend.name)} (${backend.forced ? "forced" : "auto"}, ${backend.threads} thread${backend.threads === 1 ? "" : "s"}, tfjs ${backend.tfjsVersion})`,
+    `${label("backend")}${pc.green(backend.name)} (${backend.forced ? "forced" : "auto"}, ${backend.threads} thread${backend.threads === 1 ? "" : "s"}${backend.wasmBuild ? `, ${backend.wasmBuild} build` : ""}, tfjs ${backend.tfjsVersion})`,
   ];
+  if (backend.wasmBuild === "simd" && backend.wasmThreadsReason) {
+    lines.push(
+      `${" ".repeat(9)}${pc.dim(`threaded-simd build not used: ${backend.wasmThreadsReason}; FORGE_WASM_THREADS=n runs it on n threads`)}`,
+    );
+  }
   for (const attempt of backend.attempts.filter((a) => !a.ok)) {
     lines.push(`${" ".repeat(9)}${pc.yellow(`${attempt.name} not used:`)} ${attempt.reason}`);
   }

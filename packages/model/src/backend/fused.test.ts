@@ -1,14 +1,27 @@
 import * as tf from "@tensorflow/tfjs";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { generate } from "../generate.js";
 import { GPT } from "../gpt.js";
 import { attachLora } from "../lora.js";
-import { crossEntropyRows, gelu, layerNorm, linear, setHandWrittenGradients } from "./fused.js";
+import {
+  crossEntropyRows,
+  fromHeads,
+  gelu,
+  layerNorm,
+  linear,
+  setFusedInference,
+  setHandWrittenGradients,
+  toHeads,
+} from "./fused.js";
 import { initBackend } from "./select.js";
 
 beforeAll(async () => {
   await initBackend({ backend: "wasm" });
 });
-afterEach(() => setHandWrittenGradients(true));
+afterEach(() => {
+  setHandWrittenGradients(true);
+  setFusedInference(true);
+});
 
 function compare(fn: () => { value: tf.Tensor; grads: tf.Tensor[] }, tolerance = 1e-5): void {
   setHandWrittenGradients(true);
@@ -129,6 +142,80 @@ describe("hand-written gradients equal tfjs autodiff of the plain compositions",
       tf.tidy(() => bb.assign(tf.randomNormal(bb.shape, 0, 0.1, "float32", 8)));
     compare(run, 1e-4);
     tf.dispose([ids, targets]);
+    model.dispose();
+  });
+});
+
+describe("fused inference kernels (wasm)", () => {
+  function maxRelative(a: tf.Tensor, b: tf.Tensor): number {
+    expect(a.shape).toEqual(b.shape);
+    const x = a.dataSync();
+    const y = b.dataSync();
+    let scale = 1e-3;
+    for (const v of y) scale = Math.max(scale, Math.abs(v));
+    let max = 0;
+    for (let i = 0; i < x.length; i++) max = Math.max(max, Math.abs(x[i]! - y[i]!) / scale);
+    return max;
+  }
+
+  it("one position's heads are a reshape: exactly the transposes' result, both ways", () => {
+    const x = tf.randomNormal([3, 24], 0, 1, "float32", 8) as tf.Tensor2D; // B 3, T 1, C 24
+    const heads = toHeads(x, 1, 4);
+    const viaTranspose = x.reshape([3, 1, 4, 6]).transpose([0, 2, 1, 3]);
+    expect(heads.shape).toEqual([3, 4, 1, 6]);
+    expect(Array.from(heads.dataSync())).toEqual(Array.from(viaTranspose.dataSync()));
+    const back = fromHeads(heads);
+    expect(back.shape).toEqual([3, 24]);
+    expect(Array.from(back.dataSync())).toEqual(Array.from(x.dataSync()));
+    tf.dispose([x, heads, viaTranspose, back]);
+  });
+
+  it("LayerNorm in one kernel equals the tfjs composition, with and without bias", () => {
+    const x = tf.randomNormal([37, 96], 0.3, 2, "float32", 3) as tf.Tensor2D;
+    const gamma = tf.randomNormal([96], 1, 0.2, "float32", 4);
+    const beta = tf.randomNormal([96], 0, 0.2, "float32", 5);
+    for (const b of [beta, undefined]) {
+      setFusedInference(true);
+      const before = tf.memory().numTensors;
+      const fused = layerNorm(x, gamma, b, 1e-5);
+      expect(tf.memory().numTensors).toBe(before + 1);
+      setFusedInference(false);
+      const plain = tf.tidy(() => layerNorm(x, gamma, b, 1e-5));
+      expect(maxRelative(fused, plain)).toBeLessThan(1e-6);
+      tf.dispose([fused, plain]);
+    }
+    tf.dispose([x, gamma, beta]);
+  });
+
+  it("GELU in one kernel equals the composition (small tensors; large ones keep the composition)", () => {
+    const x = tf.randomNormal([32, 512], 0, 3, "float32", 6);
+    setFusedInference(true);
+    const before = tf.memory().numTensors;
+    const fused = gelu(x);
+    expect(tf.memory().numTensors).toBe(before + 1);
+    setFusedInference(false);
+    const plain = tf.tidy(() => gelu(x));
+    expect(maxRelative(fused, plain)).toBeLessThan(1e-5);
+    tf.dispose([fused, plain, x]);
+  });
+
+  it("a GPT's logits and greedy tokens are the same with the fused kernels as without", () => {
+    const model = GPT.create(
+      { vocabSize: 80, blockSize: 32, nLayer: 2, nHead: 2, nEmbd: 48 },
+      { seed: 9 },
+    );
+    const ids = tf.tensor2d([[1, 5, 9, 13, 17, 21, 25, 29]], [1, 8], "int32");
+    const run = (fused: boolean) => {
+      setFusedInference(fused);
+      const logits = tf.tidy(() => model.run(ids).logits);
+      const tokens = generate(model, [[3, 4, 5]], { maxNewTokens: 20, temperature: 0 }).tokens;
+      return { logits, tokens };
+    };
+    const fused = run(true);
+    const plain = run(false);
+    expect(maxRelative(fused.logits, plain.logits)).toBeLessThan(1e-5);
+    expect(fused.tokens).toEqual(plain.tokens);
+    tf.dispose([fused.logits, plain.logits, ids]);
     model.dispose();
   });
 });

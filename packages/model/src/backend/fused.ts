@@ -14,7 +14,12 @@
  * tfjs' autodiff of the plain composition.
  */
 import * as tf from "@tensorflow/tfjs";
-import { withStockMatMul } from "./wasm-kernels.js";
+import {
+  FORGE_GELU,
+  FORGE_LAYER_NORM,
+  FUSED_GELU_MAX_ELEMENTS,
+  withStockMatMul,
+} from "./wasm-kernels.js";
 
 const GELU_C = Math.sqrt(2 / Math.PI);
 const GELU_K = 0.044715;
@@ -38,6 +43,12 @@ export function recording(): boolean {
 }
 
 let handWritten = true;
+let fusedInference = true;
+
+/** Use forge's fused inference kernels (wasm) where they exist; false: tfjs compositions (tests). */
+export function setFusedInference(enabled: boolean): void {
+  fusedInference = enabled;
+}
 /** Use tfjs' autodiff of the plain compositions instead (tests compare the two). */
 export function setHandWrittenGradients(enabled: boolean): void {
   handWritten = enabled;
@@ -76,7 +87,17 @@ function geluForward(x: tf.Tensor): tf.Tensor {
 
 /** tanh-GELU. */
 export function gelu(x: tf.Tensor): tf.Tensor {
-  if (!recording()) return geluForward(x);
+  if (!recording()) {
+    if (
+      fusedInference &&
+      x.size <= FUSED_GELU_MAX_ELEMENTS &&
+      tf.getBackend() === "wasm" &&
+      tf.getKernel(FORGE_GELU, "wasm")
+    ) {
+      return tf.engine().runKernel(FORGE_GELU, { x }, {}) as tf.Tensor;
+    }
+    return geluForward(x);
+  }
   return handWritten ? geluCustom(x) : geluPlain(x);
 }
 
@@ -164,6 +185,10 @@ export function layerNorm(
   epsilon: number,
 ): tf.Tensor2D {
   if (!recording()) {
+    if (fusedInference && tf.getBackend() === "wasm" && tf.getKernel(FORGE_LAYER_NORM, "wasm")) {
+      const inputs: tf.NamedTensorMap = beta ? { x, gamma, beta } : { x, gamma };
+      return tf.engine().runKernel(FORGE_LAYER_NORM, inputs, { epsilon }) as tf.Tensor2D;
+    }
     const scaled = tf.mul(normalise(x, epsilon).xhat, gamma);
     return (beta ? tf.add(scaled, beta) : scaled) as tf.Tensor2D;
   }
@@ -238,6 +263,8 @@ export function crossEntropyRows(logits: tf.Tensor2D, targets: tf.Tensor1D): tf.
 /** x [B·T, H·hs] → [B, H, T, hs]. */
 export function toHeads(x: tf.Tensor2D, time: number, heads: number): tf.Tensor4D {
   const [rows, width] = x.shape;
+  // one position (decoding): [B, 1, H, hs] and [B, H, 1, hs] share one memory order
+  if (time === 1) return x.reshape([rows, heads, 1, width / heads]) as tf.Tensor4D;
   return x
     .reshape([rows / time, time, heads, width / heads])
     .transpose([0, 2, 1, 3]) as tf.Tensor4D;
@@ -246,6 +273,7 @@ export function toHeads(x: tf.Tensor2D, time: number, heads: number): tf.Tensor4
 /** y [B, H, T, hs] → [B·T, H·hs]. */
 export function fromHeads(y: tf.Tensor4D): tf.Tensor2D {
   const [batch, heads, time, headSize] = y.shape;
+  if (time === 1) return y.reshape([batch, heads * headSize]) as tf.Tensor2D;
   return y.transpose([0, 2, 1, 3]).reshape([batch * time, heads * headSize]) as tf.Tensor2D;
 }
 

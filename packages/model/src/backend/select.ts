@@ -1,6 +1,8 @@
 /**
  * Compute backend selection: native TensorFlow → wasm → pure-JS cpu, first that works.
  * `FORGE_BACKEND=tensorflow|wasm|cpu` (or `initBackend({ backend })`) forces one.
+ * The wasm backend runs tfjs' single-threaded SIMD build; `FORGE_WASM_THREADS=n` (n ≥ 2)
+ * runs its threaded SIMD build on n threads instead.
  */
 import { createRequire } from "node:module";
 import os from "node:os";
@@ -8,6 +10,7 @@ import { pathToFileURL } from "node:url";
 import * as tf from "@tensorflow/tfjs";
 import { ModelError } from "../errors.js";
 import { installWasmKernels } from "./wasm-kernels.js";
+import { useThreadedWasm, wasmThreadCount } from "./wasm-threads.js";
 
 export const BACKEND_NAMES = ["tensorflow", "wasm", "cpu"] as const;
 export type BackendName = (typeof BACKEND_NAMES)[number];
@@ -29,6 +32,13 @@ export interface BackendInfo {
   attempts: BackendAttempt[];
   /** Threads the backend computes with. */
   threads: number;
+  /**
+   * Which build of tfjs-backend-wasm runs (absent on other backends): "threaded-simd" (the
+   * pthreads build over worker_threads) or "simd" (single-threaded).
+   */
+  wasmBuild?: "threaded-simd" | "simd";
+  /** Why the threaded wasm build is not in use (absent when it is, or on other backends). */
+  wasmThreadsReason?: string;
   /** The tfjs version in use. */
   tfjsVersion: string;
 }
@@ -36,8 +46,16 @@ export interface BackendInfo {
 export interface InitBackendOptions {
   /** Force one backend; overrides FORGE_BACKEND. */
   backend?: BackendName;
-  /** Environment to read FORGE_BACKEND from (default `process.env`). */
+  /** Environment to read FORGE_BACKEND and FORGE_WASM_THREADS from (default `process.env`). */
   env?: Record<string, string | undefined>;
+  /**
+   * Threads for the wasm backend; overrides FORGE_WASM_THREADS. Default 1: the
+   * single-threaded SIMD build. More runs tfjs' threaded SIMD build with that many threads
+   * (at most 8, tfjs' pool). Measured on a shared 2-core machine the threaded build was
+   * slower (training 0.5×, batch-1 decoding 0.15×: every small op wakes the pool), so it is
+   * opt-in.
+   */
+  wasmThreads?: number;
 }
 
 let current: BackendInfo | undefined;
@@ -110,10 +128,17 @@ async function tryTensorflow(): Promise<BackendAttempt> {
     : { name: "tensorflow", ok: false, reason: "the tensorflow backend failed to initialise" };
 }
 
-async function tryWasm(): Promise<BackendAttempt> {
+async function tryWasm(threads: number, wasm: WasmState): Promise<BackendAttempt> {
   try {
-    await import("@tensorflow/tfjs-backend-wasm");
+    const wasmModule = await import("@tensorflow/tfjs-backend-wasm");
     installWasmKernels();
+    if (threads > 1) {
+      const reason = await useThreadedWasm(wasmModule, threads);
+      if (reason) wasm.reason = reason;
+      else wasm.build = "threaded-simd";
+    } else {
+      wasm.reason = "FORGE_WASM_THREADS is 1 (the default)";
+    }
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     return {
@@ -138,21 +163,40 @@ async function tryCpu(): Promise<BackendAttempt> {
   return ok ? { name: "cpu", ok: true } : { name: "cpu", ok: false, reason: "cpu backend failed" };
 }
 
-const TRY: Record<BackendName, () => Promise<BackendAttempt>> = {
-  tensorflow: tryTensorflow,
-  wasm: tryWasm,
-  cpu: tryCpu,
-};
+interface WasmState {
+  build: "threaded-simd" | "simd";
+  reason?: string;
+}
 
-function threadsOf(name: BackendName): number {
-  // tfjs-backend-wasm runs single-threaded under Node (its threaded build needs browser
-  // workers); native TensorFlow uses every core.
-  if (name === "tensorflow") return os.availableParallelism();
-  return 1;
+/** Threads the wasm backend runs with unless FORGE_WASM_THREADS says otherwise. */
+export const DEFAULT_WASM_THREADS = 1;
+
+/** The largest pool tfjs-backend-wasm's threaded build creates (its PTHREAD_POOL_SIZE). */
+export const MAX_WASM_THREADS = 8;
+
+function parseWasmThreads(value: string | number, source: string): number {
+  const n = typeof value === "number" ? value : Number(value.trim());
+  if (Number.isInteger(n) && n >= 1 && n <= MAX_WASM_THREADS) return n;
+  throw new ModelError(
+    "E_BACKEND_THREADS",
+    `${source}=${JSON.stringify(value)} is not a thread count; accepted: an integer from 1 to ${MAX_WASM_THREADS}`,
+  );
 }
 
 async function select(options: InitBackendOptions): Promise<BackendInfo> {
   const env = options.env ?? process.env;
+  const wasmThreads =
+    options.wasmThreads !== undefined
+      ? parseWasmThreads(options.wasmThreads, "wasmThreads")
+      : env.FORGE_WASM_THREADS?.trim()
+        ? parseWasmThreads(env.FORGE_WASM_THREADS, "FORGE_WASM_THREADS")
+        : DEFAULT_WASM_THREADS;
+  const wasm: WasmState = { build: "simd" };
+  const TRY: Record<BackendName, () => Promise<BackendAttempt>> = {
+    tensorflow: tryTensorflow,
+    wasm: () => tryWasm(wasmThreads, wasm),
+    cpu: tryCpu,
+  };
   let forcedName: BackendName | undefined = options.backend;
   if (forcedName) forcedName = parseBackendName(forcedName, "backend");
   else if (env.FORGE_BACKEND?.trim())
@@ -168,13 +212,20 @@ async function select(options: InitBackendOptions): Promise<BackendInfo> {
     attempts.push(attempt);
     if (attempt.ok) {
       await tf.ready();
-      return {
+      const info: BackendInfo = {
         name,
         forced: forcedName !== undefined,
         attempts,
-        threads: threadsOf(name),
+        // Native TensorFlow uses every core; the pure-JS cpu backend one.
+        threads: name === "tensorflow" ? os.availableParallelism() : 1,
         tfjsVersion: tf.version_core,
       };
+      if (name === "wasm") {
+        info.threads = wasm.build === "threaded-simd" ? wasmThreadCount() : 1;
+        info.wasmBuild = wasm.build;
+        if (wasm.reason) info.wasmThreadsReason = wasm.reason;
+      }
+      return info;
     }
   }
   const last = attempts[attempts.length - 1]!;
@@ -225,5 +276,6 @@ export function describeBackend(info: BackendInfo): string {
   const skipped = info.attempts.filter((a) => !a.ok);
   const why = skipped.map((a) => `${a.name}: ${a.reason}`).join("; ");
   const how = info.forced ? "forced" : "auto";
-  return `backend ${info.name} (${how}, ${info.threads} thread${info.threads === 1 ? "" : "s"})${why ? ` — not used: ${why}` : ""}`;
+  const build = info.wasmBuild ? `, ${info.wasmBuild} build` : "";
+  return `backend ${info.name} (${how}, ${info.threads} thread${info.threads === 1 ? "" : "s"}${build})${why ? ` — not used: ${why}` : ""}`;
 }

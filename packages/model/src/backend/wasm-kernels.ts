@@ -60,6 +60,12 @@ const BATCH_MATMUL = "BatchMatMul";
 const TRANSPOSE = "Transpose";
 const UNSORTED_SEGMENT_SUM = "UnsortedSegmentSum";
 const GATHER = "GatherV2";
+/** forge's fused inference tanh-GELU (one kernel instead of seven; see `fusedGelu`). */
+export const FORGE_GELU = "ForgeGelu";
+/** Elements up to which the fused GELU beats XNNPACK's vectorised composition (dispatch-bound). */
+export const FUSED_GELU_MAX_ELEMENTS = 65_536;
+/** forge's fused inference LayerNorm (one kernel instead of nine; see `fusedLayerNorm`). */
+export const FORGE_LAYER_NORM = "ForgeLayerNorm";
 
 /**
  * Below this many multiply-adds per slice, XNNPACK's operator set-up (it packs the right-hand
@@ -380,6 +386,77 @@ function aliasIdentity(args: {
 }
 
 /**
+ * LayerNorm over the last axis of x [N, C] with gain and optional bias, for inference (no
+ * gradient): one kernel where the tfjs composition dispatches nine (two means, subtract,
+ * square, add, rsqrt, two multiplies, add). Batch-1 decoding is dominated by per-kernel
+ * dispatch, not arithmetic. Statistics in float64, like the float32 composition to ~1e-7.
+ */
+function fusedLayerNorm(args: {
+  inputs: { x: TensorInfo; gamma: TensorInfo; beta?: TensorInfo };
+  backend: WasmBackend;
+  attrs: { epsilon: number };
+}): TensorInfo {
+  const { inputs, backend, attrs } = args;
+  const { x, gamma, beta } = inputs;
+  const columns = x.shape[x.shape.length - 1]!;
+  if (x.dtype !== "float32" || gamma.shape[0] !== columns || (beta && beta.shape[0] !== columns)) {
+    throw new ModelError(
+      "E_KERNEL_INPUT",
+      `${FORGE_LAYER_NORM}: x [${x.shape}] (float32) needs gamma and beta of [${columns}]`,
+    );
+  }
+  const out = backend.makeOutput(x.shape, "float32");
+  const source = backend.typedArrayFromHeap(x);
+  const g = backend.typedArrayFromHeap(gamma);
+  const b = beta ? backend.typedArrayFromHeap(beta) : undefined;
+  const target = backend.typedArrayFromHeap(out);
+  const rows = source.length / columns;
+  for (let r = 0; r < rows; r++) {
+    const from = r * columns;
+    let sum = 0;
+    for (let c = 0; c < columns; c++) sum += source[from + c]!;
+    const mean = sum / columns;
+    let squares = 0;
+    for (let c = 0; c < columns; c++) {
+      const d = source[from + c]! - mean;
+      squares += d * d;
+    }
+    const rstd = 1 / Math.sqrt(squares / columns + attrs.epsilon);
+    for (let c = 0; c < columns; c++) {
+      const v = (source[from + c]! - mean) * rstd * g[c]!;
+      target[from + c] = b ? v + b[c]! : v;
+    }
+  }
+  return out;
+}
+
+/**
+ * tanh-GELU, x·σ(2c·(x + k·x³)), for inference on small tensors (decoding): one kernel where
+ * the composition dispatches seven. Scalar JavaScript, so only below FUSED_GELU_MAX_ELEMENTS
+ * (larger tensors go to the vectorised composition; fused.ts decides).
+ */
+function fusedGelu(args: { inputs: { x: TensorInfo }; backend: WasmBackend }): TensorInfo {
+  const { inputs, backend } = args;
+  const { x } = inputs;
+  if (x.dtype !== "float32") {
+    throw new ModelError(
+      "E_KERNEL_INPUT",
+      `${FORGE_GELU}: x has dtype ${x.dtype}; float32 is accepted`,
+    );
+  }
+  const out = backend.makeOutput(x.shape, "float32");
+  const source = backend.typedArrayFromHeap(x);
+  const target = backend.typedArrayFromHeap(out);
+  const a = 2 * Math.sqrt(2 / Math.PI);
+  const b = a * 0.044715;
+  for (let i = 0; i < source.length; i++) {
+    const v = source[i]!;
+    target[i] = v / (1 + Math.exp(-v * (a + b * v * v)));
+  }
+  return out;
+}
+
+/**
  * Register forge's wasm kernels. Must run after `@tensorflow/tfjs-backend-wasm` is imported
  * and before the wasm backend is initialised (kernel set-up runs at initialisation).
  * Idempotent.
@@ -443,6 +520,20 @@ export function installWasmKernels(): void {
       backendName: BACKEND,
       setupFunc: (backend) => stockGather.setupFunc?.(backend),
       kernelFunc: fastGather as unknown as KernelFunc,
+    });
+  }
+  if (!getKernel(FORGE_GELU, BACKEND)) {
+    registerKernel({
+      kernelName: FORGE_GELU,
+      backendName: BACKEND,
+      kernelFunc: fusedGelu as unknown as KernelFunc,
+    });
+  }
+  if (!getKernel(FORGE_LAYER_NORM, BACKEND)) {
+    registerKernel({
+      kernelName: FORGE_LAYER_NORM,
+      backendName: BACKEND,
+      kernelFunc: fusedLayerNorm as unknown as KernelFunc,
     });
   }
   if (!getKernel(UNSORTED_SEGMENT_SUM, BACKEND)) {
