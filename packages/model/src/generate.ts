@@ -171,7 +171,7 @@ export function sampleToken(
 }
 
 /** Left-pad ragged contexts: ids, position ids and the additive attention bias (causal + pads). */
-function raggedInputs(contexts: number[][]): {
+export function raggedInputs(contexts: number[][]): {
   ids: tf.Tensor2D;
   positions: tf.Tensor2D;
   bias: tf.Tensor4D;

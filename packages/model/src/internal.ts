@@ -18,7 +18,7 @@ export {
   writeModelFiles,
 } from "./checkpoint.js";
 export { disposeBatch } from "./data.js";
-export { sampleToken } from "./generate.js";
+export { raggedInputs, sampleToken } from "./generate.js";
 export { parameterShapes } from "./gpt.js";
 export { checkLayers, checkLoraFits } from "./lora.js";
 export {

@@ -20,7 +20,7 @@
  */
 import { Rng } from "@forge/core";
 import type { GPT, LayerCache } from "@forge/model";
-import { sampleToken } from "@forge/model/internal";
+import { raggedInputs, sampleToken } from "@forge/model/internal";
 import type { Tokenizer } from "@forge/tokenizer";
 import * as tf from "@tensorflow/tfjs";
 import { ServeError } from "./errors.js";
@@ -414,24 +414,13 @@ export class Engine {
     this.counted(rows);
     const contexts = rows.map((r) => r.context);
     const width = Math.max(...contexts.map((c) => c.length));
-    const batch = contexts.length;
-    const pads = contexts.map((c) => width - c.length);
-    const ids = new Int32Array(batch * width);
-    const positions = new Int32Array(batch * width);
-    const bias = new Float32Array(batch * width * width);
-    contexts.forEach((context, b) => {
-      const pad = pads[b]!;
-      for (let j = 0; j < width; j++) {
-        ids[b * width + j] = j < pad ? 0 : context[j - pad]!;
-        positions[b * width + j] = Math.max(0, j - pad);
-        for (let k = 0; k < width; k++)
-          if (k > j || k < pad) bias[(b * width + j) * width + k] = -1e9;
-      }
-    });
+    let pads: number[] = [];
     const result = tf.tidy(() => {
-      const out = this.model.run(tf.tensor2d(ids, [batch, width], "int32"), {
-        positions: tf.tensor2d(positions, [batch, width], "int32"),
-        attentionBias: tf.tensor4d(bias, [batch, 1, width, width]),
+      const inputs = raggedInputs(contexts);
+      pads = inputs.pads;
+      const out = this.model.run(inputs.ids, {
+        positions: inputs.positions,
+        attentionBias: inputs.bias,
         lastOnly: true,
         returnCache: true,
       });
