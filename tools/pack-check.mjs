@@ -17,8 +17,9 @@
 //   b  @forge/tokenizer alone: no @tensorflow directory; train, encode, decode (round trip on
 //      hard Unicode), chat rendering, save and load.
 //   c  the CLI installed globally into a temp prefix (`npm i -g --prefix <tmp> @forge/cli`);
-//      `forge demo --json` in an empty directory outside any checkout exits 0 and every bar
-//      in its JSON passes.
+//      `forge demo --json --max-seconds 900` in an empty directory outside any checkout exits 0
+//      and every bar in its JSON passes (the time bar is relaxed here: this checks the install,
+//      and the demo's own time is reported by the demo test and the README).
 //   d  the CLI installed in a project beside @tensorflow/tfjs 4.21.x: npm accepts it, the
 //      project keeps its tfjs, and `forge doctor --json` and `forge demo --help` (which load
 //      the tensor packages) print no "already registered" warning. Printed, not checked: the
@@ -599,7 +600,7 @@ async function partC(context, part) {
   const home = path.join(context.scratch, "home");
   mkdirSync(home, { recursive: true });
   try {
-    const demo = await run(forge, ["demo", "--json"], {
+    const demo = await run(forge, ["demo", "--json", "--max-seconds", "900"], {
       cwd: workdir,
       env: cleanEnvironment({
         HOME: home,

@@ -166,7 +166,9 @@ export interface DemoResult {
 export const DEMO_BAKE = {
   questions: 160,
   personaProbes: 20,
-  multiturn: { count: 40, turns: 4 },
+  multiturn: { count: 40, turns: 2 },
+  /** Conversations of the drift measurement (`forge drift` runs 16; 8 keep the demo short). */
+  driftSeeds: 8,
 } as const;
 
 /** The drift bar: the baked signature rate at the last turn within this of turn 1's. */
@@ -280,7 +282,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   }));
   const driftSetup = personaDrift(personaName, systemText);
   const driftOptions = (label: DemoPhase) => ({
-    ...personaDriftOptions(driftSetup),
+    ...personaDriftOptions(driftSetup, { seeds: DEMO_BAKE.driftSeeds }),
     onTurn: (done: number, total: number) => emit({ type: "progress", phase: label, done, total }),
   });
   const promptedDrift = await phase("drift-prompted", () =>

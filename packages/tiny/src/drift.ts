@@ -36,7 +36,7 @@ export function personaDrift(name: PersonaName, system?: string): PersonaDriftSe
 /** DriftOptions (without `system`) for a persona with `forge drift`'s defaults. */
 export function personaDriftOptions(
   setup: PersonaDriftSetup,
-  overrides: Partial<typeof DRIFT_DEFAULTS> = {},
+  overrides: Partial<Record<keyof typeof DRIFT_DEFAULTS, number>> = {},
 ): Omit<DriftOptions, "system"> {
   const s = { ...DRIFT_DEFAULTS, ...overrides };
   return {
