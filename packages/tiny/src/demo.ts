@@ -166,7 +166,7 @@ export interface DemoResult {
 export const DEMO_BAKE = {
   questions: 160,
   personaProbes: 20,
-  multiturn: { count: 40, turns: 2 },
+  multiturn: { count: 32, turns: 2 },
   /** Conversations of the drift measurement (`forge drift` runs 16; 8 keep the demo short). */
   driftSeeds: 8,
 } as const;
@@ -417,7 +417,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       pct(baked.signatureRate),
     ],
     [
-      `${personaName} rate at turn 1 → ${bakedDrift.turns} of a chat`,
+      `${personaName} rate, chat turn 1 → ${bakedDrift.turns}`,
       "–",
       `${pct(promptedDrift.first)} → ${pct(promptedDrift.last)}`,
       `${pct(bakedDrift.first)} → ${pct(bakedDrift.last)}`,
