@@ -118,7 +118,8 @@ function expectClose(actual: unknown, expected: unknown, where = "$"): void {
   if (Array.isArray(expected)) {
     expect(Array.isArray(actual), where).toBe(true);
     expect((actual as unknown[]).length, where).toBe(expected.length);
-    expected.forEach((e, i) => expectClose((actual as unknown[])[i], e, `${where}[${i}]`));
+    for (const [i, e] of expected.entries())
+      expectClose((actual as unknown[])[i], e, `${where}[${i}]`);
     return;
   }
   if (typeof expected === "object" && expected !== null) {
