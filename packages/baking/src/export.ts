@@ -16,6 +16,7 @@ import type { Tokenizer } from "@forge/tokenizer";
 import { BakingError } from "./errors.js";
 import {
   type BakePrompt,
+  inContext,
   promptHash,
   readStimuli,
   readTrajectories,
@@ -167,7 +168,9 @@ export function exportRecords(
     const logits = responseLogits(
       teacher,
       bake.trajectories.map((t) => ({
-        prompt: tokenizer.promptIds([...bake.prompt.teacher, ...byId.get(t.stimulusId)!.messages]),
+        prompt: tokenizer.promptIds(
+          inContext(bake.prompt.teacher, byId.get(t.stimulusId)!.messages),
+        ),
         response: t.tokenIds,
       })),
       { onProgress: (done) => options.onProgress?.(done, bake.trajectories.length) },
@@ -192,7 +195,7 @@ export function exportRecords(
   };
   const records = bake.trajectories.map((t, i): ExportRecord => {
     const stimulus = byId.get(t.stimulusId)!;
-    const messages = [...bake.prompt.student, ...stimulus.messages];
+    const messages = inContext(bake.prompt.student, stimulus.messages);
     const ids = tokenizer.promptIds(messages);
     const top = topK[i]!;
     return {

@@ -30,6 +30,7 @@ import type { KLMeasurement, MeasureTarget } from "./measure.js";
 import {
   type BakePrompt,
   checkTrajectory,
+  inContext,
   RECORD_SCHEMA,
   type Stimulus,
   type Trajectory,
@@ -395,7 +396,7 @@ export async function remoteRollout(
       try {
         const reply = await teacher.client.chatCompletion({
           model: teacher.model,
-          messages: [...prompt.teacher, ...job.stimulus.messages],
+          messages: inContext(prompt.teacher, job.stimulus.messages),
           max_tokens: settings.maxNewTokens,
           temperature: settings.temperature,
           ...(settings.topP !== undefined ? { top_p: settings.topP } : {}),
@@ -499,7 +500,7 @@ export function measureRemoteKL(
   const logits = responseLogits(
     student.model,
     trajectories.map((t) => ({
-      prompt: tokenizer.promptIds([...student.prefix, ...byId.get(t.stimulusId)!.messages]),
+      prompt: tokenizer.promptIds(inContext(student.prefix, byId.get(t.stimulusId)!.messages)),
       response: t.tokenIds,
     })),
   );
