@@ -25,16 +25,57 @@ const GELU_C = Math.sqrt(2 / Math.PI);
 const GELU_K = 0.044715;
 
 type Saver = (tensors: tf.Tensor[]) => void;
-type GradFunc = (dy: tf.Tensor, saved: tf.Tensor[]) => tf.Tensor | tf.Tensor[];
+/** A gradient, or a thunk computing it: only the inputs the tape differentiates are computed. */
+type Gradient = tf.Tensor | (() => tf.Tensor);
+type GradFunc = (dy: tf.Tensor, saved: tf.Tensor[]) => Gradient | Gradient[];
 
-/** `tf.customGrad` with the inputs as an array and a typed `save`. */
+interface KernelFuncEngine {
+  runKernelFunc(params: {
+    forwardFunc: (backend: unknown, save: Saver) => tf.Tensor;
+    backwardsFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => Record<string, () => tf.Tensor>;
+    inputs: Record<string, tf.Tensor>;
+  }): tf.Tensor;
+}
+
+/**
+ * `tf.customGrad` whose gradients may be thunks. tfjs' customGrad computes every input's
+ * gradient when its node is reached; the tape only asks for the inputs that lead to the
+ * variables being differentiated, so a thunk for a frozen weight (every base weight of a LoRA
+ * bake) is never run — the weight-gradient matmuls and bias sums a LoRA step does not need.
+ * This is customGrad's own mechanism (engine.runKernelFunc with a backwardsFunc), with lazy
+ * gradients.
+ */
 function custom(
   fn: (inputs: tf.Tensor[], save: Saver) => { value: tf.Tensor; gradFunc: GradFunc },
 ): (...inputs: tf.Tensor[]) => tf.Tensor {
-  return tf.customGrad(((...args: unknown[]) => {
-    const save = args.pop() as Saver;
-    return fn(args as tf.Tensor[], save);
-  }) as unknown as Parameters<typeof tf.customGrad>[0]);
+  return (...inputs: tf.Tensor[]) => {
+    let gradFunc: GradFunc | undefined;
+    const inputMap: Record<string, tf.Tensor> = {};
+    inputs.forEach((input, i) => {
+      inputMap[i] = input;
+    });
+    return (tf.engine() as unknown as KernelFuncEngine).runKernelFunc({
+      forwardFunc: (_backend, save) => {
+        const result = fn(inputs, save);
+        gradFunc = result.gradFunc;
+        return result.value;
+      },
+      backwardsFunc: (dy, saved) => {
+        const result = gradFunc!(dy, saved);
+        const grads = Array.isArray(result) ? result : [result];
+        if (grads.length !== inputs.length)
+          throw new Error(
+            `a fused op returned ${grads.length} gradients for ${inputs.length} inputs`,
+          );
+        const map: Record<string, () => tf.Tensor> = {};
+        grads.forEach((grad, i) => {
+          map[i] = typeof grad === "function" ? grad : () => grad;
+        });
+        return map;
+      },
+      inputs: inputMap,
+    });
+  };
 }
 
 /** True while a gradient tape records (inside tf.grad / variableGrads / minimize). */
@@ -150,9 +191,9 @@ const layerNormWithBias = (epsilon: number) =>
         const [xh, rs, g] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor1D];
         const d = dy as tf.Tensor2D;
         return [
-          normaliseGrad(tf.mul(d, g) as tf.Tensor2D, xh, rs),
-          columnSums(tf.mul(d, xh) as tf.Tensor2D),
-          columnSums(d),
+          () => normaliseGrad(tf.mul(d, g) as tf.Tensor2D, xh, rs),
+          () => columnSums(tf.mul(d, xh) as tf.Tensor2D),
+          () => columnSums(d),
         ];
       },
     };
@@ -168,8 +209,8 @@ const layerNormNoBias = (epsilon: number) =>
         const [xh, rs, g] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor1D];
         const d = dy as tf.Tensor2D;
         return [
-          normaliseGrad(tf.mul(d, g) as tf.Tensor2D, xh, rs),
-          columnSums(tf.mul(d, xh) as tf.Tensor2D),
+          () => normaliseGrad(tf.mul(d, g) as tf.Tensor2D, xh, rs),
+          () => columnSums(tf.mul(d, xh) as tf.Tensor2D),
         ];
       },
     };
@@ -213,9 +254,9 @@ const linearWithBias = custom(([x, w, b], save) => {
       const [xs, ws] = saved as [tf.Tensor2D, tf.Tensor2D];
       const g = dy as tf.Tensor2D;
       return [
-        tf.matMul(g, ws, false, true), // dX = dY·Wᵀ
-        tf.matMul(xs, g, true, false), // dW = Xᵀ·dY
-        columnSums(g), // db = 1ᵀ·dY
+        () => tf.matMul(g, ws, false, true), // dX = dY·Wᵀ
+        () => tf.matMul(xs, g, true, false), // dW = Xᵀ·dY
+        () => columnSums(g), // db = 1ᵀ·dY
       ];
     },
   };
