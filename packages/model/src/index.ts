@@ -7,6 +7,7 @@
 
 /** Compute backends: the fastest that loads (native TensorFlow, wasm, cpu), and why the others were not used. */
 export {
+  autoWasmThreads,
   BACKEND_NAMES,
   type BackendAttempt,
   type BackendInfo,

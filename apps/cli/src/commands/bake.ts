@@ -74,7 +74,7 @@ async function bakeCommand(options: BakeCommandOptions): Promise<number> {
   const interrupt = interruptOnSignals();
   let manifest: ManifestWriter | undefined;
   try {
-    const backend = await initBackend();
+    const backend = await initBackend({ wasmThreads: "auto" });
     loaded = await loadBase(modelDir);
     const { model, tokenizer } = loaded;
     if (!options.json) process.stderr.write(`${describeBackend(backend)}\n`);
@@ -260,6 +260,10 @@ export function register(cli: CAC): void {
     )
     .option("--layers <list>", "Layer-wise baking: adapters on these blocks only, e.g. 0-1")
     .option("--val-fraction <f>", "Trajectories held out for validation KL (default 0.1)")
+    .option(
+      "--patience <n>",
+      `Stop after n epochs without a better validation KL (default ${DEFAULT_BAKE.earlyStopping!.patience}; 0: train every epoch)`,
+    )
     .option(
       "--snapshots <list>",
       "Half-baking: save adapters at these fractions of training, e.g. 0.25,0.5,0.75,1",

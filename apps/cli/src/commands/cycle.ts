@@ -155,7 +155,7 @@ async function cycleCommand(options: CycleCommandOptions): Promise<number> {
   let manifest: ManifestWriter | undefined;
   const interrupt = interruptOnSignals();
   try {
-    const backend = await initBackend();
+    const backend = await initBackend({ wasmThreads: "auto" });
     if (!options.json) process.stderr.write(`${describeBackend(backend)}\n`);
     const manifestFile = path.join(claim.work, "manifest.json");
     manifest = claim.resumed

@@ -61,7 +61,7 @@ async function demoCommand(options: DemoOptions): Promise<number> {
   let loaded: Awaited<ReturnType<typeof loadBase>> | undefined;
   let manifest: ManifestWriter | undefined;
   try {
-    const backend = await initBackend();
+    const backend = await initBackend({ wasmThreads: "auto" });
     loaded = await loadBase(modelDir);
     log(
       `${pc.bold("forge demo")}: baking a ${persona} into ${modelDir}\n${describeBackend(backend)}`,

@@ -35,7 +35,7 @@ async function halfbakeCommand(options: HalfBakeCommandOptions): Promise<number>
   if (alpha === undefined) throw new UsageError("--alpha <a> is required: the strength, e.g. 0.5");
   const layers = options.layers !== undefined ? layersOption(options.layers, "layers") : undefined;
   const bakeDir = await resolveModelLocation(options.model);
-  const backend = await initBackend();
+  const backend = await initBackend({ wasmThreads: "auto" });
   if (!options.json) process.stderr.write(`${describeBackend(backend)}\n`);
   const result = await halfBake(bakeDir, {
     alpha,

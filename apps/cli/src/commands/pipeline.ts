@@ -102,7 +102,7 @@ async function pipelineCommand(options: PipelineCommandOptions): Promise<number>
     (n) => Number.isInteger(n) && n >= 0,
     "an integer ≥ 0",
   );
-  const backend = await initBackend();
+  const backend = await initBackend({ wasmThreads: "auto" });
   const quiet = Boolean(options.json);
   if (!quiet)
     process.stderr.write(`forge pipeline on ${repository}: ${describeBackend(backend)}\n`);

@@ -89,7 +89,7 @@ async function pursueCommand(options: PursueCommandOptions): Promise<number> {
   let loaded: Awaited<ReturnType<typeof loadBase>>;
   let backend: Awaited<ReturnType<typeof initBackend>>;
   try {
-    backend = await initBackend();
+    backend = await initBackend({ wasmThreads: "auto" });
     loaded = await loadBase(modelDir);
   } catch (error) {
     await claim.release();

@@ -148,7 +148,7 @@ async function tokensOnly(
   config: QuietStarConfig,
 ): Promise<number> {
   const modelDir = await resolveModelLocation(options.model);
-  const backend = await initBackend();
+  const backend = await initBackend({ wasmThreads: "auto" });
   if (!options.json) process.stderr.write(`${describeBackend(backend)}\n`);
   const base = await loadBase(modelDir);
   const recorded = recordedThoughtTokens(modelDir);
@@ -213,7 +213,7 @@ async function quietStarCommand(options: QuietStarCommandOptions): Promise<numbe
   let loaded: { model: GPT; recorded?: Record<string, unknown> } | undefined;
   let manifest: ManifestWriter | undefined;
   try {
-    const backend = await initBackend();
+    const backend = await initBackend({ wasmThreads: "auto" });
     if (!options.json) process.stderr.write(`${describeBackend(backend)}\n`);
     const base = await loadBase(modelDir);
     loaded = { model: base.model };

@@ -59,7 +59,7 @@ export function bakingRunner(options: { quiet?: boolean } = {}): Runner {
       ? { teacherApiKey: process.env.FORGE_TEACHER_API_KEY }
       : {}),
     beforeLoad: async () => {
-      const backend = await initBackend();
+      const backend = await initBackend({ wasmThreads: "auto" });
       if (!options.quiet) process.stderr.write(`${describeBackend(backend)}\n`);
     },
     recorder: async (job, settings) => {

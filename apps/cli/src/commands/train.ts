@@ -136,7 +136,7 @@ async function trainCommand(options: TrainCommandOptions): Promise<number> {
   let manifest: ManifestWriter | undefined;
   let model: Awaited<ReturnType<typeof trainRun>>["model"] | undefined;
   try {
-    const backend = await initBackend();
+    const backend = await initBackend({ wasmThreads: "auto" });
     await writeRunSettings(run, { profile, kind, config, backend: backend.name });
     if (!options.json)
       process.stderr.write(

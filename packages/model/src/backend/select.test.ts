@@ -1,7 +1,8 @@
+import os from "node:os";
 import * as tf from "@tensorflow/tfjs";
 import { describe, expect, it } from "vitest";
 import { ModelError } from "../errors.js";
-import { describeBackend, initBackend } from "./select.js";
+import { autoWasmThreads, describeBackend, initBackend, resolveWasmThreads } from "./select.js";
 
 describe("initBackend", () => {
   it("rejects an unknown FORGE_BACKEND naming the accepted values", async () => {
@@ -40,5 +41,34 @@ describe("initBackend", () => {
     await expect(initBackend({ backend: other })).rejects.toMatchObject({
       code: "E_BACKEND_LOCKED",
     });
+  });
+});
+
+describe("wasm threads", () => {
+  const cores = os.availableParallelism();
+
+  it('"auto" (training commands) uses the cores, at most 4, unless FORGE_WASM_THREADS says otherwise', () => {
+    expect(autoWasmThreads()).toBe(Math.max(1, Math.min(4, cores)));
+    expect(resolveWasmThreads("auto", {}).threads).toBe(autoWasmThreads());
+    expect(resolveWasmThreads("auto", { FORGE_WASM_THREADS: "1" })).toEqual({
+      threads: 1,
+      oneThreadReason: "FORGE_WASM_THREADS is 1",
+    });
+    expect(resolveWasmThreads("auto", { FORGE_WASM_THREADS: "3" }).threads).toBe(3);
+  });
+
+  it("short commands run one thread unless asked; a number overrides the environment", () => {
+    expect(resolveWasmThreads(undefined, {})).toEqual({
+      threads: 1,
+      oneThreadReason: `one thread is the default for short commands (training commands use ${autoWasmThreads()})`,
+    });
+    expect(resolveWasmThreads(undefined, { FORGE_WASM_THREADS: "2" }).threads).toBe(2);
+    expect(resolveWasmThreads(1, { FORGE_WASM_THREADS: "2" })).toEqual({
+      threads: 1,
+      oneThreadReason: "wasmThreads is 1",
+    });
+    expect(() => resolveWasmThreads("auto", { FORGE_WASM_THREADS: "0" })).toThrow(
+      'FORGE_WASM_THREADS="0" is not a thread count; accepted: an integer from 1 to 8',
+    );
   });
 });
