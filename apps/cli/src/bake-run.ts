@@ -128,6 +128,7 @@ export interface BakeCommandOptions {
   progressive?: string;
   layers?: string;
   valFraction?: string;
+  patience?: string;
   snapshots?: string;
   measure?: string | boolean;
   merged?: boolean;
@@ -202,6 +203,12 @@ export function bakeSettingsFrom(options: BakeCommandOptions): {
     );
   if (options.layers !== undefined) lora.layers = layersOption(options.layers, "layers");
   const progressive = progressiveOption(options.progressive);
+  const patience = num(
+    options.patience,
+    "patience",
+    (n) => Number.isInteger(n) && n >= 0,
+    "an integer ≥ 0 (0: train every epoch)",
+  );
   const snapshots = options.snapshots
     ? options.snapshots.split(",").map((f) => {
         const n = Number(f);
@@ -254,6 +261,7 @@ export function bakeSettingsFrom(options: BakeCommandOptions): {
         (n) => n >= 0 && n < 1,
         "in [0, 1)",
       ),
+      earlyStopping: patience === undefined ? undefined : { patience, minDelta: 0 },
       snapshotFractions: snapshots,
       seed,
     }),

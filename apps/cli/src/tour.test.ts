@@ -77,14 +77,19 @@ describe("the bake repository's input.yml template", () => {
       `epochs (${DEFAULT_BAKE.epochs})`,
       `batchSize (${DEFAULT_BAKE.batchSize}), learningRate (${DEFAULT_BAKE.learningRate})`,
       `rank (${DEFAULT_BAKE.lora.r}), alpha (${DEFAULT_BAKE.lora.alpha})`,
+      `patience (${DEFAULT_BAKE.earlyStopping!.patience}: stop after ${DEFAULT_BAKE.earlyStopping!.patience} epochs without a better validation KL`,
     ])
       expect(INPUT_TEMPLATE.replace(/\n#\s+/g, " ")).toContain(stated);
     const spec = parseInput(INPUT_TEMPLATE);
     expect(spec.target!.generators).toEqual([]); // the default mix
     const withLayers = parseInput(
-      INPUT_TEMPLATE.replace("BAKE:\n", "BAKE:\n  layers: 0-1\n  progressive: { from: 0.2 }\n"),
+      INPUT_TEMPLATE.replace(
+        "BAKE:\n",
+        "BAKE:\n  layers: 0-1\n  progressive: { from: 0.2 }\n  patience: 0\n",
+      ),
     );
     expect(repositoryBakeSettings(withLayers.bake!)).toMatchObject({
+      earlyStopping: { patience: 0, minDelta: 0 },
       progressive: { from: 0.2, fraction: 0.5 },
       lora: { layers: parseLayers("0-1") },
     });

@@ -206,6 +206,39 @@ describe("bake", () => {
     ...extra,
   });
 
+  it("stops after `patience` epochs without a better validation KL and keeps the best weights", async () => {
+    const base = options(path.join(dir, "patient"));
+    const settings = { ...base.bake, epochs: 30, learningRate: 5e-2, minLearningRate: 5e-2 };
+    const validations: { step: number; loss: number }[] = [];
+    const run = async (patience: number, out: string, model = newModel(3)) => {
+      const result = await bakePrompt(model, tokenizer, {
+        ...base,
+        out: path.join(dir, out),
+        measure: false,
+        bake: { ...settings, earlyStopping: { patience, minDelta: 0 } },
+        onEvent: (e) => {
+          if (patience === 1 && e.type === "train" && e.event.type === "eval-end")
+            validations.push({ step: e.event.step, loss: e.event.loss });
+        },
+      });
+      return { result, model };
+    };
+    const stopped = await run(1, "patience-1");
+    const planned = stopped.result.training.steps;
+    const done = stopped.result.training.result;
+    expect(done.reason).toBe("early-stopped");
+    expect(done.step).toBeLessThan(planned);
+    // it stopped one pass after the best, and the best pass's weights are the ones kept
+    expect(validations.at(-1)!.loss).toBeGreaterThanOrEqual(done.bestLoss!);
+    expect(validations.at(-2)!.loss).toBe(done.bestLoss);
+    const all = await run(0, "patience-0");
+    expect(all.result.training.result).toMatchObject({ reason: "completed", step: planned });
+    // up to the stop both runs took the same steps: the same best so far
+    expect(all.result.training.result.bestLoss!).toBeLessThanOrEqual(done.bestLoss!);
+    stopped.model.dispose();
+    all.model.dispose();
+  });
+
   it("the bake loss and validation KL fall; KL(prompted ‖ baked) < KL(prompted ‖ base); files land in out/", async () => {
     const model = newModel(3);
     const losses: number[] = [];

@@ -42,6 +42,8 @@ export interface RepositoryBakeSettings {
   /** The adapter's strength ramps from `from` to 1 over `fraction` of training (default 0.5). */
   progressive?: { from: number; fraction?: number };
   validationFraction?: number;
+  /** Early stopping: validation passes without improvement before training stops (0: off). */
+  patience?: number;
   seed?: number;
 }
 
@@ -98,6 +100,7 @@ export function repositoryBakeSettings(b: RepositoryBakeSettings): Partial<BakeS
     ...(b.lossBeta !== undefined ? { lossBeta: b.lossBeta } : {}),
     ...(b.lossTemperature !== undefined ? { lossTemperature: b.lossTemperature } : {}),
     ...(b.validationFraction !== undefined ? { validationFraction: b.validationFraction } : {}),
+    ...(b.patience !== undefined ? { earlyStopping: { patience: b.patience, minDelta: 0 } } : {}),
     ...(b.seed !== undefined ? { seed: b.seed } : {}),
     ...(b.progressive !== undefined
       ? { progressive: { from: b.progressive.from, fraction: b.progressive.fraction ?? 0.5 } }

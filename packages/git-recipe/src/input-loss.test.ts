@@ -93,3 +93,22 @@ TARGET:
     );
   });
 });
+
+describe("BAKE.patience", () => {
+  it("takes an integer ≥ 0 (0: train every epoch); anything else is exit 2 naming the field", () => {
+    expect(parseInput(input("  patience: 0\n")).bake!.patience).toBe(0);
+    expect(parseInput(input("  patience: 3\n")).bake!.patience).toBe(3);
+    for (const bad of ["-1", "1.5", '"two"']) {
+      let message = "";
+      try {
+        parseInput(input(`  patience: ${bad}\n`), "input.yml");
+      } catch (error) {
+        expect(exitCodeFor(error)).toBe(2);
+        message = String(error);
+      }
+      expect(message).toMatch(
+        /input\.yml:\d+:\d+: BAKE\.patience: BAKE\.patience must be an integer ≥ 0 \(0: train every epoch\)/,
+      );
+    }
+  });
+});

@@ -57,6 +57,8 @@ export interface BakeSpec {
   /** Progressive baking: the adapter's strength ramps from `from` to 1 over `fraction` of training. */
   progressive?: { from: number; fraction?: number };
   validationFraction?: number;
+  /** Early stopping: epochs without a better validation KL before the bake stops (default 2; 0: off). */
+  patience?: number;
   seed?: number;
   /**
    * A remote teacher: an OpenAI-compatible endpoint (forge serve, vLLM, llama.cpp, Ollama, TGI)
@@ -147,7 +149,8 @@ TARGET:
 # BAKE: training settings (LoRA on the parent model; the parent is PARENT_MODEL in .forge,
 # the previous bake's model, and cannot be set here).
 #   name, epochs (8) | steps, batchSize (16), learningRate (0.002), rank (8), alpha (16),
-#   validationFraction, seed,
+#   validationFraction, patience (2: stop after 2 epochs without a better validation KL;
+#   0: train every epoch), seed,
 #   loss: forward-kl (default) | reverse-kl | js | jsd | distillation | topk | topk-reverse-kl |
 #         topk-js | topk-jsd (the topk ones need rollout cacheTopK); lossBeta: β of jsd (0…1);
 #   lossTemperature: T of distillation;
@@ -197,6 +200,7 @@ const BAKE_KEYS: Record<
   layers: "layers",
   progressive: "progressive",
   validationFraction: "number",
+  patience: "int",
   seed: "int",
   teacher: "teacher",
 };
@@ -480,7 +484,7 @@ export function parseInput(
       }
       const ok =
         kind === "int"
-          ? Number.isInteger(v) && (v as number) >= (key === "seed" ? 0 : 1)
+          ? Number.isInteger(v) && (v as number) >= (key === "seed" || key === "patience" ? 0 : 1)
           : kind === "number"
             ? typeof v === "number" && Number.isFinite(v) && v >= 0
             : kind === "loss"
@@ -497,7 +501,9 @@ export function parseInput(
           kind === "int"
             ? key === "seed"
               ? "an integer ≥ 0"
-              : "a positive integer"
+              : key === "patience"
+                ? "an integer ≥ 0 (0: train every epoch)"
+                : "a positive integer"
             : kind === "number"
               ? "a number ≥ 0"
               : kind === "loss"

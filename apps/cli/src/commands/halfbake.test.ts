@@ -78,6 +78,7 @@ describe("forge bake --loss", () => {
     expect(record.bake).toMatchObject({
       loss: "reverse-kl",
       progressive: { from: 0.5, fraction: 0.5 },
+      earlyStopping: { patience: 2, minDelta: 0 }, // the default
     });
     expect(JSON.stringify(json(at("pirate", "manifest.json")))).toContain('"loss":"reverse-kl"');
   });
@@ -93,6 +94,7 @@ describe("forge bake --loss", () => {
       [["--layers", "0,7"], /the model has 4 blocks .*no block 7/],
       [["--progressive", "2"], /--progressive must be <from>\[:<fraction>\]/],
       [["--stim", "multiturn:0"], /--stim multiturn:N\[:T\] needs N conversations/],
+      [["--patience", "1.5"], /--patience must be an integer ≥ 0 \(0: train every epoch\)/],
     ];
     for (const [i, [args, message]] of cases.entries()) {
       const out = at(`bad-${i}`);
@@ -110,6 +112,13 @@ describe("forge bake --stim multiturn", () => {
     const out = at("multiturn");
     const run = await forge(["bake", ...smallBake, "--stim", "multiturn:3:2", "--out", out]);
     expectOk(run);
+    // a training command: the wasm backend on the cores (at most 4) unless FORGE_WASM_THREADS says
+    const threads = Number(
+      process.env.FORGE_WASM_THREADS || Math.min(4, os.availableParallelism()),
+    );
+    expect(run.stderr).toContain(
+      `backend wasm (auto, ${threads} thread${threads === 1 ? "" : "s"}`,
+    );
     const stimuli = readFileSync(path.join(out, "stim.jsonl"), "utf8")
       .trim()
       .split("\n")
