@@ -14,12 +14,21 @@
  *   cropped contexts are prefilled again and cached decoding continues. Generation without the
  *   cache crops at the same steps and recomputes the cropped context every token, so the two
  *   produce the same tokens (the reference the tests hold the cache to).
+ * - Rotary models (the Llama family) decoding with the cache shift it instead, as llama.cpp's
+ *   context shift does: when the cache holds `blockSize` positions, its oldest positions leave
+ *   it until ⌈blockSize / 2⌉ remain (with the new token), positions keep counting (rotary
+ *   attention depends only on the distance between a query and a key), and nothing is
+ *   re-encoded: the kept keys and values are the ones computed when their tokens were decoded.
+ *   Each token attends to the last ⌈blockSize / 2⌉ to `blockSize` positions — a sliding window
+ *   whose start moves in blocks; the tests hold it to a full forward pass with that banded
+ *   causal mask. (Learned positions stop at the window, so GPT-2 re-encodes.)
  * - Sampling runs on the CPU in float64 from the step's logits: greedy at temperature 0,
  *   otherwise temperature, top-k, then top-p (nucleus), with banned ids removed first.
  *   Deterministic for a seed.
  */
 import { Rng } from "@forge/core";
 import * as tf from "@tensorflow/tfjs";
+import { isLlamaFamily } from "./config.js";
 import { ModelError } from "./errors.js";
 import type { GPT, LayerCache } from "./gpt.js";
 
@@ -285,6 +294,19 @@ export function generate(
     return values;
   };
   const keep = windowKeep(blockSize);
+  // rotary positions are relative: the cache shifts (see the module doc)
+  const rolling = useCache && isLlamaFamily(model.config);
+  /** Drop the cache's oldest `drop` positions (and the pads among them). */
+  const roll = (drop: number) => {
+    const rolled = cache!.map((layer) => ({
+      k: layer.k.slice([0, 0, drop, 0]),
+      v: layer.v.slice([0, 0, drop, 0]),
+    }));
+    disposeCache();
+    cache = rolled;
+    cachedLength -= drop;
+    pads = pads.map((pad) => Math.max(0, pad - drop));
+  };
 
   try {
     let logits = useCache ? prefill() : fullStep(model, contexts);
@@ -311,7 +333,7 @@ export function generate(
       if (done.every(Boolean) || step === options.maxNewTokens - 1) break;
 
       // A context outgrew the window: every context keeps its last `keep` tokens.
-      const cropped = Math.max(...contexts.map((c) => c.length)) > blockSize;
+      const cropped = !rolling && Math.max(...contexts.map((c) => c.length)) > blockSize;
       if (cropped) {
         for (const context of contexts) {
           if (context.length > keep) context.splice(0, context.length - keep);
@@ -322,7 +344,8 @@ export function generate(
         continue;
       }
       // Re-encode after a crop, or when the padded width (finished sequences' pads) is full.
-      if (cropped || cachedLength + 1 > blockSize) {
+      if (rolling && cachedLength + 1 > blockSize) roll(cachedLength + 1 - keep);
+      else if (cropped || cachedLength + 1 > blockSize) {
         logits = prefill();
         continue;
       }
@@ -344,6 +367,7 @@ export function generate(
         const bias = tf.tensor4d(biasValues, [batch, 1, 1, cachedLength + 1]);
         const result = model.run(ids, {
           positions,
+          positionLimit: Math.max(...contexts.map((c) => c.length)),
           attentionBias: bias,
           past: cache!,
           returnCache: true,

@@ -39,9 +39,16 @@ export interface RunOptions {
   lastOnly?: boolean;
   /**
    * Position id of every input token, [B, T] int32 (default past..past+T-1 for every row); each
-   * below past + T (a ragged batch's positions are within its padded width).
+   * below past + T (a ragged batch's positions are within its padded width) unless
+   * `positionLimit` says otherwise.
    */
   positions?: tf.Tensor2D;
+  /**
+   * An upper bound on `positions` when they may pass past + T: a rotary model decoding with a
+   * rolling cache keeps counting positions after the oldest keys leave it (rotary attention
+   * depends only on the distance between positions). Learned positions stop at blockSize.
+   */
+  positionLimit?: number;
   /**
    * Additive attention bias [B or 1, 1, T, Tpast + T] (ragged batches). Default: causal, where
    * query i sees keys up to Tpast + i.
@@ -393,9 +400,12 @@ export class GPT {
   private rotaryTable(needed: number): { cos: tf.Tensor2D; sin: tf.Tensor2D } {
     if (this.rotary && this.rotary.length >= needed) return this.rotary;
     const l = this.config.llama!;
-    const length = Math.min(
-      this.config.blockSize,
-      Math.max(needed, Math.min(this.config.blockSize, 2048)),
+    // the window, at most 2048 rows up front; past it only for a rolling cache's positions,
+    // doubling so that decoding does not rebuild it every token
+    const length = Math.max(
+      needed,
+      Math.min(this.config.blockSize, 2048),
+      2 * (this.rotary?.length ?? 0),
     );
     const frequencies = rotaryInverseFrequencies(l.headDim, l.ropeTheta, l.ropeScaling);
     const half = l.headDim / 2;
@@ -443,8 +453,8 @@ export class GPT {
     const seed = options.seed ?? 0;
     const pastLength = options.past?.[0]?.k.shape[2] ?? 0;
     const positions = options.positions ?? defaultPositions(batch, time, pastLength);
-    // positions are below past + T (the padded width), so no read-back of them is needed
-    const table = this.rotaryTable(pastLength + time);
+    // positions are below past + T (the padded width) or positionLimit: no read-back is needed
+    const table = this.rotaryTable(Math.max(pastLength + time, options.positionLimit ?? 0));
     const flat = positions.reshape([batch * time]);
     const cos = tf.gather(table.cos, flat).reshape([batch, 1, time, hd]) as tf.Tensor4D;
     const sin = tf.gather(table.sin, flat).reshape([batch, 1, time, hd]) as tf.Tensor4D;
