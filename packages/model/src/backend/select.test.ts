@@ -1,4 +1,3 @@
-import os from "node:os";
 import * as tf from "@tensorflow/tfjs";
 import { describe, expect, it } from "vitest";
 import { ModelError } from "../errors.js";
@@ -45,10 +44,14 @@ describe("initBackend", () => {
 });
 
 describe("wasm threads", () => {
-  const cores = os.availableParallelism();
-
-  it('"auto" (training commands) uses the cores, at most 4, unless FORGE_WASM_THREADS says otherwise', () => {
-    expect(autoWasmThreads()).toBe(Math.max(1, Math.min(4, cores)));
+  it('"auto" (training commands) uses the idle cores — the cores less the whole part of the load — from 1 to 4', () => {
+    expect(autoWasmThreads(0, 2)).toBe(2);
+    expect(autoWasmThreads(0.9, 2)).toBe(2);
+    expect(autoWasmThreads(1.02, 2)).toBe(1); // one other busy process
+    expect(autoWasmThreads(7, 2)).toBe(1);
+    expect(autoWasmThreads(0, 1)).toBe(1);
+    expect(autoWasmThreads(0.5, 16)).toBe(4);
+    expect(autoWasmThreads(13.5, 16)).toBe(3);
     expect(resolveWasmThreads("auto", {}).threads).toBe(autoWasmThreads());
     expect(resolveWasmThreads("auto", { FORGE_WASM_THREADS: "1" })).toEqual({
       threads: 1,
@@ -60,7 +63,8 @@ describe("wasm threads", () => {
   it("short commands run one thread unless asked; a number overrides the environment", () => {
     expect(resolveWasmThreads(undefined, {})).toEqual({
       threads: 1,
-      oneThreadReason: `one thread is the default for short commands (training commands use ${autoWasmThreads()})`,
+      oneThreadReason:
+        "one thread is the default for short commands (training commands use the idle cores)",
     });
     expect(resolveWasmThreads(undefined, { FORGE_WASM_THREADS: "2" }).threads).toBe(2);
     expect(resolveWasmThreads(1, { FORGE_WASM_THREADS: "2" })).toEqual({

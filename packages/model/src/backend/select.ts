@@ -51,13 +51,12 @@ export interface InitBackendOptions {
   env?: Record<string, string | undefined>;
   /**
    * Threads for the wasm backend. A number overrides FORGE_WASM_THREADS; "auto" defers to
-   * FORGE_WASM_THREADS when it is set and otherwise uses `autoWasmThreads()` (the cores, at
-   * most 4). Default 1: the single-threaded SIMD build. More runs tfjs' threaded SIMD build
+   * FORGE_WASM_THREADS when it is set and otherwise uses `autoWasmThreads()` (the idle cores,
+   * at most 4). Default 1: the single-threaded SIMD build. More runs tfjs' threaded SIMD build
    * (at most 8 threads, tfjs' pool). Measured on an idle 2-core machine, 2 threads train 1.7×
-   * faster and decode batch 32 1.2× faster, batch 1 no faster, and start 0.4 s slower; on a
-   * machine whose cores are busy the pool's threads wait on each other and it is slower than
-   * one thread. So training commands ask for "auto", short ones run on one thread, and
-   * FORGE_WASM_THREADS=1 turns threads off on a shared machine.
+   * faster and decode batch 32 1.2× faster, batch 1 no faster, and start 0.4 s slower; when
+   * another process keeps a core busy the pool's threads wait on each other and it is far
+   * slower than one thread. So training commands ask for "auto", short ones run one thread.
    */
   wasmThreads?: number | "auto";
 }
@@ -182,9 +181,18 @@ export const DEFAULT_WASM_THREADS = 1;
 /** The largest pool tfjs-backend-wasm's threaded build creates (its PTHREAD_POOL_SIZE). */
 export const MAX_WASM_THREADS = 8;
 
-/** Threads `wasmThreads: "auto"` uses: the machine's cores, at most 4 (the pool's gains end there for these model sizes). */
-export function autoWasmThreads(): number {
-  return Math.max(1, Math.min(4, os.availableParallelism()));
+/**
+ * Threads `wasmThreads: "auto"` uses: the cores no other process keeps busy (the cores less the
+ * whole part of the 1-minute load average), at least 1 and at most 4. The threaded build's
+ * workers wait for each other at every kernel: on an idle 2-core machine 2 threads train 1.7×
+ * faster, but with one other busy process they trained 2.3× slower than one thread and decoded
+ * 10× slower (measured here), so busy cores are left alone.
+ */
+export function autoWasmThreads(
+  load: number = os.loadavg()[0] ?? 0,
+  cores: number = os.availableParallelism(),
+): number {
+  return Math.max(1, Math.min(4, cores - Math.floor(load)));
 }
 
 function parseWasmThreads(value: string | number, source: string): number {
@@ -219,8 +227,10 @@ export function resolveWasmThreads(
       : fromEnv === 1
         ? "FORGE_WASM_THREADS is 1"
         : wanted === "auto"
-          ? "this machine has one core"
-          : `one thread is the default for short commands (training commands use ${autoWasmThreads()})`;
+          ? os.availableParallelism() === 1
+            ? "this machine has one core"
+            : `the other cores are busy (load average ${(os.loadavg()[0] ?? 0).toFixed(2)} on ${os.availableParallelism()} cores)`
+          : "one thread is the default for short commands (training commands use the idle cores)";
   return { threads, oneThreadReason };
 }
 
