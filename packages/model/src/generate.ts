@@ -21,6 +21,7 @@
 import { Rng } from "@forge/core";
 import * as tf from "@tensorflow/tfjs";
 import { ModelError } from "./errors.js";
+import { type DecoderChoice, decoderChoice, JsDecoder, jsDecodePays } from "./fast-decode.js";
 import type { GPT, LayerCache } from "./gpt.js";
 
 export interface GenerateOptions {
@@ -47,6 +48,17 @@ export interface GenerateOptions {
    * temperature 1, before banning, top-k or top-p): how likely the model finds what it wrote.
    */
   logprobs?: boolean;
+  /**
+   * Which cached decode step runs after the (tfjs) prefill: "js" — plain loops over arrays
+   * (fast-decode.ts), "tfjs" — the model's kernels, "auto" (default) — "js" where it pays
+   * (width ≤ 512, batch ≤ 8). Default from FORGE_DECODE, else "auto".
+   */
+  decoder?: DecoderChoice;
+  /**
+   * Called before every step's sampling with its logits [B·V] (row b at b·V; rows of finished
+   * sequences are unspecified). The array is reused: copy what you keep.
+   */
+  onLogits?: (step: number, logits: Float32Array) => void;
 }
 
 export type FinishReason = "stop" | "length";
@@ -247,6 +259,7 @@ export function generate(
   };
   const stops = new Set(options.stopIds ?? []);
   const useCache = options.useCache ?? true;
+  const choice = decoderChoice(options.decoder);
   // Prompts longer than the window keep their last blockSize tokens.
   const contexts = prompts.map((p) => p.slice(Math.max(0, p.length - blockSize)));
   const tokens: number[][] = prompts.map(() => []);
@@ -257,6 +270,10 @@ export function generate(
   if (options.maxNewTokens === 0) return result();
 
   let cache: LayerCache[] | undefined;
+  const js =
+    useCache && (choice === "js" || (choice === "auto" && jsDecodePays(model, batch)))
+      ? new JsDecoder(model, batch)
+      : undefined;
   let pads: number[] = [];
   let cachedLength = 0; // positions held by the cache (padded width)
   const disposeCache = () => {
@@ -280,6 +297,10 @@ export function generate(
     });
     cache = step.cache;
     cachedLength = cache[0]!.k.shape[2];
+    if (js) {
+      js.load(cache, pads);
+      disposeCache();
+    }
     const values = step.logits.dataSync() as Float32Array;
     step.logits.dispose();
     return values;
@@ -290,6 +311,7 @@ export function generate(
     let logits = useCache ? prefill() : fullStep(model, contexts);
 
     for (let step = 0; step < options.maxNewTokens; step++) {
+      options.onLogits?.(step, logits);
       const produced: (number | null)[] = [];
       for (let b = 0; b < batch; b++) {
         if (done[b]) {
@@ -326,6 +348,15 @@ export function generate(
         logits = prefill();
         continue;
       }
+      if (js) {
+        logits = js.step(
+          contexts.map((c) => c[c.length - 1]!),
+          contexts.map((c) => c.length - 1),
+          done,
+        );
+        cachedLength++;
+        continue;
+      }
       const next = tidyStep(() => {
         const ids = tf.tensor2d(
           contexts.map((c) => c[c.length - 1]!),
@@ -359,6 +390,7 @@ export function generate(
     }
   } finally {
     disposeCache();
+    js?.dispose();
   }
   return result();
 }

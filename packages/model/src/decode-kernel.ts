@@ -1,0 +1,200 @@
+/**
+ * The JS decode step's one WebAssembly kernel, assembled here byte by byte (no toolchain):
+ *
+ *   matmul(w, x, y, nBytes, m, rows):  y[r, o] = Σᵢ x[r, i] · w[o, i]   (float32)
+ *
+ * for o < m, r < rows, i < nBytes / 4, with w [m, n], x [rows, n], y [rows, m] at byte offsets
+ * into the imported memory. The inner loop reads 8 floats per turn into two f32x4
+ * accumulators, so n must be a multiple of 8 (callers fall back to a plain loop otherwise).
+ * Measured on the shared 2-core machine: ~5 G multiply-adds/s for a 128 × 512 matrix-vector
+ * product, against ~0.5 G for the best plain JavaScript loop (V8 does not vectorise).
+ */
+
+/** y = x·wᵀ over byte offsets in the instance's memory (see the module doc). */
+export type MatMulKernel = (
+  w: number,
+  x: number,
+  y: number,
+  nBytes: number,
+  m: number,
+  rows: number,
+) => void;
+
+/** The parts of the WebAssembly API used here (this package's TypeScript libs do not declare it). */
+export interface WasmMemory {
+  readonly buffer: ArrayBuffer;
+  grow(pages: number): number;
+}
+interface WasmApi {
+  Memory: new (descriptor: { initial: number }) => WasmMemory;
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object, imports: object) => { exports: Record<string, unknown> };
+  validate(bytes: Uint8Array): boolean;
+}
+const wasmApi = (globalThis as unknown as { WebAssembly?: WasmApi }).WebAssembly;
+
+/** WebAssembly memory pages (64 KiB). */
+export const WASM_PAGE = 65_536;
+
+/** A fresh memory of at least `bytes`. */
+export function wasmMemory(bytes: number): WasmMemory {
+  if (!wasmApi) throw new Error("WebAssembly is not available");
+  return new wasmApi.Memory({ initial: Math.max(1, Math.ceil(bytes / WASM_PAGE)) });
+}
+
+const uleb = (value: number): number[] => {
+  const out: number[] = [];
+  let n = value;
+  do {
+    let byte = n & 0x7f;
+    n >>>= 7;
+    if (n) byte |= 0x80;
+    out.push(byte);
+  } while (n);
+  return out;
+};
+const sleb = (value: number): number[] => {
+  const out: number[] = [];
+  let n = value;
+  for (;;) {
+    const byte = n & 0x7f;
+    n >>= 7;
+    if ((n === 0 && (byte & 0x40) === 0) || (n === -1 && byte & 0x40)) {
+      out.push(byte);
+      return out;
+    }
+    out.push(byte | 0x80);
+  }
+};
+const name = (s: string): number[] => [...uleb(s.length), ...[...s].map((c) => c.charCodeAt(0))];
+const section = (id: number, bytes: number[]): number[] => [id, ...uleb(bytes.length), ...bytes];
+
+function assemble(): Uint8Array {
+  const I32 = 0x7f;
+  const V128 = 0x7b;
+  // params: 0 w, 1 x, 2 y, 3 nBytes, 4 m, 5 rows
+  // locals: 6 o, 7 r, 8 i, 9 wRow, 10 xRow, 11 yAt (i32); 12, 13 accumulators (v128)
+  const get = (l: number) => [0x20, l];
+  const set = (l: number) => [0x21, l];
+  const i32 = (v: number) => [0x41, ...sleb(v)];
+  const ADD = 0x6a;
+  const SHL = 0x74;
+  const GE_U = 0x4f;
+  const F32_ADD = 0x92;
+  const simd = (op: number, ...immediates: number[]) => [0xfd, ...uleb(op), ...immediates];
+  const zero = simd(0x0c, ...new Array<number>(16).fill(0)); // v128.const 0
+  const load = (offset: number) => simd(0x00, 4, offset); // v128.load align=16
+  const add4 = simd(0xe4); // f32x4.add
+  const mul4 = simd(0xe6); // f32x4.mul
+  const lane = (k: number) => simd(0x1f, k); // f32x4.extract_lane
+  const BLOCK = [0x02, 0x40];
+  const LOOP = [0x03, 0x40];
+  const END = 0x0b;
+  const br = (depth: number) => [0x0c, depth];
+  const brIf = (depth: number) => [0x0d, depth];
+  const product = (acc: number, offset: number) => [
+    ...get(acc),
+    ...get(9),
+    ...get(8),
+    ADD,
+    ...load(offset),
+    ...get(10),
+    ...get(8),
+    ADD,
+    ...load(offset),
+    ...mul4,
+    ...add4,
+    ...set(acc),
+  ];
+  const body = [
+    ...[...get(0), ...set(9), ...i32(0), ...set(6)],
+    ...[...BLOCK, ...LOOP], // for o < m
+    ...[...get(6), ...get(4), GE_U, ...brIf(1)],
+    ...[...i32(0), ...set(7), ...get(1), ...set(10)],
+    ...[...get(2), ...get(6), ...i32(2), SHL, ADD, ...set(11)],
+    ...[...BLOCK, ...LOOP], // for r < rows
+    ...[...get(7), ...get(5), GE_U, ...brIf(1)],
+    ...[...zero, ...set(12), ...zero, ...set(13), ...i32(0), ...set(8)],
+    ...[...BLOCK, ...LOOP], // for i < nBytes, 32 bytes a turn
+    ...[...get(8), ...get(3), GE_U, ...brIf(1)],
+    ...product(12, 0),
+    ...product(13, 16),
+    ...[...get(8), ...i32(32), ADD, ...set(8), ...br(0)],
+    END,
+    END,
+    ...[...get(12), ...get(13), ...add4, ...set(12)],
+    ...get(11),
+    ...[...get(12), ...lane(0), ...get(12), ...lane(1), F32_ADD],
+    ...[...get(12), ...lane(2), F32_ADD, ...get(12), ...lane(3), F32_ADD],
+    ...[0x38, 2, 0], // f32.store
+    ...[...get(10), ...get(3), ADD, ...set(10)],
+    ...[...get(11), ...get(4), ...i32(2), SHL, ADD, ...set(11)],
+    ...[...get(7), ...i32(1), ADD, ...set(7), ...br(0)],
+    END,
+    END,
+    ...[...get(9), ...get(3), ADD, ...set(9)],
+    ...[...get(6), ...i32(1), ADD, ...set(6), ...br(0)],
+    END,
+    END,
+    END,
+  ];
+  const code = [2, 6, I32, 2, V128, ...body];
+  return new Uint8Array([
+    ...[0x00, 0x61, 0x73, 0x6d, 1, 0, 0, 0],
+    ...section(1, [1, 0x60, 6, I32, I32, I32, I32, I32, I32, 0]),
+    ...section(2, [1, ...name("env"), ...name("memory"), 0x02, 0x00, 1]),
+    ...section(3, [1, 0]),
+    ...section(7, [1, ...name("matmul"), 0x00, 0]),
+    ...section(10, [1, ...uleb(code.length), ...code]),
+  ]);
+}
+
+let compiled: object | null | undefined;
+
+/** The compiled module, or null where WebAssembly SIMD is not available. */
+function kernelModule(): object | null {
+  if (compiled === undefined) {
+    try {
+      const bytes = assemble();
+      compiled = wasmApi?.validate(bytes) ? new wasmApi.Module(bytes) : null;
+    } catch {
+      compiled = null;
+    }
+  }
+  return compiled;
+}
+
+/** The kernel bound to `memory`, or undefined without WebAssembly SIMD. */
+export function matmulKernel(memory: WasmMemory): MatMulKernel | undefined {
+  const module = kernelModule();
+  if (!module || !wasmApi) return undefined;
+  const instance = new wasmApi.Instance(module, { env: { memory } });
+  return instance.exports.matmul as MatMulKernel;
+}
+
+/** The same product in plain JavaScript on a float32 view (offsets in floats). */
+export function matmulPlain(
+  view: Float32Array,
+  w: number,
+  x: number,
+  y: number,
+  n: number,
+  m: number,
+  rows: number,
+): void {
+  for (let o = 0; o < m; o++) {
+    const base = w + o * n;
+    for (let r = 0; r < rows; r++) {
+      const xb = x + r * n;
+      let s0 = 0;
+      let s1 = 0;
+      let i = 0;
+      for (; i + 1 < n; i += 2) {
+        s0 += view[xb + i]! * view[base + i]!;
+        s1 += view[xb + i + 1]! * view[base + i + 1]!;
+      }
+      if (i < n) s0 += view[xb + i]! * view[base + i]!;
+      view[y + r * m + o] = s0 + s1;
+    }
+  }
+}

@@ -1,0 +1,627 @@
+/**
+ * The cached decode step in plain JavaScript, for small models.
+ *
+ * One generated token of a small model is little arithmetic (forge-tiny: about 0.9 M
+ * multiply-adds) but ~114 tfjs kernels, and tfjs spends more time dispatching them (engine
+ * bookkeeping, tensor allocation) than computing. This decoder runs the per-token step over
+ * Float32Arrays instead: weights copied out of the model once (and kept until a variable
+ * changes: tfjs tensors are immutable and `assign` gives a variable new data, so a changed
+ * data id is a changed weight), the KV cache in preallocated arrays filled from a tfjs
+ * prefill, and every product a loop with float64 accumulators. The prefill (and every window
+ * re-encode) stays on tfjs; `generate` picks this path by batch size and width
+ * (`jsDecodePays`), or as `decoder` / FORGE_DECODE says.
+ *
+ * It computes what `GPT.run` computes for one new token per sequence — GPT-2 (LayerNorm,
+ * tanh-GELU, tied head) and the Llama family (RMSNorm, rotary positions, SwiGLU,
+ * grouped-query attention, tied or untied head, q/k/v/o/MLP biases) — with an attached LoRA
+ * adapter applied as tfjs applies it (x·W + s·(x·A)·B on its active blocks), pad columns of
+ * ragged rows excluded from attention as the -1e9 bias excludes them.
+ */
+import type * as tf from "@tensorflow/tfjs";
+import { isLlamaFamily } from "./config.js";
+import {
+  type MatMulKernel,
+  matmulKernel,
+  matmulPlain,
+  WASM_PAGE,
+  type WasmMemory,
+  wasmMemory,
+} from "./decode-kernel.js";
+import { ModelError } from "./errors.js";
+import type { GPT, LayerCache } from "./gpt.js";
+import { rotaryInverseFrequencies } from "./llama-config.js";
+
+/** Which decode step `generate` runs: tfjs kernels, this module's loops, or chosen by size. */
+export type DecoderChoice = "auto" | "js" | "tfjs";
+const CHOICES: readonly DecoderChoice[] = ["auto", "js", "tfjs"];
+
+/** The choice an option or FORGE_DECODE makes (the option wins; default "auto"). */
+export function decoderChoice(option: string | undefined): DecoderChoice {
+  if (option !== undefined) {
+    if (!CHOICES.includes(option as DecoderChoice))
+      throw new ModelError(
+        "E_INPUT",
+        `decoder must be one of ${CHOICES.join(", ")}; got ${JSON.stringify(option)}`,
+      );
+    return option as DecoderChoice;
+  }
+  const env = process.env.FORGE_DECODE;
+  if (env === undefined || env === "") return "auto";
+  if (!CHOICES.includes(env as DecoderChoice))
+    throw new ModelError(
+      "E_INPUT",
+      `FORGE_DECODE must be one of ${CHOICES.join(", ")}; got ${JSON.stringify(env)}`,
+    );
+  return env as DecoderChoice;
+}
+
+/**
+ * Widest model and largest batch for which the JS step beats tfjs' (measured on the wasm
+ * backend, see the model README): tfjs' per-kernel cost is fixed, the loops' cost grows with
+ * batch · width².
+ */
+export const JS_DECODE_MAX_WIDTH = 512;
+export const JS_DECODE_MAX_BATCH = 8;
+
+/** Whether the JS decode step pays for this model and batch (the "auto" choice). */
+export function jsDecodePays(model: GPT, batch: number): boolean {
+  return model.config.nEmbd <= JS_DECODE_MAX_WIDTH && batch <= JS_DECODE_MAX_BATCH;
+}
+
+/**
+ * A linear layer in the weight memory: W as [out, in] rows at float offset `w` (transposed
+ * from the model's [in, out]), its bias, and an active LoRA adapter's A [r, in] and B [out, r].
+ */
+interface Linear {
+  w: number;
+  b: Float32Array | undefined;
+  inDim: number;
+  outDim: number;
+  lora: { a: number; b: number; r: number; scale: number } | undefined;
+}
+
+interface Norm {
+  g: Float32Array;
+  b: Float32Array | undefined;
+}
+
+interface Block {
+  norm1: Norm;
+  norm2: Norm;
+  /** GPT-2: c_attn (q, k, v columns). Llama: q, k, v separately. */
+  qkv?: Linear;
+  q?: Linear;
+  k?: Linear;
+  v?: Linear;
+  o: Linear;
+  /** GPT-2: c_fc; Llama: gate and up. */
+  fc?: Linear;
+  gate?: Linear;
+  up?: Linear;
+  down: Linear;
+}
+
+/** A model's weights copied into a WebAssembly memory (float offsets), for the kernel. */
+interface Weights {
+  llama: boolean;
+  /** Token embedding [V, C]; position embedding [T, C] (GPT-2). */
+  wte: number;
+  wpe: number | undefined;
+  blocks: Block[];
+  normF: Norm;
+  /** Output layer [V, C]. */
+  head: number;
+  /** Floats the weights take at the start of `memory`; a decoder's scratch follows. */
+  floats: number;
+  memory: WasmMemory;
+  /** A decoder is using the memory past `floats` (a nested one works on a copy). */
+  busy: boolean;
+  /** The widest LoRA rank (scratch). */
+  rank: number;
+}
+
+/** Offsets are kept 16-byte aligned. */
+const align = (floats: number) => Math.ceil(floats / 4) * 4;
+
+function values(t: tf.Tensor): Float32Array {
+  return t.dataSync() as Float32Array;
+}
+
+/** Every tensor the snapshot copies, whose data ids tell whether it is still current. */
+function sources(model: GPT): tf.Tensor[] {
+  const out: tf.Tensor[] = [...model.params.values()];
+  if (model.lora) out.push(...model.lora.variables());
+  return out;
+}
+
+interface Snapshot {
+  weights: Weights;
+  dataIds: object[];
+  lora: string;
+}
+
+const snapshots = new WeakMap<GPT, Snapshot>();
+
+/** The adapter's state besides its tensors: which blocks, at what scale. */
+function loraKey(model: GPT): string {
+  const lora = model.lora;
+  return lora ? `${lora.scale}|${lora.activeLayers?.join(",") ?? "all"}` : "";
+}
+
+/** The model's weights in a wasm memory: cached per model while no variable has changed. */
+function weightsOf(model: GPT): Weights {
+  const tensors = sources(model);
+  const ids = tensors.map((t) => (t as unknown as { dataId: object }).dataId);
+  const key = loraKey(model);
+  const cached = snapshots.get(model);
+  if (
+    cached &&
+    cached.lora === key &&
+    cached.dataIds.length === ids.length &&
+    cached.dataIds.every((id, i) => id === ids[i])
+  )
+    return cached.weights;
+  const weights = snapshot(model);
+  snapshots.set(model, { weights, dataIds: ids, lora: key });
+  return weights;
+}
+
+function snapshot(model: GPT): Weights {
+  const config = model.config;
+  const llama = isLlamaFamily(config);
+  const lora = model.lora;
+  const active = lora?.activeLayers;
+  // First the layout (every matrix's offset), then one memory, then the copies.
+  const writes: { at: number; data: Float32Array; rows?: number; cols?: number }[] = [];
+  let floats = 0;
+  /** Place `data` (transposed from [rows, cols] when given) in the memory. */
+  const place = (data: Float32Array, rows?: number, cols?: number): number => {
+    const at = floats;
+    writes.push({ at, data, ...(rows !== undefined ? { rows, cols } : {}) });
+    floats = align(floats + data.length);
+    return at;
+  };
+  let rank = 0;
+  const linear = (prefix: string): Linear => {
+    const w = model.param(`${prefix}.weight`);
+    const [inDim, outDim] = w.shape as [number, number];
+    const bias = model.params.get(`${prefix}.bias`);
+    const a = lora?.a.get(prefix);
+    const layer = Number(prefix.split(".")[1]);
+    const applies =
+      a !== undefined && lora!.strength !== 0 && (active === undefined || active.includes(layer));
+    let adapter: Linear["lora"];
+    if (applies) {
+      const r = lora!.config.r;
+      rank = Math.max(rank, r);
+      adapter = {
+        a: place(values(a), inDim, r),
+        b: place(values(lora!.b.get(prefix)!), r, outDim),
+        r,
+        scale: lora!.scale,
+      };
+    }
+    return {
+      w: place(values(w), inDim, outDim),
+      b: bias ? values(bias) : undefined,
+      inDim,
+      outDim,
+      lora: adapter,
+    };
+  };
+  const norm = (gain: string, bias?: string): Norm => {
+    const b = bias === undefined ? undefined : model.params.get(bias);
+    return { g: values(model.param(gain)), b: b ? values(b) : undefined };
+  };
+  const blocks: Block[] = [];
+  for (let i = 0; i < config.nLayer; i++) {
+    if (llama) {
+      const p = `layers.${i}`;
+      blocks.push({
+        norm1: norm(`${p}.input_layernorm.weight`),
+        norm2: norm(`${p}.post_attention_layernorm.weight`),
+        q: linear(`${p}.self_attn.q_proj`),
+        k: linear(`${p}.self_attn.k_proj`),
+        v: linear(`${p}.self_attn.v_proj`),
+        o: linear(`${p}.self_attn.o_proj`),
+        gate: linear(`${p}.mlp.gate_proj`),
+        up: linear(`${p}.mlp.up_proj`),
+        down: linear(`${p}.mlp.down_proj`),
+      });
+    } else {
+      const p = `h.${i}`;
+      blocks.push({
+        norm1: norm(`${p}.ln_1.weight`, `${p}.ln_1.bias`),
+        norm2: norm(`${p}.ln_2.weight`, `${p}.ln_2.bias`),
+        qkv: linear(`${p}.attn.c_attn`),
+        o: linear(`${p}.attn.c_proj`),
+        fc: linear(`${p}.mlp.c_fc`),
+        down: linear(`${p}.mlp.c_proj`),
+      });
+    }
+  }
+  let wte: number;
+  let wpe: number | undefined;
+  let head: number;
+  let normF: Norm;
+  if (llama) {
+    wte = place(values(model.param("embed_tokens.weight")));
+    head = config.llama!.tieWordEmbeddings ? wte : place(values(model.param("lm_head.weight")));
+    normF = norm("norm.weight");
+  } else {
+    wte = place(values(model.param("wte.weight")));
+    wpe = place(values(model.param("wpe.weight")));
+    head = wte;
+    normF = norm("ln_f.weight", "ln_f.bias");
+  }
+  const memory = wasmMemory(floats * 4);
+  const view = new Float32Array(memory.buffer);
+  for (const { at, data, rows, cols } of writes) {
+    if (rows === undefined) view.set(data, at);
+    else
+      for (let r = 0; r < rows; r++) {
+        const base = r * cols!;
+        for (let c = 0; c < cols!; c++) view[at + c * rows + r] = data[base + c]!;
+      }
+  }
+  return { llama, wte, wpe, blocks, normF, head, floats, memory, busy: false, rank };
+}
+
+const GELU_C = Math.sqrt(2 / Math.PI);
+const GELU_K = 0.044715;
+
+/**
+ * A decoder for one generate call's batch: its KV cache, and one step at a time. Load it from
+ * a tfjs prefill (`load`), `step` one token per row, `dispose` when done (it lends the
+ * model's weight memory its scratch space).
+ */
+export class JsDecoder {
+  private readonly weights: Weights;
+  private readonly batch: number;
+  private readonly capacity: number;
+  private readonly C: number;
+  private readonly H: number;
+  private readonly KV: number;
+  private readonly hd: number;
+  private readonly V: number;
+  private readonly epsilon: number;
+  /** The weights' memory, or a copy when another decoder holds it. */
+  private readonly memory: WasmMemory;
+  private readonly owner: boolean;
+  private readonly view: Float32Array;
+  private readonly kernel: MatMulKernel | undefined;
+  /** Llama: inverse rotary frequencies, per pair. */
+  private readonly frequencies: Float64Array | undefined;
+  // scratch (float offsets into view): [B, ·] activations; keys and values per layer
+  // [B, KV, capacity, hd]
+  private readonly x: number;
+  private readonly h: number;
+  private readonly qkv: number;
+  private readonly q: number;
+  private readonly k: number;
+  private readonly v: number;
+  private readonly att: number;
+  private readonly proj: number;
+  private readonly hidden: number;
+  private readonly up: number;
+  private readonly low: number;
+  private readonly update: number;
+  private readonly logits: number;
+  private readonly keys: number[] = [];
+  private readonly vals: number[] = [];
+  private readonly scores: Float64Array;
+  private readonly active: Uint8Array;
+  private pads: number[] = [];
+  private length = 0;
+  private disposed = false;
+
+  constructor(model: GPT, batch: number) {
+    const config = model.config;
+    const weights = weightsOf(model);
+    this.weights = weights;
+    this.batch = batch;
+    this.capacity = config.blockSize;
+    this.C = config.nEmbd;
+    this.H = config.nHead;
+    this.V = config.vocabSize;
+    this.epsilon = config.layerNormEpsilon;
+    const l = config.llama;
+    this.KV = l ? l.nKvHead : config.nHead;
+    this.hd = l ? l.headDim : config.nEmbd / config.nHead;
+    this.frequencies = l
+      ? rotaryInverseFrequencies(l.headDim, l.ropeTheta, l.ropeScaling)
+      : undefined;
+    const qWidth = this.H * this.hd;
+    const kvWidth = this.KV * this.hd;
+    const inner = l ? l.intermediateSize : 4 * this.C;
+    let end = weights.floats;
+    const take = (floats: number) => {
+      const at = end;
+      end = align(end + floats);
+      return at;
+    };
+    this.x = take(batch * this.C);
+    this.h = take(batch * this.C);
+    this.qkv = take(batch * 3 * this.C);
+    this.q = take(batch * qWidth);
+    this.k = take(batch * kvWidth);
+    this.v = take(batch * kvWidth);
+    this.att = take(batch * qWidth);
+    this.proj = take(batch * this.C);
+    this.hidden = take(batch * inner);
+    this.up = take(batch * inner);
+    this.low = take(batch * weights.rank);
+    this.update = take(weights.rank > 0 ? batch * Math.max(3 * this.C, qWidth, inner) : 0);
+    this.logits = take(batch * this.V);
+    for (let i = 0; i < config.nLayer; i++) {
+      this.keys.push(take(batch * this.KV * this.capacity * this.hd));
+      this.vals.push(take(batch * this.KV * this.capacity * this.hd));
+    }
+    const bytes = end * 4;
+    if (weights.busy) {
+      // another decoder (an onStep callback generating with the same model) holds the scratch
+      this.memory = wasmMemory(bytes);
+      new Uint8Array(this.memory.buffer).set(
+        new Uint8Array(weights.memory.buffer, 0, weights.floats * 4),
+      );
+      this.owner = false;
+    } else {
+      const have = weights.memory.buffer.byteLength;
+      if (bytes > have) weights.memory.grow(Math.ceil((bytes - have) / WASM_PAGE));
+      this.memory = weights.memory;
+      weights.busy = true;
+      this.owner = true;
+    }
+    this.view = new Float32Array(this.memory.buffer);
+    this.kernel = matmulKernel(this.memory);
+    this.scores = new Float64Array(this.capacity);
+    this.active = new Uint8Array(batch);
+  }
+
+  /** Give the weight memory's scratch space back. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    if (this.owner) this.weights.busy = false;
+  }
+
+  /** Positions the cache holds (the padded width). */
+  get cachedLength(): number {
+    return this.length;
+  }
+
+  /** Take the cache of a prefill ([B, KV, T, hd] per layer) and each row's left pads. */
+  load(cache: readonly LayerCache[], pads: readonly number[]): void {
+    const [batch, heads, time, hd] = cache[0]!.k.shape;
+    if (batch !== this.batch || heads !== this.KV || hd !== this.hd || time > this.capacity)
+      throw new ModelError(
+        "E_INPUT",
+        `a cache of shape [${cache[0]!.k.shape}] does not fit this decoder (batch ${this.batch}, ${this.KV} heads of ${this.hd}, ${this.capacity} positions)`,
+      );
+    cache.forEach((layer, i) => {
+      for (const [source, target] of [
+        [values(layer.k), this.keys[i]!],
+        [values(layer.v), this.vals[i]!],
+      ] as const) {
+        for (let row = 0; row < batch * heads; row++)
+          this.view.set(
+            source.subarray(row * time * hd, (row + 1) * time * hd),
+            target + row * this.capacity * hd,
+          );
+      }
+    });
+    this.pads = [...pads];
+    this.length = time;
+  }
+
+  /** y [rows, m] = x [rows, n] · wᵀ (w [m, n]), float offsets. */
+  private matmul(w: number, x: number, y: number, n: number, m: number, rows: number): void {
+    if (this.kernel && n % 8 === 0) this.kernel(w * 4, x * 4, y * 4, n * 4, m, rows);
+    else matmulPlain(this.view, w, x, y, n, m, rows);
+  }
+
+  /** y = x·W (+ b) (+ s·(x·A)·B) for all rows. */
+  private linear(layer: Linear, x: number, y: number): void {
+    const { inDim: n, outDim: m, b } = layer;
+    const B = this.batch;
+    const view = this.view;
+    this.matmul(layer.w, x, y, n, m, B);
+    if (b)
+      for (let r = 0; r < B; r++) {
+        const base = y + r * m;
+        for (let o = 0; o < m; o++) view[base + o] = view[base + o]! + b[o]!;
+      }
+    const lora = layer.lora;
+    if (!lora) return;
+    // y += s · (x·A)·B, with (x·A) in float32 as tfjs holds it
+    this.matmul(lora.a, x, this.low, n, lora.r, B);
+    const update = this.update;
+    this.matmul(lora.b, this.low, update, lora.r, m, B);
+    for (let j = 0; j < B * m; j++)
+      view[y + j] = view[y + j]! + Math.fround(view[update + j]! * lora.scale);
+  }
+
+  /** LayerNorm (with beta) or RMSNorm (`rms`) of each active row of x [B, C] into y. */
+  private norm(x: number, y: number, norm: Norm, rms: boolean): void {
+    const { C, view, active } = this;
+    const { g, b: beta } = norm;
+    for (let r = 0; r < this.batch; r++) {
+      if (active[r] === 0) continue;
+      const base = r * C;
+      let mean = 0;
+      if (!rms) {
+        for (let c = 0; c < C; c++) mean += view[x + base + c]!;
+        mean /= C;
+      }
+      let squares = 0;
+      for (let c = 0; c < C; c++) {
+        const d = view[x + base + c]! - mean;
+        squares += d * d;
+      }
+      const rstd = 1 / Math.sqrt(squares / C + this.epsilon);
+      for (let c = 0; c < C; c++) {
+        const v = (view[x + base + c]! - mean) * rstd * g[c]!;
+        view[y + base + c] = beta === undefined ? v : v + beta[c]!;
+      }
+    }
+  }
+
+  /**
+   * One token per row (`ids`, at `positions`), appended to the cache; rows with `skip[r]` are
+   * left out of attention and normalisation (their logits are unspecified). Returns logits
+   * [B·V], a view the next step overwrites.
+   */
+  step(
+    ids: readonly number[],
+    positions: readonly number[],
+    skip?: readonly boolean[],
+  ): Float32Array {
+    const { batch: B, C, H, KV, hd, V, weights, active, view } = this;
+    if (this.disposed) throw new ModelError("E_INPUT", "this decoder was disposed");
+    if (this.length + 1 > this.capacity)
+      throw new ModelError("E_INPUT", `the cache is full (${this.capacity} positions)`);
+    for (let r = 0; r < B; r++) active[r] = skip?.[r] ? 0 : 1;
+    const x = this.x;
+    for (let r = 0; r < B; r++) {
+      const te = weights.wte + ids[r]! * C;
+      const to = x + r * C;
+      if (weights.wpe === undefined) view.copyWithin(to, te, te + C);
+      else {
+        const pe = weights.wpe + positions[r]! * C;
+        for (let c = 0; c < C; c++) view[to + c] = view[te + c]! + view[pe + c]!;
+      }
+    }
+    const llama = weights.llama;
+    const t = this.length; // this token's slot
+    const qWidth = H * hd;
+    const kvWidth = KV * hd;
+    const capacity = this.capacity;
+    for (let i = 0; i < weights.blocks.length; i++) {
+      const block = weights.blocks[i]!;
+      this.norm(x, this.h, block.norm1, llama);
+      let q = this.q;
+      let k = this.k;
+      let v = this.v;
+      let rowWidth = kvWidth; // floats per row of the buffers k and v sit in
+      if (llama) {
+        this.linear(block.q!, this.h, q);
+        this.linear(block.k!, this.h, k);
+        this.linear(block.v!, this.h, v);
+        this.rotate(q, H, positions);
+        this.rotate(k, KV, positions);
+      } else {
+        this.linear(block.qkv!, this.h, this.qkv);
+        q = this.qkv;
+        k = this.qkv + C;
+        v = this.qkv + 2 * C;
+        rowWidth = 3 * C;
+      }
+      // append k, v at slot t
+      const keys = this.keys[i]!;
+      const vals = this.vals[i]!;
+      for (let r = 0; r < B; r++) {
+        for (let head = 0; head < KV; head++) {
+          const to = ((r * KV + head) * capacity + t) * hd;
+          const from = r * rowWidth + head * hd;
+          view.copyWithin(keys + to, k + from, k + from + hd);
+          view.copyWithin(vals + to, v + from, v + from + hd);
+        }
+      }
+      this.attend(q, llama ? qWidth : 3 * C, keys, vals);
+      this.linear(block.o, this.att, this.proj);
+      for (let j = 0; j < B * C; j++) view[x + j] = view[x + j]! + view[this.proj + j]!;
+      this.norm(x, this.h, block.norm2, llama);
+      const hidden = this.hidden;
+      if (llama) {
+        this.linear(block.gate!, this.h, hidden);
+        this.linear(block.up!, this.h, this.up);
+        const up = this.up;
+        for (let j = 0; j < B * block.gate!.outDim; j++) {
+          const g = view[hidden + j]!;
+          view[hidden + j] = Math.fround(g / (1 + Math.exp(-g))) * view[up + j]!; // SiLU(gate)·up
+        }
+      } else {
+        this.linear(block.fc!, this.h, hidden);
+        for (let j = 0; j < B * block.fc!.outDim; j++) {
+          const u = view[hidden + j]!;
+          // tanh-GELU as x·σ(2u), u = c·(x + k·x³)
+          view[hidden + j] = u / (1 + Math.exp(-2 * GELU_C * (u + GELU_K * u * u * u)));
+        }
+      }
+      this.linear(block.down, hidden, this.proj);
+      for (let j = 0; j < B * C; j++) view[x + j] = view[x + j]! + view[this.proj + j]!;
+    }
+    this.length++;
+    this.norm(x, this.h, weights.normF, llama);
+    this.matmul(weights.head, this.h, this.logits, C, V, B);
+    return view.subarray(this.logits, this.logits + B * V);
+  }
+
+  /** Rotary positions on x [B, heads·hd] in place (rotate-half, as GPT.rotate). */
+  private rotate(x: number, heads: number, positions: readonly number[]): void {
+    const { hd, batch: B, active, view } = this;
+    const half = hd / 2;
+    const frequencies = this.frequencies!;
+    for (let r = 0; r < B; r++) {
+      if (active[r] === 0) continue;
+      const p = positions[r]!;
+      for (let j = 0; j < half; j++) {
+        const angle = p * frequencies[j]!;
+        // the tfjs path's table holds float32 cos and sin
+        const cos = Math.fround(Math.cos(angle));
+        const sin = Math.fround(Math.sin(angle));
+        for (let head = 0; head < heads; head++) {
+          const base = x + r * heads * hd + head * hd;
+          const first = view[base + j]!;
+          const second = view[base + half + j]!;
+          view[base + j] = first * cos - second * sin;
+          view[base + half + j] = second * cos + first * sin;
+        }
+      }
+    }
+  }
+
+  /**
+   * Attention of each active row's query heads (q: rows of `qRow` floats) over its cached
+   * positions from its first real token (pads are excluded, as the -1e9 bias excludes them),
+   * into att [B, H·hd].
+   */
+  private attend(q: number, qRow: number, keys: number, vals: number): void {
+    const { batch: B, H, KV, hd, capacity, view, active } = this;
+    const group = H / KV;
+    const scale = 1 / Math.sqrt(hd);
+    const end = this.length + 1; // keys 0..length (this token included)
+    const scores = this.scores;
+    for (let r = 0; r < B; r++) {
+      if (active[r] === 0) continue;
+      const start = this.pads[r]!;
+      for (let head = 0; head < H; head++) {
+        const kv = Math.floor(head / group);
+        const cacheBase = (r * KV + kv) * capacity * hd;
+        const qb = q + r * qRow + head * hd;
+        let max = Number.NEGATIVE_INFINITY;
+        for (let t = start; t < end; t++) {
+          const kb = keys + cacheBase + t * hd;
+          let s = 0;
+          for (let j = 0; j < hd; j++) s += view[qb + j]! * view[kb + j]!;
+          s *= scale;
+          scores[t] = s;
+          if (s > max) max = s;
+        }
+        let sum = 0;
+        for (let t = start; t < end; t++) {
+          const e = Math.exp(scores[t]! - max);
+          scores[t] = e;
+          sum += e;
+        }
+        const out = this.att + r * H * hd + head * hd;
+        for (let j = 0; j < hd; j++) view[out + j] = 0;
+        for (let t = start; t < end; t++) {
+          const p = scores[t]! / sum;
+          const vb = vals + cacheBase + t * hd;
+          for (let j = 0; j < hd; j++) view[out + j] = view[out + j]! + p * view[vb + j]!;
+        }
+      }
+    }
+  }
+}
