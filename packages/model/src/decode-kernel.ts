@@ -1,11 +1,12 @@
 /**
  * The JS decode step's one WebAssembly kernel, assembled here byte by byte (no toolchain):
  *
- *   matmul(w, x, y, nBytes, m, rows):  y[r, o] = Σᵢ x[r, i] · w[o, i]   (float32)
+ *   matmul(w, x, y, nBytes, m, rows, wStride):  y[r, o] = Σᵢ x[r, i] · w[o, i]   (float32)
  *
- * for o < m, r < rows, i < nBytes / 4, with w [m, n], x [rows, n], y [rows, m] at byte offsets
- * into the imported memory. The inner loop reads 8 floats per turn into two f32x4
- * accumulators, so n must be a multiple of 8 (callers fall back to a plain loop otherwise).
+ * for o < m, r < rows, i < n = nBytes / 4, with w's rows `wStride` bytes apart (n · 4 for a
+ * dense [m, n] matrix), x [rows, n], y [rows, m], all byte offsets into the imported memory.
+ * The inner loop reads 8 floats per turn into two f32x4 accumulators, then the last n mod 8
+ * one at a time.
  * Measured on the shared 2-core machine: ~5 G multiply-adds/s for a 128 × 512 matrix-vector
  * product, against ~0.5 G for the best plain JavaScript loop (V8 does not vectorise).
  */
@@ -18,6 +19,7 @@ export type MatMulKernel = (
   nBytes: number,
   m: number,
   rows: number,
+  wStride: number,
 ) => void;
 
 /** The parts of the WebAssembly API used here (this package's TypeScript libs do not declare it). */
@@ -71,16 +73,21 @@ const section = (id: number, bytes: number[]): number[] => [id, ...uleb(bytes.le
 
 function assemble(): Uint8Array {
   const I32 = 0x7f;
+  const F32 = 0x7d;
   const V128 = 0x7b;
-  // params: 0 w, 1 x, 2 y, 3 nBytes, 4 m, 5 rows
-  // locals: 6 o, 7 r, 8 i, 9 wRow, 10 xRow, 11 yAt (i32); 12, 13 accumulators (v128)
+  // params: 0 w, 1 x, 2 y, 3 nBytes, 4 m, 5 rows, 6 wStride
+  // locals: 7 o, 8 r, 9 i, 10 wRow, 11 xRow, 12 yAt, 13 simdEnd (i32); 14 tail (f32);
+  // 15, 16 accumulators (v128)
   const get = (l: number) => [0x20, l];
   const set = (l: number) => [0x21, l];
   const i32 = (v: number) => [0x41, ...sleb(v)];
   const ADD = 0x6a;
+  const AND = 0x71;
   const SHL = 0x74;
   const GE_U = 0x4f;
   const F32_ADD = 0x92;
+  const F32_MUL = 0x94;
+  const f32Load = [0x2a, 2, 0];
   const simd = (op: number, ...immediates: number[]) => [0xfd, ...uleb(op), ...immediates];
   const zero = simd(0x0c, ...new Array<number>(16).fill(0)); // v128.const 0
   const load = (offset: number) => simd(0x00, 4, offset); // v128.load align=16
@@ -94,54 +101,60 @@ function assemble(): Uint8Array {
   const brIf = (depth: number) => [0x0d, depth];
   const product = (acc: number, offset: number) => [
     ...get(acc),
-    ...get(9),
-    ...get(8),
-    ADD,
-    ...load(offset),
-    ...get(10),
-    ...get(8),
-    ADD,
-    ...load(offset),
+    ...[...get(10), ...get(9), ADD, ...load(offset)],
+    ...[...get(11), ...get(9), ADD, ...load(offset)],
     ...mul4,
     ...add4,
     ...set(acc),
   ];
   const body = [
-    ...[...get(0), ...set(9), ...i32(0), ...set(6)],
+    ...[...get(3), ...i32(-32), AND, ...set(13)],
+    ...[...get(0), ...set(10), ...i32(0), ...set(7)],
     ...[...BLOCK, ...LOOP], // for o < m
-    ...[...get(6), ...get(4), GE_U, ...brIf(1)],
-    ...[...i32(0), ...set(7), ...get(1), ...set(10)],
-    ...[...get(2), ...get(6), ...i32(2), SHL, ADD, ...set(11)],
+    ...[...get(7), ...get(4), GE_U, ...brIf(1)],
+    ...[...i32(0), ...set(8), ...get(1), ...set(11)],
+    ...[...get(2), ...get(7), ...i32(2), SHL, ADD, ...set(12)],
     ...[...BLOCK, ...LOOP], // for r < rows
-    ...[...get(7), ...get(5), GE_U, ...brIf(1)],
-    ...[...zero, ...set(12), ...zero, ...set(13), ...i32(0), ...set(8)],
-    ...[...BLOCK, ...LOOP], // for i < nBytes, 32 bytes a turn
-    ...[...get(8), ...get(3), GE_U, ...brIf(1)],
-    ...product(12, 0),
-    ...product(13, 16),
-    ...[...get(8), ...i32(32), ADD, ...set(8), ...br(0)],
+    ...[...get(8), ...get(5), GE_U, ...brIf(1)],
+    ...[...zero, ...set(15), ...zero, ...set(16), ...i32(0), ...set(9)],
+    ...[...BLOCK, ...LOOP], // for i < simdEnd, 32 bytes a turn
+    ...[...get(9), ...get(13), GE_U, ...brIf(1)],
+    ...product(15, 0),
+    ...product(16, 16),
+    ...[...get(9), ...i32(32), ADD, ...set(9), ...br(0)],
     END,
     END,
-    ...[...get(12), ...get(13), ...add4, ...set(12)],
-    ...get(11),
-    ...[...get(12), ...lane(0), ...get(12), ...lane(1), F32_ADD],
-    ...[...get(12), ...lane(2), F32_ADD, ...get(12), ...lane(3), F32_ADD],
+    ...[0x43, 0, 0, 0, 0, ...set(14)], // tail = 0
+    ...[...BLOCK, ...LOOP], // for i < nBytes, one float a turn
+    ...[...get(9), ...get(3), GE_U, ...brIf(1)],
+    ...get(14),
+    ...[...get(10), ...get(9), ADD, ...f32Load],
+    ...[...get(11), ...get(9), ADD, ...f32Load],
+    ...[F32_MUL, F32_ADD, ...set(14)],
+    ...[...get(9), ...i32(4), ADD, ...set(9), ...br(0)],
+    END,
+    END,
+    ...[...get(15), ...get(16), ...add4, ...set(15)],
+    ...get(12),
+    ...[...get(15), ...lane(0), ...get(15), ...lane(1), F32_ADD],
+    ...[...get(15), ...lane(2), F32_ADD, ...get(15), ...lane(3), F32_ADD],
+    ...[...get(14), F32_ADD],
     ...[0x38, 2, 0], // f32.store
-    ...[...get(10), ...get(3), ADD, ...set(10)],
-    ...[...get(11), ...get(4), ...i32(2), SHL, ADD, ...set(11)],
+    ...[...get(11), ...get(3), ADD, ...set(11)],
+    ...[...get(12), ...get(4), ...i32(2), SHL, ADD, ...set(12)],
+    ...[...get(8), ...i32(1), ADD, ...set(8), ...br(0)],
+    END,
+    END,
+    ...[...get(10), ...get(6), ADD, ...set(10)],
     ...[...get(7), ...i32(1), ADD, ...set(7), ...br(0)],
-    END,
-    END,
-    ...[...get(9), ...get(3), ADD, ...set(9)],
-    ...[...get(6), ...i32(1), ADD, ...set(6), ...br(0)],
     END,
     END,
     END,
   ];
-  const code = [2, 6, I32, 2, V128, ...body];
+  const code = [3, 7, I32, 1, F32, 2, V128, ...body];
   return new Uint8Array([
     ...[0x00, 0x61, 0x73, 0x6d, 1, 0, 0, 0],
-    ...section(1, [1, 0x60, 6, I32, I32, I32, I32, I32, I32, 0]),
+    ...section(1, [1, 0x60, 7, I32, I32, I32, I32, I32, I32, I32, 0]),
     ...section(2, [1, ...name("env"), ...name("memory"), 0x02, 0x00, 1]),
     ...section(3, [1, 0]),
     ...section(7, [1, ...name("matmul"), 0x00, 0]),
@@ -172,7 +185,7 @@ export function matmulKernel(memory: WasmMemory): MatMulKernel | undefined {
   return instance.exports.matmul as MatMulKernel;
 }
 
-/** The same product in plain JavaScript on a float32 view (offsets in floats). */
+/** The same product in plain JavaScript on a float32 view (offsets and stride in floats). */
 export function matmulPlain(
   view: Float32Array,
   w: number,
@@ -181,9 +194,10 @@ export function matmulPlain(
   n: number,
   m: number,
   rows: number,
+  wStride = n,
 ): void {
   for (let o = 0; o < m; o++) {
-    const base = w + o * n;
+    const base = w + o * wStride;
     for (let r = 0; r < rows; r++) {
       const xb = x + r * n;
       let s0 = 0;

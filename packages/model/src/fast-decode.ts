@@ -292,8 +292,9 @@ export class JsDecoder {
   private readonly kernel: MatMulKernel | undefined;
   /** Llama: inverse rotary frequencies, per pair. */
   private readonly frequencies: Float64Array | undefined;
-  // scratch (float offsets into view): [B, ·] activations; keys and values per layer
-  // [B, KV, capacity, hd]
+  // scratch (float offsets into view): [B, ·] activations; keys per layer [B, KV, capacity,
+  // hd], values per layer transposed, [B, KV, hd, capacity] (so both attention products are
+  // rows · vector)
   private readonly x: number;
   private readonly h: number;
   private readonly qkv: number;
@@ -309,7 +310,8 @@ export class JsDecoder {
   private readonly logits: number;
   private readonly keys: number[] = [];
   private readonly vals: number[] = [];
-  private readonly scores: Float64Array;
+  /** Attention weights of one head, [capacity]. */
+  private readonly scores: number;
   private readonly active: Uint8Array;
   private pads: number[] = [];
   private length = 0;
@@ -353,6 +355,7 @@ export class JsDecoder {
     this.low = take(batch * weights.rank);
     this.update = take(weights.rank > 0 ? batch * Math.max(3 * this.C, qWidth, inner) : 0);
     this.logits = take(batch * this.V);
+    this.scores = take(this.capacity);
     for (let i = 0; i < config.nLayer; i++) {
       this.keys.push(take(batch * this.KV * this.capacity * this.hd));
       this.vals.push(take(batch * this.KV * this.capacity * this.hd));
@@ -374,7 +377,6 @@ export class JsDecoder {
     }
     this.view = new Float32Array(this.memory.buffer);
     this.kernel = matmulKernel(this.memory);
-    this.scores = new Float64Array(this.capacity);
     this.active = new Uint8Array(batch);
   }
 
@@ -398,26 +400,38 @@ export class JsDecoder {
         "E_INPUT",
         `a cache of shape [${cache[0]!.k.shape}] does not fit this decoder (batch ${this.batch}, ${this.KV} heads of ${this.hd}, ${this.capacity} positions)`,
       );
+    const { view, capacity } = this;
     cache.forEach((layer, i) => {
-      for (const [source, target] of [
-        [values(layer.k), this.keys[i]!],
-        [values(layer.v), this.vals[i]!],
-      ] as const) {
-        for (let row = 0; row < batch * heads; row++)
-          this.view.set(
-            source.subarray(row * time * hd, (row + 1) * time * hd),
-            target + row * this.capacity * hd,
-          );
+      const keys = values(layer.k);
+      const vals = values(layer.v);
+      for (let row = 0; row < batch * heads; row++) {
+        view.set(
+          keys.subarray(row * time * hd, (row + 1) * time * hd),
+          this.keys[i]! + row * capacity * hd,
+        );
+        const to = this.vals[i]! + row * hd * capacity;
+        for (let t = 0; t < time; t++) {
+          const from = (row * time + t) * hd;
+          for (let j = 0; j < hd; j++) view[to + j * capacity + t] = vals[from + j]!;
+        }
       }
     });
     this.pads = [...pads];
     this.length = time;
   }
 
-  /** y [rows, m] = x [rows, n] · wᵀ (w [m, n]), float offsets. */
-  private matmul(w: number, x: number, y: number, n: number, m: number, rows: number): void {
-    if (this.kernel && n % 8 === 0) this.kernel(w * 4, x * 4, y * 4, n * 4, m, rows);
-    else matmulPlain(this.view, w, x, y, n, m, rows);
+  /** y [rows, m] = x [rows, n] · wᵀ (w [m, n], rows `wStride` apart), float offsets. */
+  private matmul(
+    w: number,
+    x: number,
+    y: number,
+    n: number,
+    m: number,
+    rows: number,
+    wStride = n,
+  ): void {
+    if (this.kernel) this.kernel(w * 4, x * 4, y * 4, n * 4, m, rows, wStride * 4);
+    else matmulPlain(this.view, w, x, y, n, m, rows, wStride);
   }
 
   /** y = x·W (+ b) (+ s·(x·A)·B) for all rows. */
@@ -521,10 +535,11 @@ export class JsDecoder {
       const vals = this.vals[i]!;
       for (let r = 0; r < B; r++) {
         for (let head = 0; head < KV; head++) {
-          const to = ((r * KV + head) * capacity + t) * hd;
           const from = r * rowWidth + head * hd;
+          const to = ((r * KV + head) * capacity + t) * hd;
           view.copyWithin(keys + to, k + from, k + from + hd);
-          view.copyWithin(vals + to, v + from, v + from + hd);
+          const column = vals + (r * KV + head) * hd * capacity + t;
+          for (let j = 0; j < hd; j++) view[column + j * capacity] = view[v + from + j]!;
         }
       }
       this.attend(q, llama ? qWidth : 3 * C, keys, vals);
@@ -587,40 +602,42 @@ export class JsDecoder {
    * into att [B, H·hd].
    */
   private attend(q: number, qRow: number, keys: number, vals: number): void {
-    const { batch: B, H, KV, hd, capacity, view, active } = this;
+    const { batch: B, H, KV, hd, capacity, view, active, scores } = this;
     const group = H / KV;
     const scale = 1 / Math.sqrt(hd);
     const end = this.length + 1; // keys 0..length (this token included)
-    const scores = this.scores;
     for (let r = 0; r < B; r++) {
       if (active[r] === 0) continue;
       const start = this.pads[r]!;
+      const count = end - start;
       for (let head = 0; head < H; head++) {
         const kv = Math.floor(head / group);
-        const cacheBase = (r * KV + kv) * capacity * hd;
         const qb = q + r * qRow + head * hd;
+        // scores = K[start..end) · q
+        this.matmul(keys + ((r * KV + kv) * capacity + start) * hd, qb, scores, hd, count, 1);
         let max = Number.NEGATIVE_INFINITY;
-        for (let t = start; t < end; t++) {
-          const kb = keys + cacheBase + t * hd;
-          let s = 0;
-          for (let j = 0; j < hd; j++) s += view[qb + j]! * view[kb + j]!;
-          s *= scale;
-          scores[t] = s;
+        for (let t = 0; t < count; t++) {
+          const s = view[scores + t]! * scale;
           if (s > max) max = s;
         }
         let sum = 0;
-        for (let t = start; t < end; t++) {
-          const e = Math.exp(scores[t]! - max);
-          scores[t] = e;
+        for (let t = 0; t < count; t++) {
+          const e = Math.exp(view[scores + t]! * scale - max);
+          view[scores + t] = e;
           sum += e;
         }
+        for (let t = 0; t < count; t++) view[scores + t] = view[scores + t]! / sum;
+        // att = Vᵀ[:, start..end) · p
         const out = this.att + r * H * hd + head * hd;
-        for (let j = 0; j < hd; j++) view[out + j] = 0;
-        for (let t = start; t < end; t++) {
-          const p = scores[t]! / sum;
-          const vb = vals + cacheBase + t * hd;
-          for (let j = 0; j < hd; j++) view[out + j] = view[out + j]! + p * view[vb + j]!;
-        }
+        this.matmul(
+          vals + (r * KV + kv) * hd * capacity + start,
+          scores,
+          out,
+          count,
+          hd,
+          1,
+          capacity,
+        );
       }
     }
   }
