@@ -17,7 +17,7 @@
  * adapter applied as tfjs applies it (x·W + s·(x·A)·B on its active blocks), pad columns of
  * ragged rows excluded from attention as the -1e9 bias excludes them.
  */
-import type * as tf from "@tensorflow/tfjs";
+import * as tf from "@tensorflow/tfjs";
 import { isLlamaFamily } from "./config.js";
 import {
   type MatMulKernel,
@@ -172,13 +172,13 @@ function snapshot(model: GPT): Weights {
   const lora = model.lora;
   const active = lora?.activeLayers;
   // First the layout (every matrix's offset), then one memory, then the copies.
-  const writes: { at: number; data: Float32Array; rows?: number; cols?: number }[] = [];
+  const writes: { at: number; tensor: tf.Tensor; transpose: boolean }[] = [];
   let floats = 0;
-  /** Place `data` (transposed from [rows, cols] when given) in the memory. */
-  const place = (data: Float32Array, rows?: number, cols?: number): number => {
+  /** Place a tensor (transposed, for a matrix [in, out]) in the memory. */
+  const place = (tensor: tf.Tensor, transpose = false): number => {
     const at = floats;
-    writes.push({ at, data, ...(rows !== undefined ? { rows, cols } : {}) });
-    floats = align(floats + data.length);
+    writes.push({ at, tensor, transpose });
+    floats = align(floats + tensor.size);
     return at;
   };
   let rank = 0;
@@ -195,14 +195,14 @@ function snapshot(model: GPT): Weights {
       const r = lora!.config.r;
       rank = Math.max(rank, r);
       adapter = {
-        a: place(values(a), inDim, r),
-        b: place(values(lora!.b.get(prefix)!), r, outDim),
+        a: place(a, true),
+        b: place(lora!.b.get(prefix)!, true),
         r,
         scale: lora!.scale,
       };
     }
     return {
-      w: place(values(w), inDim, outDim),
+      w: place(w, true),
       b: bias ? values(bias) : undefined,
       inDim,
       outDim,
@@ -245,24 +245,25 @@ function snapshot(model: GPT): Weights {
   let head: number;
   let normF: Norm;
   if (llama) {
-    wte = place(values(model.param("embed_tokens.weight")));
-    head = config.llama!.tieWordEmbeddings ? wte : place(values(model.param("lm_head.weight")));
+    wte = place(model.param("embed_tokens.weight"));
+    head = config.llama!.tieWordEmbeddings ? wte : place(model.param("lm_head.weight"));
     normF = norm("norm.weight");
   } else {
-    wte = place(values(model.param("wte.weight")));
-    wpe = place(values(model.param("wpe.weight")));
+    wte = place(model.param("wte.weight"));
+    wpe = place(model.param("wpe.weight"));
     head = wte;
     normF = norm("ln_f.weight", "ln_f.bias");
   }
   const memory = wasmMemory(floats * 4);
   const view = new Float32Array(memory.buffer);
-  for (const { at, data, rows, cols } of writes) {
-    if (rows === undefined) view.set(data, at);
-    else
-      for (let r = 0; r < rows; r++) {
-        const base = r * cols!;
-        for (let c = 0; c < cols!; c++) view[at + c * rows + r] = data[base + c]!;
-      }
+  for (const { at, tensor, transpose } of writes) {
+    if (!transpose) view.set(values(tensor), at);
+    else {
+      // the backend's transpose kernel (blocked, on wasm) beats a JS loop
+      const turned = tf.transpose(tensor);
+      view.set(values(turned), at);
+      turned.dispose();
+    }
   }
   return { llama, wte, wpe, blocks, normF, head, floats, memory, busy: false, rank };
 }
