@@ -2,7 +2,11 @@ import * as tf from "@tensorflow/tfjs";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { initBackend } from "./backend/select.js";
 import type { GPTConfig } from "./config.js";
-import { JS_DECODE_MAX_BATCH, JS_DECODE_MAX_WIDTH, jsDecodePays } from "./fast-decode.js";
+import {
+  JS_DECODE_MAX_BATCH_WIDTH2,
+  JS_DECODE_MAX_PARAMETERS,
+  jsDecodePays,
+} from "./fast-decode.js";
 import { type GenerateOptions, type Generation, generate } from "./generate.js";
 import { GPT } from "./gpt.js";
 import { attachLora } from "./lora.js";
@@ -248,10 +252,20 @@ describe("the JS decode step", () => {
   });
 
   it("auto picks the JS step for small widths and batches; FORGE_DECODE and the option choose", () => {
+    const fits = JS_DECODE_MAX_BATCH_WIDTH2 / 32 ** 2; // gpt's width is 32
     expect(jsDecodePays(gpt, 1)).toBe(true);
-    expect(jsDecodePays(gpt, JS_DECODE_MAX_BATCH + 1)).toBe(false);
-    const wide = { config: { ...gpt.config, nEmbd: JS_DECODE_MAX_WIDTH * 2 } } as GPT;
-    expect(jsDecodePays(wide, 1)).toBe(false);
+    expect(jsDecodePays(gpt, fits)).toBe(true);
+    expect(jsDecodePays(gpt, fits + 1)).toBe(false);
+    // forge-tiny's shape: batch 64 at most
+    const tiny = {
+      config: { ...gpt.config, vocabSize: 1024, blockSize: 256, nLayer: 4, nEmbd: 128 },
+    } as GPT;
+    expect(jsDecodePays(tiny, 64)).toBe(true);
+    expect(jsDecodePays(tiny, 65)).toBe(false);
+    const large = { config: { ...gpt.config, vocabSize: 50_257, nLayer: 12, nEmbd: 768 } } as GPT;
+    expect(large.config.nEmbd ** 2).toBeLessThan(JS_DECODE_MAX_BATCH_WIDTH2);
+    expect(JS_DECODE_MAX_PARAMETERS).toBeLessThan(124e6); // GPT-2 small stays on tfjs
+    expect(jsDecodePays(large, 1)).toBe(false);
     const run = vi.spyOn(gpt, "run");
     const saved = process.env.FORGE_DECODE;
     try {

@@ -18,7 +18,7 @@
  * ragged rows excluded from attention as the -1e9 bias excludes them.
  */
 import * as tf from "@tensorflow/tfjs";
-import { isLlamaFamily } from "./config.js";
+import { isLlamaFamily, parameterCount } from "./config.js";
 import {
   type MatMulKernel,
   matmulKernel,
@@ -56,16 +56,27 @@ export function decoderChoice(option: string | undefined): DecoderChoice {
 }
 
 /**
- * Widest model and largest batch for which the JS step beats tfjs' (measured on the wasm
- * backend, see the model README): tfjs' per-kernel cost is fixed, the loops' cost grows with
- * batch · width².
+ * Where "auto" picks the JS step: batch · width² at most this. The JS step's cost grows with
+ * batch · width² (its products run on one SIMD kernel, ~5 G multiply-adds/s), tfjs' is mostly
+ * fixed per kernel until XNNPACK's throughput takes over. Measured (generate, 64 tokens, 4
+ * layers, JS ÷ tfjs tokens/s on the shared 2-core machine): width 128 — batch 1 3.3×, 8 1.9×,
+ * 32 1.3×; width 256 — 1 2.2×, 8 1.4×, 32 1.0×; width 512 — 1 1.6×, 8 0.86×; width 768 —
+ * 1 1.4×, 8 0.84×.
  */
-export const JS_DECODE_MAX_WIDTH = 512;
-export const JS_DECODE_MAX_BATCH = 8;
+export const JS_DECODE_MAX_BATCH_WIDTH2 = 1 << 20;
+/**
+ * …and models up to this many parameters: the JS step keeps a float32 copy of the weights
+ * (here at most 128 MB), made again whenever a weight changes.
+ */
+export const JS_DECODE_MAX_PARAMETERS = 32_000_000;
 
 /** Whether the JS decode step pays for this model and batch (the "auto" choice). */
 export function jsDecodePays(model: GPT, batch: number): boolean {
-  return model.config.nEmbd <= JS_DECODE_MAX_WIDTH && batch <= JS_DECODE_MAX_BATCH;
+  const { nEmbd } = model.config;
+  return (
+    parameterCount(model.config) <= JS_DECODE_MAX_PARAMETERS &&
+    batch * nEmbd * nEmbd <= JS_DECODE_MAX_BATCH_WIDTH2
+  );
 }
 
 /**
