@@ -19,6 +19,9 @@ describe("the decode step's matmul kernel", () => {
       [3, 4, 4, 3],
       [19, 6, 2, 40],
       [1, 3, 1, 1],
+      [16, 9, 9, 16],
+      [37, 5, 6, 37],
+      [8, 3, 4, 24],
     ] as const) {
       const w = 0;
       const x = 4 * 1024;
