@@ -282,6 +282,31 @@ function snapshot(model: GPT): Weights {
 const GELU_C = Math.sqrt(2 / Math.PI);
 const GELU_K = 0.044715;
 
+// Elementwise loops over a float32 view, as small functions V8 optimises on their own.
+
+/** view[x..x+n) += view[y..y+n). */
+function addInto(view: Float32Array, x: number, y: number, n: number): void {
+  for (let j = 0; j < n; j++) view[x + j] = view[x + j]! + view[y + j]!;
+}
+
+/** tanh-GELU in place, as x·σ(2u), u = c·(x + k·x³) (the tfjs kernels' form). */
+function gelu(view: Float32Array, at: number, n: number): void {
+  const a = -2 * GELU_C;
+  const b = -2 * GELU_C * GELU_K;
+  for (let j = at; j < at + n; j++) {
+    const u = view[j]!;
+    view[j] = u / (1 + Math.exp(a * u + b * u * u * u));
+  }
+}
+
+/** SiLU(gate) · up into gate. */
+function swiglu(view: Float32Array, gate: number, up: number, n: number): void {
+  for (let j = 0; j < n; j++) {
+    const g = view[gate + j]!;
+    view[gate + j] = Math.fround(g / (1 + Math.exp(-g))) * view[up + j]!;
+  }
+}
+
 /**
  * A decoder for one generate call's batch: its KV cache, and one step at a time. Load it from
  * a tfjs prefill (`load`), `step` one token per row, `dispose` when done (it lends the
@@ -556,27 +581,19 @@ export class JsDecoder {
       }
       this.attend(q, llama ? qWidth : 3 * C, keys, vals);
       this.linear(block.o, this.att, this.proj);
-      for (let j = 0; j < B * C; j++) view[x + j] = view[x + j]! + view[this.proj + j]!;
+      addInto(view, x, this.proj, B * C);
       this.norm(x, this.h, block.norm2, llama);
       const hidden = this.hidden;
       if (llama) {
         this.linear(block.gate!, this.h, hidden);
         this.linear(block.up!, this.h, this.up);
-        const up = this.up;
-        for (let j = 0; j < B * block.gate!.outDim; j++) {
-          const g = view[hidden + j]!;
-          view[hidden + j] = Math.fround(g / (1 + Math.exp(-g))) * view[up + j]!; // SiLU(gate)·up
-        }
+        swiglu(view, hidden, this.up, B * block.gate!.outDim);
       } else {
         this.linear(block.fc!, this.h, hidden);
-        for (let j = 0; j < B * block.fc!.outDim; j++) {
-          const u = view[hidden + j]!;
-          // tanh-GELU as x·σ(2u), u = c·(x + k·x³)
-          view[hidden + j] = u / (1 + Math.exp(-2 * GELU_C * (u + GELU_K * u * u * u)));
-        }
+        gelu(view, hidden, B * block.fc!.outDim);
       }
       this.linear(block.down, hidden, this.proj);
-      for (let j = 0; j < B * C; j++) view[x + j] = view[x + j]! + view[this.proj + j]!;
+      addInto(view, x, this.proj, B * C);
     }
     this.length++;
     this.norm(x, this.h, weights.normF, llama);
