@@ -70,10 +70,15 @@ export const JS_DECODE_MAX_BATCH_WIDTH2 = 1 << 20;
  */
 export const JS_DECODE_MAX_PARAMETERS = 32_000_000;
 
-/** Whether the JS decode step pays for this model and batch (the "auto" choice). */
+/**
+ * Whether the JS decode step pays for this model and batch (the "auto" choice). The limits
+ * were measured on the wasm backend; native TensorFlow (`@tensorflow/tfjs-node`), not
+ * measured here, keeps its own step under "auto".
+ */
 export function jsDecodePays(model: GPT, batch: number): boolean {
   const { nEmbd } = model.config;
   return (
+    tf.getBackend() !== "tensorflow" &&
     parameterCount(model.config) <= JS_DECODE_MAX_PARAMETERS &&
     batch * nEmbd * nEmbd <= JS_DECODE_MAX_BATCH_WIDTH2
   );

@@ -235,6 +235,15 @@ function fullStep(model: GPT, contexts: number[][]): Float32Array {
   return values;
 }
 
+/** The JS decoder "auto" picked, or none (tfjs' step) when it cannot be set up here. */
+function autoDecoder(model: GPT, batch: number): JsDecoder | undefined {
+  try {
+    return new JsDecoder(model, batch);
+  } catch {
+    return undefined; // e.g. no memory for the weight copy: tfjs' step still works
+  }
+}
+
 /** Tokens each context keeps when it outgrows a window of `blockSize` (see the module doc). */
 export function windowKeep(blockSize: number): number {
   return Math.max(1, Math.ceil(blockSize / 2));
@@ -271,10 +280,16 @@ export function generate(
   if (options.maxNewTokens === 0) return result();
 
   let cache: LayerCache[] | undefined;
+  // the JS decode step (after the tfjs prefill), where chosen or where it pays; with a single
+  // new token there is no decode step
   const js =
-    useCache && (choice === "js" || (choice === "auto" && jsDecodePays(model, batch)))
-      ? new JsDecoder(model, batch)
-      : undefined;
+    !useCache || options.maxNewTokens < 2
+      ? undefined
+      : choice === "js"
+        ? new JsDecoder(model, batch)
+        : choice === "auto" && jsDecodePays(model, batch)
+          ? autoDecoder(model, batch)
+          : undefined;
   let pads: number[] = [];
   let cachedLength = 0; // positions held by the cache (padded width)
   const disposeCache = () => {
