@@ -160,6 +160,11 @@ describe("the JS decode step", () => {
     const greedy = expectSame(gpt, RAGGED, { maxNewTokens: 60, temperature: 0 });
     expect(greedy.tokens.every((t) => t.length === 60)).toBe(true);
     expectSame(gpt, RAGGED, { maxNewTokens: 50, temperature: 1.1, topK: 30, topP: 0.95, seed: 4 });
+    // six rows: the two-by-four kernel, and the rows after it
+    expectSame(gpt, [...RAGGED, [5, 6], [7, 8, 9, 10, 11], [2]], {
+      maxNewTokens: 30,
+      temperature: 0,
+    });
   });
 
   it("Llama (grouped-query attention, rotary with llama3 scaling, untied head, biases) and qwen2 (tied head) match tfjs past the window", () => {
@@ -177,10 +182,12 @@ describe("the JS decode step", () => {
 
   it("widths that fill no SIMD vector (head size 4, width 12) and a GPT without biases", () => {
     const odd = sharpened(
-      { vocabSize: 50, blockSize: 20, nLayer: 2, nHead: 3, nEmbd: 12, bias: false },
+      { vocabSize: 51, blockSize: 20, nLayer: 2, nHead: 3, nEmbd: 12, bias: false },
       3,
     );
     expectSame(odd, RAGGED, { maxNewTokens: 30, temperature: 0 });
+    // five rows of an odd vocabulary: the last output column after the two-by-four kernel
+    expectSame(odd, [...RAGGED, [4, 5], [6]], { maxNewTokens: 30, temperature: 0 });
     odd.dispose();
   });
 

@@ -20,8 +20,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { isLlamaFamily, parameterCount } from "./config.js";
 import {
-  type MatMulKernel,
-  matmulKernel,
+  matmulKernels,
   matmulPlain,
   WASM_PAGE,
   type WasmMemory,
@@ -331,7 +330,7 @@ export class JsDecoder {
   private readonly memory: WasmMemory;
   private readonly owner: boolean;
   private readonly view: Float32Array;
-  private readonly kernel: MatMulKernel | undefined;
+  private readonly kernels: ReturnType<typeof matmulKernels>;
   /** Llama: inverse rotary frequencies, per pair. */
   private readonly frequencies: Float64Array | undefined;
   // scratch (float offsets into view): [B, ·] activations; keys per layer [B, KV, capacity,
@@ -418,7 +417,7 @@ export class JsDecoder {
       this.owner = true;
     }
     this.view = new Float32Array(this.memory.buffer);
-    this.kernel = matmulKernel(this.memory);
+    this.kernels = matmulKernels(this.memory);
     this.active = new Uint8Array(batch);
   }
 
@@ -472,8 +471,40 @@ export class JsDecoder {
     rows: number,
     wStride = n,
   ): void {
-    if (this.kernel) this.kernel(w * 4, x * 4, y * 4, n * 4, m, rows, wStride * 4);
-    else matmulPlain(this.view, w, x, y, n, m, rows, wStride);
+    const kernels = this.kernels;
+    if (!kernels) {
+      matmulPlain(this.view, w, x, y, n, m, rows, wStride);
+      return;
+    }
+    const rows4 = rows & ~3;
+    const m2 = m & ~1;
+    if (rows4 === 0 || m2 === 0 || n % 4 !== 0) {
+      kernels.matmul(w * 4, x * 4, y * 4, n * 4, m, rows, wStride * 4);
+      return;
+    }
+    // two outputs by four rows at a time; then an odd last output, and the last rows
+    kernels.matmul2x4(w * 4, x * 4, y * 4, n * 4, m2, rows4, wStride * 4, m * 4);
+    if (m2 < m)
+      for (let r = 0; r < rows4; r++)
+        kernels.matmul(
+          (w + m2 * wStride) * 4,
+          (x + r * n) * 4,
+          (y + r * m + m2) * 4,
+          n * 4,
+          1,
+          1,
+          wStride * 4,
+        );
+    if (rows4 < rows)
+      kernels.matmul(
+        w * 4,
+        (x + rows4 * n) * 4,
+        (y + rows4 * m) * 4,
+        n * 4,
+        m,
+        rows - rows4,
+        wStride * 4,
+      );
   }
 
   /** y = x·W (+ b) (+ s·(x·A)·B) for all rows. */
