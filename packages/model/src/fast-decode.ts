@@ -56,13 +56,15 @@ export function decoderChoice(option: string | undefined): DecoderChoice {
 
 /**
  * Where "auto" picks the JS step: batch · width² at most this. The JS step's cost grows with
- * batch · width² (its products run on one SIMD kernel, ~5 G multiply-adds/s), tfjs' is mostly
- * fixed per kernel until XNNPACK's throughput takes over. Measured (generate, 64 tokens, 4
- * layers, JS ÷ tfjs tokens/s on the shared 2-core machine): width 128 — batch 1 3.3×, 8 1.9×,
- * 32 1.3×; width 256 — 1 2.2×, 8 1.4×, 32 1.0×; width 512 — 1 1.6×, 8 0.86×; width 768 —
- * 1 1.4×, 8 0.84×.
+ * batch · width² (its products run on the SIMD kernels, 5–11 G multiply-adds/s), tfjs' is
+ * mostly fixed per kernel until XNNPACK's throughput takes over. Measured (generate, 64
+ * tokens, 4 layers, 4 heads, JS ÷ tfjs tokens/s on the shared 2-core machine, with the
+ * two-by-four kernel): width 128 — batch 4 3.5×, 16 1.8×; width 256 — 16 1.5×, 32 1.4×;
+ * width 512 — 4 1.0–1.15×, 8 1.24×, 16 1.29×; width 768 — 1 1.4×, 4 0.96×, 16 1.18×. Before
+ * that kernel: width 128 — 1 3.3×, 8 1.9×, 32 1.3×; width 256 — 1 2.2×. Past 2²¹ the gain
+ * is small and uneven, and the JS step holds a copy of the weights.
  */
-export const JS_DECODE_MAX_BATCH_WIDTH2 = 1 << 20;
+export const JS_DECODE_MAX_BATCH_WIDTH2 = 1 << 21;
 /**
  * …and models up to this many parameters: the JS step keeps a float32 copy of the weights
  * (here at most 128 MB), made again whenever a weight changes.

@@ -51,7 +51,7 @@ export interface GenerateOptions {
   /**
    * Which cached decode step runs after the (tfjs) prefill: "js" — plain loops over arrays
    * (fast-decode.ts), "tfjs" — the model's kernels, "auto" (default) — "js" where it pays
-   * (batch · width² ≤ 2²⁰, e.g. batch ≤ 64 at width 128, batch 1 up to width 1024; models up
+   * (batch · width² ≤ 2²¹, e.g. batch ≤ 128 at width 128, ≤ 8 at width 512; models up
    * to 32 M parameters; not on native TensorFlow). Default from FORGE_DECODE, else "auto".
    */
   decoder?: DecoderChoice;
