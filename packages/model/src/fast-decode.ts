@@ -285,6 +285,13 @@ function snapshot(model: GPT): Weights {
   return { llama, wte, wpe, blocks, normF, head, floats, memory, busy: false, rank };
 }
 
+/**
+ * Scratch (activations and KV cache) a decoder may leave the model's weight memory grown by
+ * (wasm memory never shrinks); a decoder that needs more works on its own copy of the weights
+ * (forge-tiny: batch 16 at the full window fits, 3.5 MB of weights to copy beyond).
+ */
+const SHARED_SCRATCH_BYTES = 32 << 20;
+
 const GELU_C = Math.sqrt(2 / Math.PI);
 const GELU_K = 0.044715;
 
@@ -404,8 +411,10 @@ export class JsDecoder {
       this.vals.push(take(batch * this.KV * this.capacity * this.hd));
     }
     const bytes = end * 4;
-    if (weights.busy) {
-      // another decoder (an onStep callback generating with the same model) holds the scratch
+    if (weights.busy || bytes - weights.floats * 4 > SHARED_SCRATCH_BYTES) {
+      // another decoder (an onStep callback generating with the same model) holds the scratch,
+      // or this one needs more than the model's memory should keep after it: a copy of the
+      // weights in a memory of its own, freed with the decoder
       this.memory = wasmMemory(bytes);
       new Uint8Array(this.memory.buffer).set(
         new Uint8Array(weights.memory.buffer, 0, weights.floats * 4),
