@@ -61,7 +61,8 @@ describe("generate", () => {
   it("re-encodes the window once per half window, not once per token, past the window", () => {
     const run = vi.spyOn(model, "run");
     try {
-      generate(model, [[1, 2, 3, 4, 5]], { maxNewTokens: 70, temperature: 0 });
+      // the tfjs decode step (one model.run per token); fast-decode.test.ts counts the JS one's
+      generate(model, [[1, 2, 3, 4, 5]], { maxNewTokens: 70, temperature: 0, decoder: "tfjs" });
       const encodes = run.mock.calls.filter(([ids]) => ids.shape[1] > 1).length;
       // the prompt; then crops after new tokens 20, 33, 46 and 59: the context reaches 25
       // tokens, keeps 12, and reaches 25 again 13 tokens later

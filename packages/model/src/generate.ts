@@ -30,6 +30,7 @@ import { Rng } from "@forge/core";
 import * as tf from "@tensorflow/tfjs";
 import { isLlamaFamily } from "./config.js";
 import { ModelError } from "./errors.js";
+import { type DecoderChoice, decoderChoice, JsDecoder, jsDecodePays } from "./fast-decode.js";
 import type { GPT, LayerCache } from "./gpt.js";
 
 export interface GenerateOptions {
@@ -56,6 +57,18 @@ export interface GenerateOptions {
    * temperature 1, before banning, top-k or top-p): how likely the model finds what it wrote.
    */
   logprobs?: boolean;
+  /**
+   * Which cached decode step runs after the (tfjs) prefill: "js" — plain loops over arrays
+   * (fast-decode.ts), "tfjs" — the model's kernels, "auto" (default) — "js" where it pays
+   * (batch · width² ≤ 2²¹, e.g. batch ≤ 128 at width 128, ≤ 8 at width 512; models up
+   * to 32 M parameters; not on native TensorFlow). Default from FORGE_DECODE, else "auto".
+   */
+  decoder?: DecoderChoice;
+  /**
+   * Called before every step's sampling with its logits [B·V] (row b at b·V; rows of finished
+   * sequences are unspecified). The array is reused: copy what you keep.
+   */
+  onLogits?: (step: number, logits: Float32Array) => void;
 }
 
 export type FinishReason = "stop" | "length";
@@ -231,6 +244,15 @@ function fullStep(model: GPT, contexts: number[][]): Float32Array {
   return values;
 }
 
+/** The JS decoder "auto" picked, or none (tfjs' step) when it cannot be set up here. */
+function autoDecoder(model: GPT, batch: number): JsDecoder | undefined {
+  try {
+    return new JsDecoder(model, batch);
+  } catch {
+    return undefined; // e.g. no memory for the weight copy: tfjs' step still works
+  }
+}
+
 /** Tokens each context keeps when it outgrows a window of `blockSize` (see the module doc). */
 export function windowKeep(blockSize: number): number {
   return Math.max(1, Math.ceil(blockSize / 2));
@@ -256,6 +278,7 @@ export function generate(
   };
   const stops = new Set(options.stopIds ?? []);
   const useCache = options.useCache ?? true;
+  const choice = decoderChoice(options.decoder);
   // Prompts longer than the window keep their last blockSize tokens.
   const contexts = prompts.map((p) => p.slice(Math.max(0, p.length - blockSize)));
   const tokens: number[][] = prompts.map(() => []);
@@ -266,6 +289,16 @@ export function generate(
   if (options.maxNewTokens === 0) return result();
 
   let cache: LayerCache[] | undefined;
+  // the JS decode step (after the tfjs prefill), where chosen or where it pays; with a single
+  // new token there is no decode step
+  const js =
+    !useCache || options.maxNewTokens < 2
+      ? undefined
+      : choice === "js"
+        ? new JsDecoder(model, batch)
+        : choice === "auto" && jsDecodePays(model, batch)
+          ? autoDecoder(model, batch)
+          : undefined;
   let pads: number[] = [];
   let cachedLength = 0; // positions held by the cache (padded width)
   const disposeCache = () => {
@@ -289,6 +322,10 @@ export function generate(
     });
     cache = step.cache;
     cachedLength = cache[0]!.k.shape[2];
+    if (js) {
+      js.load(cache, pads);
+      disposeCache();
+    }
     const values = step.logits.dataSync() as Float32Array;
     step.logits.dispose();
     return values;
@@ -298,6 +335,11 @@ export function generate(
   const rolling = useCache && isLlamaFamily(model.config);
   /** Drop the cache's oldest `drop` positions (and the pads among them). */
   const roll = (drop: number) => {
+    if (js) {
+      js.shift(drop);
+      cachedLength -= drop;
+      return;
+    }
     const rolled = cache!.map((layer) => ({
       k: layer.k.slice([0, 0, drop, 0]),
       v: layer.v.slice([0, 0, drop, 0]),
@@ -312,6 +354,7 @@ export function generate(
     let logits = useCache ? prefill() : fullStep(model, contexts);
 
     for (let step = 0; step < options.maxNewTokens; step++) {
+      options.onLogits?.(step, logits);
       const produced: (number | null)[] = [];
       for (let b = 0; b < batch; b++) {
         if (done[b]) {
@@ -349,6 +392,15 @@ export function generate(
         logits = prefill();
         continue;
       }
+      if (js) {
+        logits = js.step(
+          contexts.map((c) => c[c.length - 1]!),
+          contexts.map((c) => c.length - 1),
+          done,
+        );
+        cachedLength++;
+        continue;
+      }
       const next = tidyStep(() => {
         const ids = tf.tensor2d(
           contexts.map((c) => c[c.length - 1]!),
@@ -383,6 +435,7 @@ export function generate(
     }
   } finally {
     disposeCache();
+    js?.dispose();
   }
   return result();
 }

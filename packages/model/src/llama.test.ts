@@ -154,60 +154,63 @@ describe("a rotary model past its window (shifted cache)", () => {
     return values;
   }
 
-  it("decodes past the window without re-encoding; each token is the banded reference's, ragged rows included", () => {
-    const window = model.config.blockSize; // 128
-    const keep = windowKeep(window); // 64
-    const { ids } = reference["tiny-llama"]!;
-    const prompts = [ids[0]!.slice(0, 5), ids[1]!.slice(0, 11)];
-    const prefills: number[] = [];
-    const run = model.run.bind(model);
-    model.run = (input, options) => {
-      if (input.shape[1] > 1) prefills.push(input.shape[1]);
-      return run(input, options);
-    };
-    const maxNewTokens = 2 * window + 20;
-    let out: ReturnType<typeof generate>;
-    try {
-      out = generate(model, prompts, { maxNewTokens, temperature: 0, logprobs: true });
-    } finally {
-      model.run = run;
-    }
-    expect(prefills).toEqual([11]); // the prompts, once: nothing is re-encoded
-    // The schedule in padded coordinates: the cache starts at `first` and holds `held`
-    // positions; before a token joins a full cache, the oldest leave until `keep` remain with it.
-    const width = Math.max(...prompts.map((p) => p.length));
-    const cacheStarts: number[] = []; // per decoded token fed (tokens 0 … n−2)
-    let first = 0;
-    let held = width;
-    for (let t = 0; t < maxNewTokens - 1; t++) {
-      if (held + 1 > window) {
-        first += held + 1 - keep;
-        held = keep - 1;
+  it.each(["js", "tfjs"] as const)(
+    "decodes past the window without re-encoding; each token is the banded reference's, ragged rows included (%s step)",
+    (decoder) => {
+      const window = model.config.blockSize; // 128
+      const keep = windowKeep(window); // 64
+      const { ids } = reference["tiny-llama"]!;
+      const prompts = [ids[0]!.slice(0, 5), ids[1]!.slice(0, 11)];
+      const prefills: number[] = [];
+      const run = model.run.bind(model);
+      model.run = (input, options) => {
+        if (input.shape[1] > 1) prefills.push(input.shape[1]);
+        return run(input, options);
+      };
+      const maxNewTokens = 2 * window + 20;
+      let out: ReturnType<typeof generate>;
+      try {
+        out = generate(model, prompts, { maxNewTokens, temperature: 0, logprobs: true, decoder });
+      } finally {
+        model.run = run;
       }
-      cacheStarts.push(first);
-      held++;
-    }
-    expect(first).toBeGreaterThan(0);
-    for (const [b, prompt] of prompts.entries()) {
-      const tokens = out.tokens[b]!;
-      expect(tokens).toHaveLength(maxNewTokens);
-      const pad = width - prompt.length;
-      const sequence = [...prompt, ...tokens];
-      // query i (a real index) sees real keys from max(0, cache start − pad): prompt queries
-      // and the first token see everything before them
-      const starts = sequence.map((_, i) =>
-        i < prompt.length ? 0 : Math.max(0, cacheStarts[i - prompt.length]! - pad),
-      );
-      const reference = bandedLogprobs(sequence, starts);
-      let worst = 0;
-      for (let t = 0; t < tokens.length; t++) {
-        const row = reference[prompt.length - 1 + t]!;
-        expect(tokens[t], `row ${b}, token ${t}`).toBe(row.indexOf(Math.max(...row)));
-        worst = Math.max(worst, Math.abs(out.logprobs![b]![t]! - row[tokens[t]!]!));
+      expect(prefills).toEqual([11]); // the prompts, once: nothing is re-encoded
+      // The schedule in padded coordinates: the cache starts at `first` and holds `held`
+      // positions; before a token joins a full cache, the oldest leave until `keep` remain with it.
+      const width = Math.max(...prompts.map((p) => p.length));
+      const cacheStarts: number[] = []; // per decoded token fed (tokens 0 … n−2)
+      let first = 0;
+      let held = width;
+      for (let t = 0; t < maxNewTokens - 1; t++) {
+        if (held + 1 > window) {
+          first += held + 1 - keep;
+          held = keep - 1;
+        }
+        cacheStarts.push(first);
+        held++;
       }
-      expect(worst).toBeLessThan(1e-4);
-    }
-  });
+      expect(first).toBeGreaterThan(0);
+      for (const [b, prompt] of prompts.entries()) {
+        const tokens = out.tokens[b]!;
+        expect(tokens).toHaveLength(maxNewTokens);
+        const pad = width - prompt.length;
+        const sequence = [...prompt, ...tokens];
+        // query i (a real index) sees real keys from max(0, cache start − pad): prompt queries
+        // and the first token see everything before them
+        const starts = sequence.map((_, i) =>
+          i < prompt.length ? 0 : Math.max(0, cacheStarts[i - prompt.length]! - pad),
+        );
+        const reference = bandedLogprobs(sequence, starts);
+        let worst = 0;
+        for (let t = 0; t < tokens.length; t++) {
+          const row = reference[prompt.length - 1 + t]!;
+          expect(tokens[t], `row ${b}, token ${t}`).toBe(row.indexOf(Math.max(...row)));
+          worst = Math.max(worst, Math.abs(out.logprobs![b]![t]! - row[tokens[t]!]!));
+        }
+        expect(worst).toBeLessThan(1e-4);
+      }
+    },
+  );
 
   it("keeps the tensor count flat across shifted generations", () => {
     const prompt = reference["tiny-llama"]!.ids[0]!.slice(0, 4);
