@@ -74,34 +74,38 @@ const sleb = (value: number): number[] => {
 const name = (s: string): number[] => [...uleb(s.length), ...[...s].map((c) => c.charCodeAt(0))];
 const section = (id: number, bytes: number[]): number[] => [id, ...uleb(bytes.length), ...bytes];
 
+// The instructions both kernels use (WebAssembly's binary encoding).
+const I32 = 0x7f;
+const F32 = 0x7d;
+const V128 = 0x7b;
+const get = (l: number) => [0x20, l]; // local.get
+const set = (l: number) => [0x21, l]; // local.set
+const i32 = (v: number) => [0x41, ...sleb(v)]; // i32.const
+const ADD = 0x6a;
+const AND = 0x71;
+const MUL = 0x6c;
+const SHL = 0x74;
+const GE_U = 0x4f;
+const GT_U = 0x4b;
+const F32_ADD = 0x92;
+const F32_MUL = 0x94;
+const f32Load = [0x2a, 2, 0];
+const simd = (op: number, ...immediates: number[]) => [0xfd, ...uleb(op), ...immediates];
+const zero = simd(0x0c, ...new Array<number>(16).fill(0)); // v128.const 0
+const add4 = simd(0xe4); // f32x4.add
+const mul4 = simd(0xe6); // f32x4.mul
+const lane = (k: number) => simd(0x1f, k); // f32x4.extract_lane
+const BLOCK = [0x02, 0x40];
+const LOOP = [0x03, 0x40];
+const END = 0x0b;
+const br = (depth: number) => [0x0c, depth];
+const brIf = (depth: number) => [0x0d, depth];
+
 function assemble(): Uint8Array {
-  const I32 = 0x7f;
-  const F32 = 0x7d;
-  const V128 = 0x7b;
   // params: 0 w, 1 x, 2 y, 3 nBytes, 4 m, 5 rows, 6 wStride
   // locals: 7 o, 8 r, 9 i, 10 wRow, 11 xRow, 12 yAt, 13 simdEnd (i32); 14 tail (f32);
   // 15, 16 accumulators (v128)
-  const get = (l: number) => [0x20, l];
-  const set = (l: number) => [0x21, l];
-  const i32 = (v: number) => [0x41, ...sleb(v)];
-  const ADD = 0x6a;
-  const AND = 0x71;
-  const SHL = 0x74;
-  const GE_U = 0x4f;
-  const F32_ADD = 0x92;
-  const F32_MUL = 0x94;
-  const f32Load = [0x2a, 2, 0];
-  const simd = (op: number, ...immediates: number[]) => [0xfd, ...uleb(op), ...immediates];
-  const zero = simd(0x0c, ...new Array<number>(16).fill(0)); // v128.const 0
   const load = (offset: number) => simd(0x00, 4, offset); // v128.load align=16
-  const add4 = simd(0xe4); // f32x4.add
-  const mul4 = simd(0xe6); // f32x4.mul
-  const lane = (k: number) => simd(0x1f, k); // f32x4.extract_lane
-  const BLOCK = [0x02, 0x40];
-  const LOOP = [0x03, 0x40];
-  const END = 0x0b;
-  const br = (depth: number) => [0x0c, depth];
-  const brIf = (depth: number) => [0x0d, depth];
   const product = (acc: number, offset: number) => [
     ...get(acc),
     ...[...get(10), ...get(9), ADD, ...load(offset)],
@@ -113,7 +117,6 @@ function assemble(): Uint8Array {
   // four rows at a time: one load of w's vector serves four x rows
   // locals: 17 simdEnd16, 18 x1, 19 x2, 20 x3, 21 mBytes (i32); 22 t1, 23 t2, 24 t3, 25 ws
   // (f32); 26 wv, 27 acc2, 28 acc3 (v128); acc0, acc1, t0 are 15, 16, 14
-  const GT_U = 0x4b;
   const fused = (acc: number, xAt: number) => [
     ...get(acc),
     ...get(26),
@@ -239,30 +242,10 @@ function assemble(): Uint8Array {
  * `yStride` bytes apart. The function body (locals and code).
  */
 function assembleBlocked(): number[] {
-  const I32 = 0x7f;
-  const V128 = 0x7b;
   // params: 0 w, 1 x, 2 y, 3 nBytes, 4 m, 5 rows, 6 wStride, 7 yStride
   // locals: 8 o, 9 r, 10 i, 11 w0, 12 w1, 13 x0, 14 x1, 15 x2, 16 x3, 17 yAt (i32);
   // 18–21 accumulators of output o (rows r..r+3), 22–25 of output o+1, 26 wv0, 27 wv1, 28 xv
-  const get = (l: number) => [0x20, l];
-  const set = (l: number) => [0x21, l];
-  const i32 = (v: number) => [0x41, ...sleb(v)];
-  const ADD = 0x6a;
-  const MUL = 0x6c;
-  const SHL = 0x74;
-  const GE_U = 0x4f;
-  const F32_ADD = 0x92;
-  const simd = (op: number, ...immediates: number[]) => [0xfd, ...uleb(op), ...immediates];
-  const zero = simd(0x0c, ...new Array<number>(16).fill(0));
   const load = simd(0x00, 4, 0);
-  const add4 = simd(0xe4);
-  const mul4 = simd(0xe6);
-  const lane = (k: number) => simd(0x1f, k);
-  const BLOCK = [0x02, 0x40];
-  const LOOP = [0x03, 0x40];
-  const END = 0x0b;
-  const br = (depth: number) => [0x0c, depth];
-  const brIf = (depth: number) => [0x0d, depth];
   const fma = (acc: number, wv: number) => [
     ...get(acc),
     ...get(wv),
