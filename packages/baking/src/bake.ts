@@ -93,7 +93,8 @@ export interface BakeSettings {
    * without a validation KL below the best by more than `minDelta`; the best weights are
    * restored either way, so stopping only skips steps that would not be kept unless a later
    * pass beat the best. Patience 0, no validation set, or `snapshotFractions` (half-baking
-   * snapshots fractions of the planned steps): train every step.
+   * snapshots fractions of the planned steps): train every step. With `steps` given (exactly
+   * that many steps) the default is patience 0.
    */
   earlyStopping?: { patience: number; minDelta: number };
   /**
@@ -149,6 +150,10 @@ export function resolveBake(input: Partial<BakeSettings>): BakeSettings {
     ...DEFAULT_BAKE,
     ...input,
     lora: { ...DEFAULT_BAKE.lora, ...input.lora },
+    // `steps` asks for exactly that many steps: no early stopping unless it is asked for too
+    ...(input.steps !== undefined && input.earlyStopping === undefined
+      ? { earlyStopping: { patience: 0, minDelta: 0 } }
+      : {}),
   };
   if (s.mode !== "lora" && s.mode !== "full")
     throw new BakingError(

@@ -103,6 +103,15 @@ describe("selectable losses", () => {
     refused({ loss: "distillation", lossTemperature: 0 }, /lossTemperature must be a positive/);
     refused({ progressive: { from: 0, fraction: 0 } }, /bake\.progressive needs/);
     expect(resolveBake({ loss: "full" }).loss).toBe("forward-kl");
+    refused({ earlyStopping: { patience: -1, minDelta: 0 } }, /bake\.earlyStopping needs patience/);
+  });
+
+  it("stops early by default, but not when exactly `steps` are asked for (unless patience is too)", () => {
+    expect(resolveBake({}).earlyStopping).toEqual({ patience: 2, minDelta: 0 });
+    expect(resolveBake({ steps: 400 }).earlyStopping).toEqual({ patience: 0, minDelta: 0 });
+    expect(
+      resolveBake({ steps: 400, earlyStopping: { patience: 3, minDelta: 0 } }).earlyStopping,
+    ).toEqual({ patience: 3, minDelta: 0 });
   });
 });
 

@@ -262,7 +262,7 @@ export function register(cli: CAC): void {
     .option("--val-fraction <f>", "Trajectories held out for validation KL (default 0.1)")
     .option(
       "--patience <n>",
-      `Stop after n epochs without a better validation KL (default ${DEFAULT_BAKE.earlyStopping!.patience}; 0: train every epoch)`,
+      `Stop after n epochs without a better validation KL (default ${DEFAULT_BAKE.earlyStopping!.patience}, 0 with --steps; 0: train every epoch)`,
     )
     .option(
       "--snapshots <list>",
