@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { initBackend } from "./backend/select.js";
 import type { GPTConfig } from "./config.js";
 import {
+  expApprox,
   JS_DECODE_MAX_BATCH_WIDTH2,
   JS_DECODE_MAX_PARAMETERS,
   jsDecodePays,
@@ -126,6 +127,20 @@ const moved = (a: Float32Array, b: Float32Array) =>
   Math.max(...Array.from(a, (v, i) => Math.abs(v - b[i]!)));
 
 const RAGGED = [[1, 2, 3, 4, 5, 6, 7], [9], [10, 11, 12]];
+
+describe("expApprox (the JS step's exponential)", () => {
+  it("is e^y within 1e-8 relative over [−87, 88], and clamps outside", () => {
+    let worst = 0;
+    for (let y = -87; y <= 88; y += 0.0137)
+      worst = Math.max(worst, Math.abs(expApprox(y) / Math.exp(y) - 1));
+    for (const y of [-1e-9, 0, 1e-9, 0.5 * Math.LN2, -0.5 * Math.LN2, 1, -1])
+      worst = Math.max(worst, Math.abs(expApprox(y) / Math.exp(y) - 1));
+    expect(worst).toBeLessThan(1e-8);
+    expect(expApprox(-1000)).toBe(expApprox(-87));
+    expect(expApprox(1000)).toBe(expApprox(88));
+    expect(Number.isFinite(expApprox(1000))).toBe(true);
+  });
+});
 
 describe("the JS decode step", () => {
   let gpt: GPT;

@@ -78,7 +78,7 @@ describe("forge bake --loss", () => {
     expect(record.bake).toMatchObject({
       loss: "reverse-kl",
       progressive: { from: 0.5, fraction: 0.5 },
-      earlyStopping: { patience: 2, minDelta: 0 }, // the default
+      earlyStopping: { patience: 0, minDelta: 0 }, // --steps: exactly that many
     });
     expect(JSON.stringify(json(at("pirate", "manifest.json")))).toContain('"loss":"reverse-kl"');
   });
