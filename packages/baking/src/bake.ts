@@ -122,7 +122,8 @@ export interface BakeSettings {
  * Defaults that bake a persona into forge-tiny in about a minute with the default stimuli
  * (`defaultStimuli`) and rollout: LoRA r = 8 on the attention projections, Adam at 2e-3
  * decaying to 2e-4 after 5 warm-up steps (the paper's 1e-4 is for 7B models), up to 8 epochs,
- * batch 16, stopping after 2 epochs without a better validation KL. The package README gives the measurements these were chosen from.
+ * batch 16, stopping after 2 epochs without a better validation KL. The package README gives
+ * the measurements these were chosen from.
  */
 export const DEFAULT_BAKE: BakeSettings = {
   mode: "lora",
@@ -680,9 +681,7 @@ export async function trainStudent(
       checkpointEvery: Math.max(1, Math.ceil(steps / 10)),
       seed: settings.seed,
       // half-baking's snapshots sit at fractions of the planned steps: train them all
-      ...(settings.earlyStopping &&
-      settings.earlyStopping.patience > 0 &&
-      settings.snapshotFractions.length === 0
+      ...(settings.earlyStopping && settings.snapshotFractions.length === 0
         ? { earlyStopping: settings.earlyStopping }
         : {}),
     },

@@ -5,11 +5,11 @@
  *
  *   pnpm --filter @forge/model bench
  *
- * forge runs as its training commands do (`wasmThreads: "auto"`: the cores, at most 4) unless
- * FORGE_WASM_THREADS is set. Set FORGE_BENCH_QUICK=1 for the first config only. Per config it prints forge against PyTorch
- * at its best thread count (1, 2, …, the cores; best of a run before and one after forge's) for
- * training and for KV-cache generation at batch 1 and 32, with the ratio. The backend line says
- * which wasm build runs (FORGE_WASM_THREADS).
+ * forge runs as its training commands do (`wasmThreads: "auto"`: the idle cores, at most 4)
+ * unless FORGE_WASM_THREADS is set. Set FORGE_BENCH_QUICK=1 for the first config only. Per
+ * config it prints forge against PyTorch at its best thread count (1, 2, …, the cores; best of
+ * a run before and one after forge's) for training and for KV-cache generation at batch 1 and
+ * 32, with the ratio. The backend line says which wasm build runs (FORGE_WASM_THREADS).
  */
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -35,7 +35,7 @@ const configs: BenchConfig[] = [
 ];
 if (process.env.FORGE_BENCH_QUICK) configs.length = 1;
 
-// What forge's training commands run: the threaded build on the cores unless FORGE_WASM_THREADS
+// What forge's training commands run: the threaded build on the idle cores unless FORGE_WASM_THREADS
 // says otherwise (`pnpm bench` runs this file with the default and with FORGE_WASM_THREADS=1).
 const info = await initBackend({ wasmThreads: "auto" });
 console.log(describeBackend(info));

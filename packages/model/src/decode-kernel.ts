@@ -98,6 +98,9 @@ const lane = (k: number) => simd(0x1f, k); // f32x4.extract_lane
 const BLOCK = [0x02, 0x40];
 const LOOP = [0x03, 0x40];
 const END = 0x0b;
+const ZERO_F32 = [0x43, 0, 0, 0, 0]; // f32.const 0
+const f32Store = (offset: number) => [0x38, 2, offset];
+const v128Load = (offset: number) => simd(0x00, 4, offset); // align=16
 const br = (depth: number) => [0x0c, depth];
 const brIf = (depth: number) => [0x0d, depth];
 
@@ -105,11 +108,10 @@ function assemble(): Uint8Array {
   // params: 0 w, 1 x, 2 y, 3 nBytes, 4 m, 5 rows, 6 wStride
   // locals: 7 o, 8 r, 9 i, 10 wRow, 11 xRow, 12 yAt, 13 simdEnd (i32); 14 tail (f32);
   // 15, 16 accumulators (v128)
-  const load = (offset: number) => simd(0x00, 4, offset); // v128.load align=16
   const product = (acc: number, offset: number) => [
     ...get(acc),
-    ...[...get(10), ...get(9), ADD, ...load(offset)],
-    ...[...get(11), ...get(9), ADD, ...load(offset)],
+    ...[...get(10), ...get(9), ADD, ...v128Load(offset)],
+    ...[...get(11), ...get(9), ADD, ...v128Load(offset)],
     ...mul4,
     ...add4,
     ...set(acc),
@@ -120,7 +122,7 @@ function assemble(): Uint8Array {
   const fused = (acc: number, xAt: number) => [
     ...get(acc),
     ...get(26),
-    ...[...get(xAt), ...get(9), ADD, ...load(0)],
+    ...[...get(xAt), ...get(9), ADD, ...v128Load(0)],
     ...mul4,
     ...add4,
     ...set(acc),
@@ -136,7 +138,6 @@ function assemble(): Uint8Array {
     ...[...get(acc), ...lane(2), F32_ADD, ...get(acc), ...lane(3), F32_ADD],
     ...[...get(t), F32_ADD],
   ];
-  const ZERO_F32 = [0x43, 0, 0, 0, 0];
   const fourRows = [
     ...[...BLOCK, ...LOOP], // while r + 4 <= rows
     ...[...get(8), ...i32(4), ADD, ...get(5), GT_U, ...brIf(1)],
@@ -148,7 +149,7 @@ function assemble(): Uint8Array {
     ...[...get(19), ...get(3), ADD, ...set(20)],
     ...[...BLOCK, ...LOOP], // for i < simdEnd16, 16 bytes a turn
     ...[...get(9), ...get(17), GE_U, ...brIf(1)],
-    ...[...get(10), ...get(9), ADD, ...load(0), ...set(26)],
+    ...[...get(10), ...get(9), ADD, ...v128Load(0), ...set(26)],
     ...fused(15, 11),
     ...fused(16, 18),
     ...fused(27, 19),
@@ -166,10 +167,10 @@ function assemble(): Uint8Array {
     ...[...get(9), ...i32(4), ADD, ...set(9), ...br(0)],
     END,
     END,
-    ...[...get(12), ...sum(15, 14), 0x38, 2, 0],
-    ...[...get(12), ...get(21), ADD, ...sum(16, 22), 0x38, 2, 0],
-    ...[...get(12), ...get(21), ...i32(1), SHL, ADD, ...sum(27, 23), 0x38, 2, 0],
-    ...[...get(12), ...get(21), ...i32(3), 0x6c, ADD, ...sum(28, 24), 0x38, 2, 0],
+    ...[...get(12), ...sum(15, 14), ...f32Store(0)],
+    ...[...get(12), ...get(21), ADD, ...sum(16, 22), ...f32Store(0)],
+    ...[...get(12), ...get(21), ...i32(1), SHL, ADD, ...sum(27, 23), ...f32Store(0)],
+    ...[...get(12), ...get(21), ...i32(3), MUL, ADD, ...sum(28, 24), ...f32Store(0)],
     ...[...get(12), ...get(21), ...i32(2), SHL, ADD, ...set(12)],
     ...[...get(20), ...get(3), ADD, ...set(11)],
     ...[...get(8), ...i32(4), ADD, ...set(8), ...br(0)],
@@ -207,7 +208,7 @@ function assemble(): Uint8Array {
     END,
     END,
     ...[...get(15), ...get(16), ...add4, ...set(15)],
-    ...[...get(12), ...sum(15, 14), 0x38, 2, 0], // f32.store
+    ...[...get(12), ...sum(15, 14), ...f32Store(0)], // f32.store
     ...[...get(11), ...get(3), ADD, ...set(11)],
     ...[...get(12), ...get(21), ADD, ...set(12)],
     ...[...get(8), ...i32(1), ADD, ...set(8), ...br(0)],
@@ -245,7 +246,6 @@ function assembleBlocked(): number[] {
   // params: 0 w, 1 x, 2 y, 3 nBytes, 4 m, 5 rows, 6 wStride, 7 yStride
   // locals: 8 o, 9 r, 10 i, 11 w0, 12 w1, 13 x0, 14 x1, 15 x2, 16 x3, 17 yAt (i32);
   // 18–21 accumulators of output o (rows r..r+3), 22–25 of output o+1, 26 wv0, 27 wv1, 28 xv
-  const load = simd(0x00, 4, 0);
   const fma = (acc: number, wv: number) => [
     ...get(acc),
     ...get(wv),
@@ -255,7 +255,7 @@ function assembleBlocked(): number[] {
     ...set(acc),
   ];
   const row = (k: number) => [
-    ...[...get(13 + k), ...get(10), ADD, ...load, ...set(28)],
+    ...[...get(13 + k), ...get(10), ADD, ...v128Load(0), ...set(28)],
     ...fma(18 + k, 26),
     ...fma(22 + k, 27),
   ];
@@ -267,7 +267,7 @@ function assembleBlocked(): number[] {
   const store = (k: number) => {
     const at =
       k === 0 ? get(17) : [...get(17), ...get(7), ...(k === 1 ? [] : [...i32(k), MUL]), ADD];
-    return [...at, ...sum(18 + k), 0x38, 2, 0, ...at, ...sum(22 + k), 0x38, 2, 4];
+    return [...at, ...sum(18 + k), ...f32Store(0), ...at, ...sum(22 + k), ...f32Store(4)];
   };
   const body = [
     ...[...get(0), ...set(11), ...i32(0), ...set(8)],
@@ -285,8 +285,8 @@ function assembleBlocked(): number[] {
     ...[...i32(0), ...set(10)],
     ...[...BLOCK, ...LOOP], // for i < nBytes, 16 bytes a turn
     ...[...get(10), ...get(3), GE_U, ...brIf(1)],
-    ...[...get(11), ...get(10), ADD, ...load, ...set(26)],
-    ...[...get(12), ...get(10), ADD, ...load, ...set(27)],
+    ...[...get(11), ...get(10), ADD, ...v128Load(0), ...set(26)],
+    ...[...get(12), ...get(10), ADD, ...v128Load(0), ...set(27)],
     ...row(0),
     ...row(1),
     ...row(2),

@@ -7,7 +7,7 @@
  * Float32Arrays instead: weights copied out of the model once (and kept until a variable
  * changes: tfjs tensors are immutable and `assign` gives a variable new data, so a changed
  * data id is a changed weight), the KV cache in preallocated arrays filled from a tfjs
- * prefill, and every product a loop with float64 accumulators. The prefill (and every window
+ * prefill, and every product on decode-kernel.ts's WebAssembly SIMD kernels. The prefill (and every window
  * re-encode) stays on tfjs; `generate` picks this path by batch size and width
  * (`jsDecodePays`), or as `decoder` / FORGE_DECODE says.
  *
@@ -18,6 +18,7 @@
  * ragged rows excluded from attention as the -1e9 bias excludes them.
  */
 import * as tf from "@tensorflow/tfjs";
+import { GELU_C, GELU_K } from "./backend/wasm-kernels.js";
 import { isLlamaFamily, parameterCount } from "./config.js";
 import {
   matmulKernels,
@@ -36,22 +37,15 @@ const CHOICES: readonly DecoderChoice[] = ["auto", "js", "tfjs"];
 
 /** The choice an option or FORGE_DECODE makes (the option wins; default "auto"). */
 export function decoderChoice(option: string | undefined): DecoderChoice {
-  if (option !== undefined) {
-    if (!CHOICES.includes(option as DecoderChoice))
-      throw new ModelError(
-        "E_INPUT",
-        `decoder must be one of ${CHOICES.join(", ")}; got ${JSON.stringify(option)}`,
-      );
-    return option as DecoderChoice;
-  }
   const env = process.env.FORGE_DECODE;
-  if (env === undefined || env === "") return "auto";
-  if (!CHOICES.includes(env as DecoderChoice))
+  const [value, source] =
+    option !== undefined ? [option, "decoder"] : env ? [env, "FORGE_DECODE"] : ["auto", ""];
+  if (!CHOICES.includes(value as DecoderChoice))
     throw new ModelError(
       "E_INPUT",
-      `FORGE_DECODE must be one of ${CHOICES.join(", ")}; got ${JSON.stringify(env)}`,
+      `${source} must be one of ${CHOICES.join(", ")}; got ${JSON.stringify(value)}`,
     );
-  return env as DecoderChoice;
+  return value as DecoderChoice;
 }
 
 /**
@@ -292,9 +286,6 @@ function snapshot(model: GPT): Weights {
  */
 const SHARED_SCRATCH_BYTES = 32 << 20;
 
-const GELU_C = Math.sqrt(2 / Math.PI);
-const GELU_K = 0.044715;
-
 // Elementwise loops over a float32 view, as small functions V8 optimises on their own.
 
 /** view[x..x+n) += view[y..y+n). */
@@ -302,7 +293,6 @@ function addInto(view: Float32Array, x: number, y: number, n: number): void {
   for (let j = 0; j < n; j++) view[x + j] = view[x + j]! + view[y + j]!;
 }
 
-/** tanh-GELU in place, as x·σ(2u), u = c·(x + k·x³) (the tfjs kernels' form). */
 /** 2^k for k in −127…128 (expApprox's scale). */
 const POWERS_OF_TWO = Float64Array.from({ length: 256 }, (_, i) => 2 ** (i - 127));
 const LN2_HI = 0.693145751953125; // ln 2 split so that k · LN2_HI is exact (Cody and Waite)
@@ -322,6 +312,7 @@ export function expApprox(y: number): number {
   return p * POWERS_OF_TWO[k + 127]!;
 }
 
+/** tanh-GELU in place, as x·σ(2u), u = c·(x + k·x³) (the tfjs kernels' form). */
 function gelu(view: Float32Array, at: number, n: number): void {
   const a = -2 * GELU_C;
   const b = -2 * GELU_C * GELU_K;

@@ -419,7 +419,7 @@ export function generate(
         const bias = tf.tensor4d(biasValues, [batch, 1, 1, cachedLength + 1]);
         const result = model.run(ids, {
           positions,
-          positionLimit: Math.max(...contexts.map((c) => c.length)),
+          ...(rolling ? { positionLimit: Math.max(...contexts.map((c) => c.length)) } : {}),
           attentionBias: bias,
           past: cache!,
           returnCache: true,

@@ -39,7 +39,7 @@ export interface TrainSettings {
   evalEvery: number;
   /** Checkpoint every N steps (0: only at the end and at best validation loss). */
   checkpointEvery: number;
-  /** Stop after `patience` evaluations without an improvement above `minDelta`. */
+  /** Stop after `patience` evaluations without an improvement above `minDelta` (0: never). */
   earlyStopping?: { patience: number; minDelta: number };
   seed: number;
 }
@@ -303,7 +303,7 @@ export async function trainModel<T>(
       emit({ type: "eval-end", step, loss, perplexity: Math.exp(loss), best: improved });
       if (improved) await checkpoint("best");
       const patience = settings.earlyStopping?.patience;
-      return patience !== undefined && evalsWithoutImprovement >= patience;
+      return patience !== undefined && patience > 0 && evalsWithoutImprovement >= patience;
     };
 
     const started = performance.now();

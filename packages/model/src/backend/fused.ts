@@ -18,11 +18,10 @@ import {
   FORGE_GELU,
   FORGE_LAYER_NORM,
   FUSED_GELU_MAX_ELEMENTS,
+  GELU_C,
+  GELU_K,
   withStockMatMul,
 } from "./wasm-kernels.js";
-
-const GELU_C = Math.sqrt(2 / Math.PI);
-const GELU_K = 0.044715;
 
 type Saver = (tensors: tf.Tensor[]) => void;
 /** A gradient, or a thunk computing it: only the inputs the tape differentiates are computed. */
@@ -50,10 +49,6 @@ function custom(
 ): (...inputs: tf.Tensor[]) => tf.Tensor {
   return (...inputs: tf.Tensor[]) => {
     let gradFunc: GradFunc | undefined;
-    const inputMap: Record<string, tf.Tensor> = {};
-    inputs.forEach((input, i) => {
-      inputMap[i] = input;
-    });
     return (tf.engine() as unknown as KernelFuncEngine).runKernelFunc({
       forwardFunc: (_backend, save) => {
         const result = fn(inputs, save);
@@ -73,7 +68,7 @@ function custom(
         });
         return map;
       },
-      inputs: inputMap,
+      inputs: Object.fromEntries(inputs.entries()),
     });
   };
 }

@@ -3,7 +3,7 @@
  * `FORGE_BACKEND=tensorflow|wasm|cpu` (or `initBackend({ backend })`) forces one.
  * The wasm backend runs tfjs' single-threaded SIMD build by default and its threaded SIMD build
  * when asked for threads: `FORGE_WASM_THREADS=n` (n ≥ 2), or `wasmThreads: "auto"` — what
- * forge's training commands ask for — which uses the machine's cores (at most 4).
+ * forge's training commands ask for — which uses the idle cores (at most 4).
  */
 import { createRequire } from "node:module";
 import os from "node:os";
@@ -215,9 +215,11 @@ export function resolveWasmThreads(
   const fromEnv = env.FORGE_WASM_THREADS?.trim()
     ? parseWasmThreads(env.FORGE_WASM_THREADS, "FORGE_WASM_THREADS")
     : undefined;
+  const load = os.loadavg()[0] ?? 0;
+  const cores = os.availableParallelism();
   const threads =
     wanted === "auto"
-      ? (fromEnv ?? autoWasmThreads())
+      ? (fromEnv ?? autoWasmThreads(load, cores))
       : wanted !== undefined
         ? parseWasmThreads(wanted, "wasmThreads")
         : (fromEnv ?? DEFAULT_WASM_THREADS);
@@ -227,9 +229,9 @@ export function resolveWasmThreads(
       : fromEnv === 1
         ? "FORGE_WASM_THREADS is 1"
         : wanted === "auto"
-          ? os.availableParallelism() === 1
+          ? cores === 1
             ? "this machine has one core"
-            : `the other cores are busy (load average ${(os.loadavg()[0] ?? 0).toFixed(2)} on ${os.availableParallelism()} cores)`
+            : `the other cores are busy (load average ${load.toFixed(2)} on ${cores} cores)`
           : "one thread is the default for short commands (training commands use the idle cores)";
   return { threads, oneThreadReason };
 }

@@ -60,6 +60,10 @@ const BATCH_MATMUL = "BatchMatMul";
 const TRANSPOSE = "Transpose";
 const UNSORTED_SEGMENT_SUM = "UnsortedSegmentSum";
 const GATHER = "GatherV2";
+/** tanh-GELU's constants: 0.5·x·(1 + tanh(c·(x + k·x³))), c = √(2/π), k = 0.044715. */
+export const GELU_C = Math.sqrt(2 / Math.PI);
+export const GELU_K = 0.044715;
+
 /** forge's fused inference tanh-GELU (one kernel instead of seven; see `fusedGelu`). */
 export const FORGE_GELU = "ForgeGelu";
 /** Elements up to which the fused GELU beats XNNPACK's vectorised composition (dispatch-bound). */
@@ -447,8 +451,8 @@ function fusedGelu(args: { inputs: { x: TensorInfo }; backend: WasmBackend }): T
   const out = backend.makeOutput(x.shape, "float32");
   const source = backend.typedArrayFromHeap(x);
   const target = backend.typedArrayFromHeap(out);
-  const a = 2 * Math.sqrt(2 / Math.PI);
-  const b = a * 0.044715;
+  const a = 2 * GELU_C;
+  const b = a * GELU_K;
   for (let i = 0; i < source.length; i++) {
     const v = source[i]!;
     target[i] = v / (1 + Math.exp(-v * (a + b * v * v)));
