@@ -10,8 +10,15 @@ import { PIPELINE_PROFILES, planTraining, runPipeline } from "./index.js";
 
 const root = mkdtempSync(path.join(os.tmpdir(), "forge-pipeline-"));
 const repo = path.join(root, "repo");
-const git = (...args: string[]) =>
-  execFileSync("git", args, {
+let clock = Date.UTC(2026, 0, 1) / 1000;
+/**
+ * git in the test repository, each call a minute after the last: fixed dates make the commit
+ * ids, and so the scraped training text, the same on every run (the early-stopping test's
+ * losses depended on them).
+ */
+const git = (...args: string[]) => {
+  clock += 60;
+  return execFileSync("git", args, {
     cwd: repo,
     encoding: "utf8",
     env: {
@@ -20,8 +27,11 @@ const git = (...args: string[]) =>
       GIT_AUTHOR_EMAIL: "ada@example.com",
       GIT_COMMITTER_NAME: "Ada",
       GIT_COMMITTER_EMAIL: "ada@example.com",
+      GIT_AUTHOR_DATE: `${clock} +0000`,
+      GIT_COMMITTER_DATE: `${clock} +0000`,
     },
   }).trim();
+};
 
 const WORDS = "parser token window cache model branch merge index commit author tree blob".split(
   " ",
