@@ -1,5 +1,9 @@
+import { loadNativeGemm } from "@forge/model/internal";
 import { describe, expect, it } from "vitest";
 import { forge } from "./run-cli.js";
+
+/** Whether this machine builds forge's native matmul (a compiler, Node's headers, OpenBLAS). */
+const nativeAvailable = loadNativeGemm().module !== undefined;
 
 describe("forge CLI", () => {
   it("--help lists the commands", async () => {
@@ -65,19 +69,53 @@ describe("forge doctor", () => {
     const run = await forge(["doctor", "--seconds", "0.1"], {
       FORGE_BACKEND: "wasm",
       FORGE_WASM_THREADS: "",
+      FORGE_NATIVE: "0",
     });
     expect(run.code).toBe(0);
     expect(run.stdout).toMatch(/^backend {2}wasm \(forced, 1 thread, simd build, tfjs [\d.]+\)$/m);
     expect(run.stdout).toContain(
       "threaded-simd build not used: one thread is the default for short commands (training commands use the idle cores); FORGE_WASM_THREADS=n runs it on n threads",
     );
-    expect(run.stdout).toMatch(/^matmul {3}[\d.]+ GFLOP\/s/m);
+    expect(run.stdout).toMatch(/^matmul {3}XNNPACK \(wasm\): [\d.]+ GFLOP\/s/m);
+    expect(run.stdout).toContain("native OpenBLAS not used: FORGE_NATIVE=0");
+  });
+
+  it.skipIf(!nativeAvailable)(
+    "FORGE_NATIVE=1 runs the products on the native OpenBLAS addon, on the threads asked for",
+    async () => {
+      const run = await forge(["doctor", "--seconds", "0.1"], {
+        FORGE_BACKEND: "wasm",
+        FORGE_WASM_THREADS: "2",
+        FORGE_NATIVE: "1",
+      });
+      expect(run.code).toBe(0);
+      expect(run.stdout).toMatch(
+        /^backend {2}wasm \(forced, 2 threads, simd build, tfjs [\d.]+\)$/m,
+      );
+      expect(run.stdout).toMatch(/^matmul {3}native OpenBLAS on 2 threads: [\d.]+ GFLOP\/s/m);
+      expect(run.stdout).toMatch(
+        /addon: .*forge_gemm-[0-9a-f]{16}\.node; FORGE_NATIVE=0 turns it off/,
+      );
+      const json = JSON.parse(
+        (await forge(["doctor", "--json", "--seconds", "0.1"], { FORGE_NATIVE: "1" })).stdout,
+      );
+      expect(json.backend.matmul).toMatchObject({ engine: "openblas", threads: 1 });
+    },
+  );
+
+  it("a FORGE_NATIVE that is not 0 or 1 exits 2 naming what is accepted", async () => {
+    const run = await forge(["doctor"], { FORGE_BACKEND: "wasm", FORGE_NATIVE: "maybe" });
+    expect(run.code).toBe(2);
+    expect(run.stderr).toBe(
+      'forge: FORGE_NATIVE="maybe" is not understood; accepted: 0 (never use the native matmul), 1 (require it), or unset (use it where it builds)\n',
+    );
   });
 
   it("FORGE_WASM_THREADS=2 runs the threaded SIMD build on 2 threads, and says so", async () => {
     const run = await forge(["doctor", "--seconds", "0.1"], {
       FORGE_BACKEND: "wasm",
       FORGE_WASM_THREADS: "2",
+      FORGE_NATIVE: "0",
     });
     expect(run.code).toBe(0);
     expect(run.stdout).toMatch(

@@ -18,7 +18,7 @@
  * ragged rows excluded from attention as the -1e9 bias excludes them.
  */
 import * as tf from "@tensorflow/tfjs";
-import { GELU_C, GELU_K } from "./backend/wasm-kernels.js";
+import { activeNativeGemm, GELU_C, GELU_K } from "./backend/wasm-kernels.js";
 import { isLlamaFamily, parameterCount } from "./config.js";
 import {
   matmulKernels,
@@ -132,6 +132,12 @@ interface Weights {
 }
 
 /** Offsets are kept 16-byte aligned. */
+/**
+ * Rows from which a product goes to the native OpenBLAS matmul when it is loaded (below, the
+ * SIMD kernel's single-row and four-row paths are as fast as the call).
+ */
+const NATIVE_MIN_ROWS = 4;
+
 const align = (floats: number) => Math.ceil(floats / 4) * 4;
 
 function values(t: tf.Tensor): Float32Array {
@@ -349,6 +355,8 @@ export class JsDecoder {
   private readonly memory: WasmMemory;
   private readonly owner: boolean;
   private readonly view: Float32Array;
+  /** The same memory as bytes, for the native matmul. */
+  private readonly bytes: Uint8Array;
   private readonly kernels: ReturnType<typeof matmulKernels>;
   /** Llama: inverse rotary frequencies, per pair. */
   private readonly frequencies: Float64Array | undefined;
@@ -438,6 +446,7 @@ export class JsDecoder {
       this.owner = true;
     }
     this.view = new Float32Array(this.memory.buffer);
+    this.bytes = new Uint8Array(this.memory.buffer);
     this.kernels = matmulKernels(this.memory);
     this.active = new Uint8Array(batch);
   }
@@ -492,6 +501,12 @@ export class JsDecoder {
     rows: number,
     wStride = n,
   ): void {
+    const native = activeNativeGemm();
+    if (native && rows >= NATIVE_MIN_ROWS && wStride === n) {
+      // OpenBLAS (FMA, 256-bit vectors, the pool's threads) on this memory, in place
+      native.gemm(this.bytes, x * 4, w * 4, y * 4, 1, rows, m, n, 0, 1, 0, 0, 0);
+      return;
+    }
     const kernels = this.kernels;
     if (!kernels) {
       matmulPlain(this.view, w, x, y, n, m, rows, wStride);

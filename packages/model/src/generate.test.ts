@@ -213,6 +213,69 @@ describe("sampleToken", () => {
       seen.add(sampleToken(logits, { temperature: 1, topP: 0.9, banned: new Set() }, rng));
     expect([...seen].sort()).toEqual([1, 2]); // p(1) ≈ 0.86, p(1)+p(2) ≈ 0.98
   });
+  it("draws the token a full sort of the vocabulary would (top-k, top-p, ties, bans)", () => {
+    // The definition: candidates sorted by logit (ties: lower id), weights exp(l/T - max),
+    // top-k then top-p cuts, one uniform draw walked down the sorted list.
+    const sorted = (
+      row: Float32Array,
+      o: { temperature: number; topK?: number; topP?: number; banned: ReadonlySet<number> },
+      u01: number,
+    ) => {
+      let c = [...row.keys()].filter((i) => !o.banned.has(i) && row[i]! > -Infinity);
+      c.sort((a, b) => row[b]! - row[a]! || a - b);
+      if (o.topK !== undefined) c = c.slice(0, o.topK);
+      const max = row[c[0]!]! / o.temperature;
+      let w = c.map((i) => Math.exp(row[i]! / o.temperature - max));
+      if (o.topP !== undefined && o.topP < 1) {
+        const total = w.reduce((a, b) => a + b, 0);
+        let cumulative = 0;
+        let keep = 0;
+        while (keep < w.length) {
+          cumulative += w[keep]! / total;
+          keep++;
+          if (cumulative >= o.topP) break;
+        }
+        c = c.slice(0, keep);
+        w = w.slice(0, keep);
+      }
+      let u = u01 * w.reduce((a, b) => a + b, 0);
+      for (let i = 0; i < c.length; i++) {
+        u -= w[i]!;
+        if (u < 0) return c[i]!;
+      }
+      return c.at(-1)!;
+    };
+    const make = new Rng(11);
+    for (let trial = 0; trial < 300; trial++) {
+      const n = 1 + Math.floor(make.next() * 300);
+      // Coarse values so that ties occur; some -Infinity (masked) entries.
+      const row = Float32Array.from({ length: n }, () =>
+        make.next() < 0.05 ? -Infinity : Math.round(make.next() * 40 - 20) / 4,
+      );
+      if (!row.some((v) => v > -Infinity)) row[0] = 0;
+      const banned = new Set<number>();
+      for (let i = 0; i < n; i++) if (make.next() < 0.05 && row[i]! > -Infinity) banned.add(i);
+      if ([...row.keys()].every((i) => banned.has(i) || row[i] === -Infinity)) banned.clear();
+      const options = {
+        temperature: [0.3, 0.7, 1, 2][trial % 4]!,
+        ...(trial % 3 === 1 ? { topK: 1 + (trial % 17) } : {}),
+        ...(trial % 5 === 2 ? { topP: 0.5 + (trial % 7) / 14 } : {}),
+        banned,
+      };
+      const seed = 1000 + trial;
+      const u01 = new Rng(seed).next();
+      expect(sampleToken(row, options, new Rng(seed)), `trial ${trial}`).toBe(
+        sorted(row, options, u01),
+      );
+    }
+    expect(() =>
+      sampleToken(
+        Float32Array.from([0, 1]),
+        { temperature: 1, banned: new Set([0, 1]) },
+        new Rng(1),
+      ),
+    ).toThrow("no token can be sampled: every token is banned or has probability 0");
+  });
   it("samples in proportion to softmax(logits / T)", () => {
     const rng = new Rng(3);
     const counts = [0, 0, 0, 0, 0];

@@ -144,7 +144,12 @@ function checkOptions(
   }
 }
 
-/** Pick a token from one row of logits. */
+/**
+ * Pick a token from one row of logits: the arg-max at temperature 0, else a draw from the
+ * softmax at `temperature`, restricted to the `topK` most likely and then to the smallest
+ * prefix holding `topP` of the mass (candidates in descending order of logit, ties to the lower
+ * id; one `rng.next()` per draw).
+ */
 export function sampleToken(
   logits: ArrayLike<number>,
   options: { temperature: number; topK?: number; topP?: number; banned: ReadonlySet<number> },
@@ -163,16 +168,58 @@ export function sampleToken(
     }
     return best;
   }
-  let candidates: number[] = [];
+  // The candidates in descending order of logit (ties: lower id first), drawn lazily from a
+  // max-heap: a reply's token is nearly always among the first few, so the vocabulary is
+  // never sorted. Building the heap is O(n); each draw O(log n).
+  const heap = new Int32Array(n);
+  let size = 0;
   for (let i = 0; i < n; i++)
-    if (!options.banned.has(i) && logits[i]! > Number.NEGATIVE_INFINITY) candidates.push(i);
-  candidates.sort((a, b) => logits[b]! - logits[a]! || a - b);
-  if (options.topK !== undefined && candidates.length > options.topK)
-    candidates = candidates.slice(0, options.topK);
-  const max = logits[candidates[0]!]! / options.temperature;
-  const weights = candidates.map((i) => Math.exp(logits[i]! / options.temperature - max));
-  let total = weights.reduce((a, b) => a + b, 0);
+    if (!options.banned.has(i) && logits[i]! > Number.NEGATIVE_INFINITY) heap[size++] = i;
+  if (size === 0) {
+    throw new ModelError(
+      "E_INPUT",
+      "no token can be sampled: every token is banned or has probability 0",
+    );
+  }
+  const before = (a: number, b: number) =>
+    logits[a]! > logits[b]! || (logits[a] === logits[b] && a < b);
+  const siftDown = (from: number) => {
+    let i = from;
+    const item = heap[i]!;
+    for (;;) {
+      let child = 2 * i + 1;
+      if (child >= size) break;
+      if (child + 1 < size && before(heap[child + 1]!, heap[child]!)) child++;
+      if (!before(heap[child]!, item)) break;
+      heap[i] = heap[child]!;
+      i = child;
+    }
+    heap[i] = item;
+  };
+  for (let i = (size >> 1) - 1; i >= 0; i--) siftDown(i);
+  const pop = (): number => {
+    const top = heap[0]!;
+    heap[0] = heap[--size]!;
+    if (size > 0) siftDown(0);
+    return top;
+  };
+  const inverse = 1 / options.temperature;
+  const max = logits[heap[0]!]! * inverse;
+  const weight = (i: number) => Math.exp(logits[i]! * inverse - max);
+  const limit = options.topK !== undefined ? Math.min(options.topK, size) : size;
   if (options.topP !== undefined && options.topP < 1) {
+    // Nucleus: the smallest prefix whose share of the (top-K) mass reaches topP.
+    const order: number[] = [];
+    const weights: number[] = [];
+    const everyCandidate = limit === size;
+    let total = 0;
+    if (everyCandidate) for (let h = 0; h < size; h++) total += weight(heap[h]!);
+    while (order.length < limit) {
+      const i = pop();
+      order.push(i);
+      weights.push(weight(i));
+      if (!everyCandidate) total += weights.at(-1)!;
+    }
     let cumulative = 0;
     let keep = 0;
     while (keep < weights.length) {
@@ -180,16 +227,34 @@ export function sampleToken(
       keep++;
       if (cumulative >= options.topP) break;
     }
-    candidates = candidates.slice(0, keep);
-    weights.length = keep;
-    total = weights.reduce((a, b) => a + b, 0);
+    let kept = 0;
+    for (let j = 0; j < keep; j++) kept += weights[j]!;
+    let u = rng.next() * kept;
+    for (let j = 0; j < keep; j++) {
+      u -= weights[j]!;
+      if (u < 0) return order[j]!;
+    }
+    return order[keep - 1]!;
+  }
+  let total = 0;
+  if (limit === size) {
+    for (let h = 0; h < size; h++) total += weight(heap[h]!);
+  } else {
+    // The top K's mass: the K largest, found by copying the heap's first K pops.
+    const saved = heap.slice(0, size);
+    const savedSize = size;
+    for (let j = 0; j < limit; j++) total += weight(pop());
+    heap.set(saved);
+    size = savedSize;
   }
   let u = rng.next() * total;
-  for (let i = 0; i < candidates.length; i++) {
-    u -= weights[i]!;
-    if (u < 0) return candidates[i]!;
+  let last = heap[0]!;
+  for (let j = 0; j < limit; j++) {
+    last = pop();
+    u -= weight(last);
+    if (u < 0) return last;
   }
-  return candidates[candidates.length - 1]!;
+  return last;
 }
 
 /** Left-pad ragged contexts: ids, position ids and the additive attention bias (causal + pads). */

@@ -5,10 +5,20 @@
  */
 export { setFusedInference, setHandWrittenGradients } from "./backend/fused.js";
 export {
+  forgeCacheDir,
+  loadNativeGemm,
+  type NativeGemmLoad,
+  type NativeGemmModule,
+  type NativeMode,
+  parseNativeMode,
+} from "./backend/native-gemm.js";
+export {
   type MatMulProbeResult,
   probeMatMul,
 } from "./backend/probe.js";
 export {
+  activeNativeGemm,
+  setNativeGemm,
   setWasmMatMulRouting,
   wasmMatMulRouting,
 } from "./backend/wasm-kernels.js";

@@ -5,7 +5,18 @@
  * floor — nanoGPT's recipe.
  */
 import * as tf from "@tensorflow/tfjs";
+import { type AdamWAttrs, FORGE_ADAMW } from "./backend/wasm-kernels.js";
 import { ModelError } from "./errors.js";
+
+let fusedAdamW = true;
+
+/**
+ * Use the one-kernel AdamW update on the wasm backend (default on); off runs the tfjs
+ * composition. Tests switch it to check the two agree.
+ */
+export function setFusedAdamW(enabled: boolean): void {
+  fusedAdamW = enabled;
+}
 
 export interface AdamWConfig {
   beta1: number;
@@ -50,12 +61,31 @@ export class AdamW {
     const { beta1, beta2, epsilon, weightDecay } = this.config;
     const correction1 = 1 - beta1 ** this.step;
     const correction2 = 1 - beta2 ** this.step;
+    const fused = fusedAdamW && tf.getBackend() === "wasm" && tf.getKernel(FORGE_ADAMW, "wasm");
     tf.tidy(() => {
       for (const [name, variable] of this.variables) {
         const g = grads[variable.name];
         if (!g) continue;
         const m = this.m.get(name)!;
         const v = this.v.get(name)!;
+        if (fused) {
+          const attrs: AdamWAttrs = {
+            beta1,
+            beta2,
+            correction1,
+            correction2,
+            epsilon,
+            lr,
+            decay: weightDecay > 0 && variable.rank >= 2 ? lr * weightDecay : 0,
+          };
+          const [x, m2, v2] = tf
+            .engine()
+            .runKernel(FORGE_ADAMW, { x: variable, m, v, g }, attrs as never) as tf.Tensor[];
+          m.assign(m2!);
+          v.assign(v2!);
+          variable.assign(x!);
+          continue;
+        }
         m.assign(tf.add(tf.mul(m, beta1), tf.mul(g, 1 - beta1)));
         v.assign(tf.add(tf.mul(v, beta2), tf.mul(tf.square(g), 1 - beta2)));
         const update = tf.div(

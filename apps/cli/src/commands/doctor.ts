@@ -56,7 +56,11 @@ function render(report: DoctorReport): string {
     `${label("memory")}${gib(report.memory.totalBytes)} total, ${gib(report.memory.freeBytes)} free`,
     `${label("backend")}${pc.green(backend.name)} (${backend.forced ? "forced" : "auto"}, ${backend.threads} thread${backend.threads === 1 ? "" : "s"}${backend.wasmBuild ? `, ${backend.wasmBuild} build` : ""}, tfjs ${backend.tfjsVersion})`,
   ];
-  if (backend.wasmBuild === "simd" && backend.wasmThreadsReason) {
+  if (
+    backend.wasmBuild === "simd" &&
+    backend.wasmThreadsReason &&
+    backend.matmul?.engine !== "openblas"
+  ) {
     lines.push(
       `${" ".repeat(9)}${pc.dim(`threaded-simd build not used: ${backend.wasmThreadsReason}; FORGE_WASM_THREADS=n runs it on n threads`)}`,
     );
@@ -64,9 +68,23 @@ function render(report: DoctorReport): string {
   for (const attempt of backend.attempts.filter((a) => !a.ok)) {
     lines.push(`${" ".repeat(9)}${pc.yellow(`${attempt.name} not used:`)} ${attempt.reason}`);
   }
+  const engine = backend.matmul
+    ? backend.matmul.engine === "openblas"
+      ? `native OpenBLAS on ${backend.matmul.threads} thread${backend.matmul.threads === 1 ? "" : "s"}: `
+      : "XNNPACK (wasm): "
+    : "";
   lines.push(
-    `${label("matmul")}${matmul.gflops.toFixed(2)} GFLOP/s (${matmul.size}×${matmul.size} float32, ${matmul.iterations} products in ${matmul.seconds.toFixed(2)} s)`,
+    `${label("matmul")}${engine}${matmul.gflops.toFixed(2)} GFLOP/s (${matmul.size}×${matmul.size} float32, ${matmul.iterations} products in ${matmul.seconds.toFixed(2)} s)`,
   );
+  if (backend.matmul?.engine === "openblas") {
+    lines.push(
+      `${" ".repeat(9)}${pc.dim(`addon: ${backend.matmul.library}; FORGE_NATIVE=0 turns it off`)}`,
+    );
+  } else if (backend.matmul?.reason) {
+    lines.push(
+      `${" ".repeat(9)}${pc.yellow("native OpenBLAS not used:")} ${backend.matmul.reason}`,
+    );
+  }
   return lines.join("\n");
 }
 

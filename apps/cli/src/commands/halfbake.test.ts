@@ -112,17 +112,19 @@ describe("forge bake --stim multiturn", () => {
     const out = at("multiturn");
     const run = await forge(["bake", ...smallBake, "--stim", "multiturn:3:2", "--out", out]);
     expectOk(run);
-    // a training command: the wasm backend on the idle cores (1 to 4; the threaded build for 2
-    // or more) unless FORGE_WASM_THREADS says
-    const backend = /backend wasm \(auto, (\d+) threads?, (simd|threaded-simd) build\)/.exec(
-      run.stderr,
-    );
+    // a training command: the wasm backend on the idle cores (1 to 4: the native matmul's
+    // threads where it is loaded, else the threaded build's for 2 or more) unless
+    // FORGE_WASM_THREADS says
+    const backend =
+      /backend wasm \(auto, (\d+) threads?, (simd|threaded-simd) build; matmul: (native OpenBLAS|XNNPACK)/.exec(
+        run.stderr,
+      );
     expect(backend, run.stderr).not.toBeNull();
     const threads = Number(backend![1]);
     if (process.env.FORGE_WASM_THREADS)
       expect(threads).toBe(Number(process.env.FORGE_WASM_THREADS));
     else expect(threads).toBeLessThanOrEqual(Math.min(4, os.availableParallelism()));
-    expect(backend![2]).toBe(threads > 1 ? "threaded-simd" : "simd");
+    expect(backend![2]).toBe(threads > 1 && backend![3] === "XNNPACK" ? "threaded-simd" : "simd");
     const stimuli = readFileSync(path.join(out, "stim.jsonl"), "utf8")
       .trim()
       .split("\n")

@@ -10,7 +10,8 @@ import os from "node:os";
 import { pathToFileURL } from "node:url";
 import * as tf from "@tensorflow/tfjs";
 import { ModelError } from "../errors.js";
-import { installWasmKernels } from "./wasm-kernels.js";
+import { loadNativeGemm, type NativeMode, parseNativeMode } from "./native-gemm.js";
+import { installWasmKernels, setNativeGemm } from "./wasm-kernels.js";
 import { useThreadedWasm, wasmThreadCount } from "./wasm-threads.js";
 
 export const BACKEND_NAMES = ["tensorflow", "wasm", "cpu"] as const;
@@ -40,6 +41,12 @@ export interface BackendInfo {
   wasmBuild?: "threaded-simd" | "simd";
   /** Why the threaded wasm build is not in use (absent when it is, or on other backends). */
   wasmThreadsReason?: string;
+  /**
+   * What runs the wasm backend's matrix products (absent on other backends): forge's native
+   * OpenBLAS addon on `threads` threads, or XNNPACK inside wasm — with why the addon is not
+   * in use (FORGE_NATIVE=0, no compiler, no OpenBLAS…).
+   */
+  matmul?: { engine: "openblas" | "xnnpack"; threads: number; library?: string; reason?: string };
   /** The tfjs version in use. */
   tfjsVersion: string;
 }
@@ -135,17 +142,29 @@ async function tryWasm(
   threads: number,
   oneThreadReason: string,
   wasm: WasmState,
+  env: Record<string, string | undefined>,
+  nativeMode: NativeMode,
 ): Promise<BackendAttempt> {
+  // Throws only when FORGE_NATIVE=1 and the addon cannot be had.
+  const native = loadNativeGemm({ env, mode: nativeMode });
   try {
     const wasmModule = await import("@tensorflow/tfjs-backend-wasm");
     installWasmKernels();
-    if (threads > 1) {
+    setNativeGemm(native.module);
+    if (native.module) {
+      // The products are most of the work and run on the addon's pool; wasm's own threaded
+      // build would only add workers that wait on each other between the small kernels.
+      native.module.threads(threads);
+      wasm.matmul = { engine: "openblas", threads, library: native.library! };
+      wasm.reason = threads > 1 ? "the native matmul runs on the threads" : oneThreadReason;
+    } else if (threads > 1) {
       const reason = await useThreadedWasm(wasmModule, threads);
       if (reason) wasm.reason = reason;
       else wasm.build = "threaded-simd";
     } else {
       wasm.reason = oneThreadReason;
     }
+    wasm.matmul ??= { engine: "xnnpack", threads: 0, reason: native.reason! };
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     return {
@@ -173,6 +192,7 @@ async function tryCpu(): Promise<BackendAttempt> {
 interface WasmState {
   build: "threaded-simd" | "simd";
   reason?: string;
+  matmul?: BackendInfo["matmul"];
 }
 
 /** Threads the wasm backend runs with unless FORGE_WASM_THREADS says otherwise. */
@@ -239,10 +259,11 @@ export function resolveWasmThreads(
 async function select(options: InitBackendOptions): Promise<BackendInfo> {
   const env = options.env ?? process.env;
   const { threads: wasmThreads, oneThreadReason } = resolveWasmThreads(options.wasmThreads, env);
+  const nativeMode = parseNativeMode(env.FORGE_NATIVE);
   const wasm: WasmState = { build: "simd" };
   const TRY: Record<BackendName, () => Promise<BackendAttempt>> = {
     tensorflow: tryTensorflow,
-    wasm: () => tryWasm(wasmThreads, oneThreadReason, wasm),
+    wasm: () => tryWasm(wasmThreads, oneThreadReason, wasm, env, nativeMode),
     cpu: tryCpu,
   };
   let forcedName: BackendName | undefined = options.backend;
@@ -272,6 +293,10 @@ async function select(options: InitBackendOptions): Promise<BackendInfo> {
         info.threads = wasm.build === "threaded-simd" ? wasmThreadCount() : 1;
         info.wasmBuild = wasm.build;
         if (wasm.reason) info.wasmThreadsReason = wasm.reason;
+        const matmul = wasm.matmul!;
+        if (matmul.engine === "xnnpack") matmul.threads = info.threads;
+        else info.threads = matmul.threads;
+        info.matmul = matmul;
       }
       return info;
     }
@@ -325,5 +350,10 @@ export function describeBackend(info: BackendInfo): string {
   const why = skipped.map((a) => `${a.name}: ${a.reason}`).join("; ");
   const how = info.forced ? "forced" : "auto";
   const build = info.wasmBuild ? `, ${info.wasmBuild} build` : "";
-  return `backend ${info.name} (${how}, ${info.threads} thread${info.threads === 1 ? "" : "s"}${build})${why ? ` — not used: ${why}` : ""}`;
+  const matmul = !info.matmul
+    ? ""
+    : info.matmul.engine === "openblas"
+      ? "; matmul: native OpenBLAS"
+      : `; matmul: XNNPACK (native OpenBLAS not used: ${info.matmul.reason})`;
+  return `backend ${info.name} (${how}, ${info.threads} thread${info.threads === 1 ? "" : "s"}${build}${matmul})${why ? ` — not used: ${why}` : ""}`;
 }

@@ -1,7 +1,9 @@
 /**
  * Kernels that make the tfjs wasm backend fit for training.
  *
- * 1. `BatchMatMul` is overridden so every product runs on XNNPACK's fully-connected path.
+ * 1. `BatchMatMul` is overridden so every product runs on the native OpenBLAS addon where it
+ *    is loaded (native-gemm.ts: it reads every layout in place), else on XNNPACK's
+ *    fully-connected path.
  *    The stock kernel only uses XNNPACK for an untransposed product of two batch-1 operands;
  *    everything else (transposed operands — which is what tfjs' own matMul gradient emits —
  *    batched attention products, and rank-3 × rank-2 dense layers) falls into a scalar loop
@@ -26,6 +28,7 @@ import {
   util,
 } from "@tensorflow/tfjs";
 import { ModelError } from "../errors.js";
+import type { NativeGemmModule } from "./native-gemm.js";
 
 /** The parts of tfjs-backend-wasm's BackendWasm this module touches. */
 interface WasmBackend {
@@ -68,6 +71,8 @@ export const GELU_K = 0.044715;
 export const FORGE_GELU = "ForgeGelu";
 /** Elements up to which the fused GELU beats XNNPACK's vectorised composition (dispatch-bound). */
 export const FUSED_GELU_MAX_ELEMENTS = 65_536;
+/** forge's fused AdamW update (one kernel per parameter instead of ~14; see `fusedAdamW`). */
+export const FORGE_ADAMW = "ForgeAdamW";
 /** forge's fused inference LayerNorm (one kernel instead of nine; see `fusedLayerNorm`). */
 export const FORGE_LAYER_NORM = "ForgeLayerNorm";
 
@@ -79,6 +84,8 @@ export const FORGE_LAYER_NORM = "ForgeLayerNorm";
 const SMALL_PRODUCT_MACS = 4096;
 
 let routeMatMul = true;
+let stockForOneRow = false;
+let nativeGemm: NativeGemmModule | undefined;
 let installed = false;
 let originalBatchMatMul: KernelConfig | undefined;
 let originalGather: KernelConfig | undefined;
@@ -98,18 +105,31 @@ export function wasmMatMulRouting(): boolean {
 }
 
 /**
- * Run `fn` with the stock matmul kernel. For a one-row product against a fresh (uncached)
- * right-hand side — a column sum 1ᵀ·Y in a backward pass — the stock loop beats XNNPACK,
- * which would pack all of Y first.
+ * Run `fn` with the stock matmul kernel unless the native matmul is on. For a one-row product
+ * against a fresh (uncached) right-hand side — a column sum 1ᵀ·Y in a backward pass — the
+ * stock loop beats XNNPACK, which would pack all of Y first; OpenBLAS beats both.
  */
 export function withStockMatMul<T>(fn: () => T): T {
-  const previous = routeMatMul;
-  routeMatMul = false;
+  const previous = stockForOneRow;
+  stockForOneRow = true;
   try {
     return fn();
   } finally {
-    routeMatMul = previous;
+    stockForOneRow = previous;
   }
+}
+
+/**
+ * Hand every routed float32 product to the native OpenBLAS addon (see native-gemm.ts), or,
+ * with undefined, back to XNNPACK. `initBackend` sets it; tests switch it to cover both.
+ */
+export function setNativeGemm(module: NativeGemmModule | undefined): void {
+  nativeGemm = module;
+}
+
+/** The native addon products run on, if any. */
+export function activeNativeGemm(): NativeGemmModule | undefined {
+  return nativeGemm;
 }
 
 function shapeBytes(shape: readonly number[]): Uint8Array {
@@ -161,6 +181,30 @@ function fastBatchMatMul(args: {
   const batchB = util.sizeFromShape(outerB);
   const pairedBatches = batchA === 1 || batchB === 1 || util.arraysEqual(outerA, outerB);
   if (k !== kB || !pairedBatches) return original(args); // stock kernel reports / broadcasts
+  if (nativeGemm) {
+    // OpenBLAS reads any layout in place: no transposes, no slicing, one call.
+    const out = backend.makeOutput(
+      [...broadcast_util.assertAndGetBroadcastShape(outerA, outerB), m, n],
+      "float32",
+    );
+    nativeGemm.gemm(
+      backend.wasm.HEAPU8, // read after makeOutput, which may grow the memory
+      backend.dataIdMap.get(a.dataId).memoryOffset,
+      backend.dataIdMap.get(b.dataId).memoryOffset,
+      backend.dataIdMap.get(out.dataId).memoryOffset,
+      Math.max(batchA, batchB),
+      m,
+      n,
+      k,
+      transposeA ? 1 : 0,
+      transposeB ? 1 : 0,
+      batchA === 1 ? 0 : m * k,
+      batchB === 1 ? 0 : k * n,
+      m * n,
+    );
+    return out;
+  }
+  if (stockForOneRow) return original(args);
   // Small products, and one-row products with a batch (attention while decoding one token):
   // XNNPACK's per-call set-up, which packs the right-hand side, costs more than the product.
   if (m * n * k < SMALL_PRODUCT_MACS || (m === 1 && Math.max(batchA, batchB) > 1)) {
@@ -460,6 +504,70 @@ function fusedGelu(args: { inputs: { x: TensorInfo }; backend: WasmBackend }): T
   return out;
 }
 
+/** The AdamW step's constants (see optimizer.ts). */
+export interface AdamWAttrs {
+  beta1: number;
+  beta2: number;
+  /** 1 − β1^t and 1 − β2^t */
+  correction1: number;
+  correction2: number;
+  epsilon: number;
+  lr: number;
+  /** lr · weight decay, or 0 for a parameter that is not decayed */
+  decay: number;
+}
+
+/**
+ * One AdamW update of a parameter: new x, m and v from x, m, v and the gradient g, in one pass
+ * where the tfjs composition dispatches ~14 kernels (and allocates a scalar tensor for each
+ * constant). A training step updates every parameter, so this is ~700 dispatches a step for a
+ * 4-layer GPT. Arithmetic in float64, stored as float32.
+ */
+function fusedAdamW(args: {
+  inputs: { x: TensorInfo; m: TensorInfo; v: TensorInfo; g: TensorInfo };
+  backend: WasmBackend;
+  attrs: AdamWAttrs;
+}): TensorInfo[] {
+  const { inputs, backend, attrs } = args;
+  const { x, m, v, g } = inputs;
+  for (const t of [m, v, g]) {
+    if (t.dtype !== "float32" || !util.arraysEqual(t.shape, x.shape) || x.dtype !== "float32") {
+      throw new ModelError(
+        "E_KERNEL_INPUT",
+        `${FORGE_ADAMW}: x, m, v and g must be float32 of one shape; got [${x.shape}], [${m.shape}], [${v.shape}], [${g.shape}]`,
+      );
+    }
+  }
+  const outX = backend.makeOutput(x.shape, "float32");
+  const outM = backend.makeOutput(x.shape, "float32");
+  const outV = backend.makeOutput(x.shape, "float32");
+  // Views after every allocation (an allocation may grow, and so move, the heap).
+  const [px, pm, pv, pg, nx, nm, nv] = [x, m, v, g, outX, outM, outV].map(
+    (t) => backend.typedArrayFromHeap(t) as Float32Array,
+  ) as [
+    Float32Array,
+    Float32Array,
+    Float32Array,
+    Float32Array,
+    Float32Array,
+    Float32Array,
+    Float32Array,
+  ];
+  const { beta1, beta2, correction1, correction2, epsilon, lr, decay } = attrs;
+  const keep1 = 1 - beta1;
+  const keep2 = 1 - beta2;
+  for (let i = 0; i < px.length; i++) {
+    const gi = pg[i]!;
+    const mi = pm[i]! * beta1 + gi * keep1;
+    const vi = pv[i]! * beta2 + gi * gi * keep2;
+    nm[i] = mi;
+    nv[i] = vi;
+    const xi = px[i]!;
+    nx[i] = xi - (lr * (mi / correction1)) / (Math.sqrt(vi / correction2) + epsilon) - decay * xi;
+  }
+  return [outX, outM, outV];
+}
+
 /**
  * Register forge's wasm kernels. Must run after `@tensorflow/tfjs-backend-wasm` is imported
  * and before the wasm backend is initialised (kernel set-up runs at initialisation).
@@ -531,6 +639,13 @@ export function installWasmKernels(): void {
       kernelName: FORGE_GELU,
       backendName: BACKEND,
       kernelFunc: fusedGelu as unknown as KernelFunc,
+    });
+  }
+  if (!getKernel(FORGE_ADAMW, BACKEND)) {
+    registerKernel({
+      kernelName: FORGE_ADAMW,
+      backendName: BACKEND,
+      kernelFunc: fusedAdamW as unknown as KernelFunc,
     });
   }
   if (!getKernel(FORGE_LAYER_NORM, BACKEND)) {

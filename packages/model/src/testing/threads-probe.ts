@@ -1,7 +1,7 @@
 /**
  * Prints, as one JSON line, the backend this process runs and a small GPT's logits, loss and
- * gradients at a fixed seed: wasm-threads.test.ts runs it in a child process under
- * FORGE_WASM_THREADS (the backend is chosen once per process) and compares with its own.
+ * gradients at a fixed seed: wasm-threads.test.ts runs it in child processes under
+ * FORGE_WASM_THREADS and FORGE_NATIVE (the backend is chosen once per process) and compares.
  */
 import * as tf from "@tensorflow/tfjs";
 import { initBackend } from "../backend/select.js";
@@ -11,6 +11,7 @@ export async function probe(): Promise<{
   backend: string;
   threads: number;
   wasmBuild: string | undefined;
+  matmul: string | undefined;
   logits: number[];
   loss: number;
   grads: Record<string, number[]>;
@@ -42,6 +43,7 @@ export async function probe(): Promise<{
     backend: info.name,
     threads: info.threads,
     wasmBuild: info.wasmBuild,
+    matmul: info.matmul?.engine,
     logits: Array.from(logits.dataSync()),
     loss: value.dataSync()[0]!,
     grads: Object.fromEntries(

@@ -1,0 +1,231 @@
+// forge's native matrix product for the tfjs wasm backend (see src/backend/native-gemm.ts).
+//
+// gemm(heap, aOffset, bOffset, cOffset, batch, m, n, k, transposeA, transposeB, strideA,
+//      strideB, strideC) computes C[i] = op(A[i]) · op(B[i]) for i < batch with OpenBLAS' sgemm,
+// where the operands are row-major float32 arrays at byte offsets into `heap` (the wasm
+// backend's memory) and strides count floats between batch items (0: one operand shared by
+// every item). A product large enough to pay for waking the pool is split across it: batches
+// first, else rows (or columns, for a wide one-row product). OpenBLAS itself runs one thread,
+// so nothing spins between calls.
+// threads(n) sizes the pool (n ≥ 1); threads() returns its size.
+#include <node_api.h>
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+extern "C" {
+void cblas_sgemm(int order, int transA, int transB, int m, int n, int k, float alpha,
+                 const float* a, int lda, const float* b, int ldb, float beta, float* c, int ldc);
+void openblas_set_num_threads(int threads);
+}
+
+namespace {
+
+constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112;
+// Below this many multiply-adds a product runs on the calling thread. Measured on a 2-core
+// AVX2 machine, two threads first win at ~2^24 (256 × 512 × 128: 417 µs on one, 398 on two;
+// 1024 × 512 × 128: 1,632 and 900); below that, waking the pool and splitting into thinner
+// products that OpenBLAS runs less well cost more than the second core gives.
+constexpr double kParallelMacs = 16777216;
+
+class Pool {
+ public:
+  ~Pool() { Stop(); }
+
+  void Resize(int threads) {
+    std::lock_guard<std::mutex> calls(call_mu_);
+    Stop();
+    size_ = threads;
+    // Each worker starts from the current generation, read here: a worker that read it itself
+    // could start after the first Run() had already advanced it, and wait forever.
+    uint64_t start;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      start = generation_;
+    }
+    for (int i = 1; i < threads; i++) workers_.emplace_back([this, i, start] { Loop(i, start); });
+  }
+
+  int Size() const { return size_; }
+
+  // Runs job(0..Size()-1), job(0) on the calling thread; returns when all are done.
+  void Run(const std::function<void(int)>& job) {
+    std::lock_guard<std::mutex> calls(call_mu_);
+    if (size_ == 1) {
+      job(0);
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      job_ = &job;
+      pending_ = size_ - 1;
+      generation_++;
+    }
+    wake_.notify_all();
+    job(0);
+    std::unique_lock<std::mutex> lock(mu_);
+    done_.wait(lock, [this] { return pending_ == 0; });
+    job_ = nullptr;
+  }
+
+ private:
+  void Loop(int index, uint64_t seen) {
+    for (;;) {
+      const std::function<void(int)>* job;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        wake_.wait(lock, [&] { return quit_ || generation_ != seen; });
+        if (quit_) return;
+        seen = generation_;
+        job = job_;
+      }
+      (*job)(index);
+      std::lock_guard<std::mutex> lock(mu_);
+      if (--pending_ == 0) done_.notify_one();
+    }
+  }
+
+  void Stop() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      quit_ = true;
+    }
+    wake_.notify_all();
+    for (auto& worker : workers_) worker.join();
+    workers_.clear();
+    quit_ = false;
+    size_ = 1;
+  }
+
+  std::mutex call_mu_;  // one product at a time (the addon may be loaded by several threads)
+  std::mutex mu_;
+  std::condition_variable wake_, done_;
+  std::vector<std::thread> workers_;
+  const std::function<void(int)>* job_ = nullptr;
+  uint64_t generation_ = 0;
+  int pending_ = 0;
+  int size_ = 1;
+  bool quit_ = false;
+};
+
+Pool pool;
+
+struct Product {
+  const float* a;
+  const float* b;
+  float* c;
+  int64_t batch, m, n, k, strideA, strideB, strideC;
+  bool transA, transB;
+
+  // op(A)[rows r0..r1) · op(B)[:, cols c0..c1) of batch item i.
+  void Block(int64_t i, int64_t r0, int64_t r1, int64_t c0, int64_t c1) const {
+    if (r1 <= r0 || c1 <= c0) return;
+    const float* ai = a + i * strideA + (transA ? r0 : r0 * k);
+    const float* bi = b + i * strideB + (transB ? c0 * k : c0);
+    float* ci = c + i * strideC + r0 * n + c0;
+    if (k == 0) {
+      for (int64_t r = 0; r < r1 - r0; r++)
+        for (int64_t col = 0; col < c1 - c0; col++) ci[r * n + col] = 0;
+      return;
+    }
+    cblas_sgemm(kRowMajor, transA ? kTrans : kNoTrans, transB ? kTrans : kNoTrans,
+                static_cast<int>(r1 - r0), static_cast<int>(c1 - c0), static_cast<int>(k), 1.0f,
+                ai, static_cast<int>(transA ? m : k), bi, static_cast<int>(transB ? k : n), 0.0f,
+                ci, static_cast<int>(n));
+  }
+
+  void Run() const {
+    const int threads = pool.Size();
+    const double macs = static_cast<double>(batch) * m * n * k;
+    if (threads == 1 || macs < kParallelMacs) {
+      for (int64_t i = 0; i < batch; i++) Block(i, 0, m, 0, n);
+      return;
+    }
+    pool.Run([&](int t) {
+      if (batch >= threads) {
+        for (int64_t i = batch * t / threads; i < batch * (t + 1) / threads; i++)
+          Block(i, 0, m, 0, n);
+      } else if (m >= n) {
+        for (int64_t i = 0; i < batch; i++) Block(i, m * t / threads, m * (t + 1) / threads, 0, n);
+      } else {
+        for (int64_t i = 0; i < batch; i++) Block(i, 0, m, n * t / threads, n * (t + 1) / threads);
+      }
+    });
+  }
+};
+
+napi_value Throw(napi_env env, const char* message) {
+  napi_throw_range_error(env, "E_NATIVE_GEMM", message);
+  return nullptr;
+}
+
+napi_value Gemm(napi_env env, napi_callback_info info) {
+  size_t argc = 13;
+  napi_value argv[13];
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc != 13)
+    return Throw(env, "gemm takes 13 arguments");
+  void* data = nullptr;
+  size_t length = 0;
+  napi_typedarray_type type;
+  if (napi_get_typedarray_info(env, argv[0], &type, &length, &data, nullptr, nullptr) != napi_ok ||
+      type != napi_uint8_array)
+    return Throw(env, "gemm's heap must be a Uint8Array");
+  int64_t v[12];
+  for (int i = 0; i < 12; i++)
+    if (napi_get_value_int64(env, argv[i + 1], &v[i]) != napi_ok || v[i] < 0)
+      return Throw(env, "gemm's offsets, sizes and strides must be non-negative integers");
+  Product p;
+  p.batch = v[3], p.m = v[4], p.n = v[5], p.k = v[6];
+  p.transA = v[7] != 0, p.transB = v[8] != 0;
+  p.strideA = v[9], p.strideB = v[10], p.strideC = v[11];
+  const int64_t bytes = static_cast<int64_t>(length);
+  auto fits = [&](int64_t offset, int64_t stride, int64_t size) {
+    return offset % 4 == 0 && p.batch > 0 &&
+           offset + 4 * ((p.batch - 1) * stride + size) <= bytes;
+  };
+  if (p.batch == 0 || p.m == 0 || p.n == 0) return nullptr;
+  if (p.m > INT32_MAX || p.n > INT32_MAX || p.k > INT32_MAX)
+    return Throw(env, "gemm's dimensions must fit in 32 bits");
+  if (!fits(v[0], p.strideA, p.m * p.k) || !fits(v[1], p.strideB, p.k * p.n) ||
+      !fits(v[2], p.strideC, p.m * p.n))
+    return Throw(env, "gemm's operands lie outside the heap");
+  auto* heap = static_cast<uint8_t*>(data);
+  p.a = reinterpret_cast<const float*>(heap + v[0]);
+  p.b = reinterpret_cast<const float*>(heap + v[1]);
+  p.c = reinterpret_cast<float*>(heap + v[2]);
+  p.Run();
+  return nullptr;
+}
+
+napi_value Threads(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  if (argc >= 1) {
+    int32_t threads = 0;
+    if (napi_get_value_int32(env, argv[0], &threads) != napi_ok || threads < 1 || threads > 64)
+      return Throw(env, "threads takes an integer from 1 to 64");
+    pool.Resize(threads);
+  }
+  napi_value result;
+  napi_create_int32(env, pool.Size(), &result);
+  return result;
+}
+
+napi_value Init(napi_env env, napi_value exports) {
+  openblas_set_num_threads(1);
+  napi_value fn;
+  napi_create_function(env, "gemm", NAPI_AUTO_LENGTH, Gemm, nullptr, &fn);
+  napi_set_named_property(env, exports, "gemm", fn);
+  napi_create_function(env, "threads", NAPI_AUTO_LENGTH, Threads, nullptr, &fn);
+  napi_set_named_property(env, exports, "threads", fn);
+  return exports;
+}
+
+}  // namespace
+
+NAPI_MODULE_INIT() { return Init(env, exports); }

@@ -1,0 +1,220 @@
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import * as tf from "@tensorflow/tfjs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ModelError } from "../errors.js";
+import { loadNativeGemm, type NativeGemmModule, parseNativeMode } from "./native-gemm.js";
+import { initBackend } from "./select.js";
+import { activeNativeGemm, setNativeGemm } from "./wasm-kernels.js";
+
+const scratch = mkdtempSync(path.join(os.tmpdir(), "forge-native-"));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+/** Whether this machine builds the addon at all (a compiler, Node's headers, OpenBLAS). */
+const available = loadNativeGemm().module !== undefined;
+
+/** op(A)·op(B) in float64, batch by batch, with broadcasting of a batch-1 operand. */
+function reference(
+  a: Float32Array,
+  b: Float32Array,
+  batchA: number,
+  batchB: number,
+  m: number,
+  n: number,
+  k: number,
+  transposeA: boolean,
+  transposeB: boolean,
+): Float64Array {
+  const batch = Math.max(batchA, batchB);
+  const out = new Float64Array(batch * m * n);
+  for (let i = 0; i < batch; i++) {
+    const ao = batchA === 1 ? 0 : i * m * k;
+    const bo = batchB === 1 ? 0 : i * k * n;
+    for (let r = 0; r < m; r++) {
+      for (let c = 0; c < n; c++) {
+        let sum = 0;
+        for (let p = 0; p < k; p++) {
+          const x = a[ao + (transposeA ? p * m + r : r * k + p)]!;
+          const y = b[bo + (transposeB ? c * k + p : p * n + c)]!;
+          sum += x * y;
+        }
+        out[i * m * n + r * n + c] = sum;
+      }
+    }
+  }
+  return out;
+}
+
+describe("FORGE_NATIVE", () => {
+  it("accepts 0/1 (and off/on, false/true) or unset, and names what is accepted otherwise", () => {
+    expect(parseNativeMode(undefined)).toBe("auto");
+    expect(parseNativeMode(" ")).toBe("auto");
+    expect(parseNativeMode("0")).toBe("off");
+    expect(parseNativeMode("off")).toBe("off");
+    expect(parseNativeMode("1")).toBe("required");
+    expect(parseNativeMode("TRUE")).toBe("required");
+    let error: unknown;
+    try {
+      parseNativeMode("yes please");
+    } catch (e) {
+      error = e;
+    }
+    expect(ModelError.isInstance(error)).toBe(true);
+    expect((error as ModelError).code).toBe("E_BACKEND_UNKNOWN");
+    expect((error as Error).message).toBe(
+      'FORGE_NATIVE="yes please" is not understood; accepted: 0 (never use the native matmul), 1 (require it), or unset (use it where it builds)',
+    );
+  });
+
+  it("off loads nothing; without a compiler, auto falls back with the reason and 1 is an error naming it", () => {
+    expect(loadNativeGemm({ env: { FORGE_NATIVE: "0" } })).toEqual({ reason: "FORGE_NATIVE=0" });
+    const cache = path.join(scratch, "no-compiler");
+    const env = { FORGE_CACHE_DIR: cache, CXX: path.join(scratch, "missing", "c++") };
+    const auto = loadNativeGemm({ env });
+    expect(auto.module).toBeUndefined();
+    expect(auto.reason).toBe(`no C++ compiler (${env.CXX}: not found; set CXX)`);
+    // Nothing half-built is left in the cache.
+    expect(readdirSync(path.join(cache, "native"))).toEqual([]);
+    expect(() => loadNativeGemm({ env: { ...env, FORGE_NATIVE: "1" } })).toThrow(
+      `FORGE_NATIVE=1 asks for the native OpenBLAS matmul, but it is unavailable: no C++ compiler (${env.CXX}: not found; set CXX)`,
+    );
+  });
+
+  it("a compiler that cannot build the addon gives the compiler's error line", () => {
+    const env = { FORGE_CACHE_DIR: path.join(scratch, "false-compiler"), CXX: "false" };
+    const result = loadNativeGemm({ env });
+    expect(result.module).toBeUndefined();
+    expect(result.reason).toMatch(
+      /^OpenBLAS did not link \(-l:libopenblas\.so\.0: .*; -lopenblas: /,
+    );
+  });
+});
+
+describe.skipIf(!available)("the native OpenBLAS matmul", () => {
+  let native: NativeGemmModule;
+  let previous: NativeGemmModule | undefined;
+
+  beforeAll(async () => {
+    await initBackend({ backend: "wasm" });
+    previous = activeNativeGemm();
+    const cache = path.join(scratch, "cache");
+    const first = loadNativeGemm({ env: { FORGE_CACHE_DIR: cache }, mode: "required" });
+    expect(first.compiled).toBe(true);
+    // The second load finds it in the cache, named by the source's hash.
+    const second = loadNativeGemm({ env: { FORGE_CACHE_DIR: cache }, mode: "required" });
+    expect(second).toMatchObject({ compiled: false, library: first.library });
+    expect(readdirSync(path.join(cache, "native"))).toEqual([path.basename(first.library!)]);
+    native = second.module!;
+    setNativeGemm(native);
+  }, 120_000);
+
+  afterAll(() => {
+    native?.threads(previous?.threads() ?? 1);
+    setNativeGemm(previous);
+  });
+
+  const cases: Array<{
+    name: string;
+    a: number[];
+    b: number[];
+    transposeA?: boolean;
+    transposeB?: boolean;
+  }> = [
+    { name: "plain 2-D", a: [37, 53], b: [53, 29] },
+    { name: "transposed A", a: [53, 37], b: [53, 29], transposeA: true },
+    { name: "transposed B", a: [37, 53], b: [29, 53], transposeB: true },
+    { name: "both transposed", a: [53, 37], b: [29, 53], transposeA: true, transposeB: true },
+    { name: "a one-row column sum", a: [1, 300], b: [300, 70] },
+    { name: "batched attention scores", a: [2, 3, 40, 16], b: [2, 3, 40, 16], transposeB: true },
+    { name: "a shared right-hand side", a: [5, 33, 24], b: [24, 31] },
+    { name: "a shared left-hand side", a: [17, 24], b: [4, 24, 9] },
+    { name: "parallel split by rows", a: [256, 128], b: [128, 96] },
+    { name: "parallel split by columns", a: [1, 512], b: [512, 1024] },
+    { name: "parallel split by batch", a: [8, 64, 64], b: [8, 64, 64], transposeA: true },
+    { name: "an empty inner dimension", a: [3, 0], b: [0, 4] },
+  ];
+
+  for (const threads of [1, 2]) {
+    for (const c of cases) {
+      it(`${c.name} on ${threads} thread${threads === 1 ? "" : "s"} matches a float64 reference`, () => {
+        native.threads(threads);
+        const a = tf.randomUniform(c.a, -1, 1, "float32", 3);
+        const b = tf.randomUniform(c.b, -1, 1, "float32", 4);
+        const before = tf.memory().numTensors;
+        const product = tf.matMul(a, b, c.transposeA, c.transposeB);
+        expect(tf.memory().numTensors).toBe(before + 1);
+        const rankA = c.a.length;
+        const rankB = c.b.length;
+        const m = c.a[c.transposeA ? rankA - 1 : rankA - 2]!;
+        const k = c.a[c.transposeA ? rankA - 2 : rankA - 1]!;
+        const n = c.b[c.transposeB ? rankB - 2 : rankB - 1]!;
+        const batchA = c.a.slice(0, -2).reduce((x, y) => x * y, 1);
+        const batchB = c.b.slice(0, -2).reduce((x, y) => x * y, 1);
+        const expected = reference(
+          a.dataSync() as Float32Array,
+          b.dataSync() as Float32Array,
+          batchA,
+          batchB,
+          m,
+          n,
+          k,
+          c.transposeA ?? false,
+          c.transposeB ?? false,
+        );
+        const actual = product.dataSync();
+        expect(actual.length).toBe(expected.length);
+        let worst = 0;
+        for (let i = 0; i < actual.length; i++) {
+          worst = Math.max(worst, Math.abs(actual[i]! - expected[i]!));
+        }
+        expect(worst).toBeLessThan(1e-4 * Math.sqrt(Math.max(k, 1)));
+        tf.dispose([a, b, product]);
+      });
+    }
+  }
+
+  it("gives XNNPACK's product, and the tensor count stays flat over repeated products", () => {
+    native.threads(2);
+    const a = tf.randomUniform([3, 64, 48], -1, 1, "float32", 5);
+    const b = tf.randomUniform([3, 80, 48], -1, 1, "float32", 6);
+    const onNative = tf.matMul(a, b, false, true);
+    setNativeGemm(undefined);
+    const onXnnpack = tf.matMul(a, b, false, true);
+    setNativeGemm(native);
+    expect(tf.max(tf.abs(tf.sub(onNative, onXnnpack))).dataSync()[0]).toBeLessThan(1e-5);
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 20; i++) tf.tidy(() => tf.matMul(a, b, false, true).sum().dataSync());
+    expect(tf.memory().numTensors).toBe(before);
+    tf.dispose([a, b, onNative, onXnnpack]);
+  });
+
+  it("resizing the pool between products never loses a wake-up (200 resizes, each then a parallel product)", () => {
+    const heap = new Uint8Array(3 * 4 * 512 * 512);
+    for (let i = 0; i < 200; i++) {
+      native.threads(1 + (i % 3));
+      native.gemm(heap, 0, 4 * 512 * 512, 8 * 512 * 512, 1, 512, 512, 512, 0, 0, 0, 0, 0);
+    }
+    expect(native.threads()).toBe(2);
+  }, 60_000);
+
+  it("refuses operands outside the heap and bad arguments with a RangeError, not a crash", () => {
+    const heap = new Uint8Array(1024);
+    expect(() => native.gemm(heap, 0, 0, 512, 1, 16, 16, 16, 0, 0, 0, 0, 0)).toThrow(
+      "gemm's operands lie outside the heap",
+    );
+    expect(() => native.gemm(heap, 2, 0, 0, 1, 2, 2, 2, 0, 0, 0, 0, 0)).toThrow(
+      "gemm's operands lie outside the heap",
+    );
+    expect(() => native.gemm(heap, -4, 0, 0, 1, 2, 2, 2, 0, 0, 0, 0, 0)).toThrow(
+      "gemm's offsets, sizes and strides must be non-negative integers",
+    );
+    expect(() => native.threads(0)).toThrow("threads takes an integer from 1 to 64");
+    // In bounds: a 2×2 product written where asked.
+    const view = new Float32Array(heap.buffer);
+    view.set([1, 2, 3, 4], 0);
+    view.set([5, 6, 7, 8], 4);
+    native.gemm(heap, 0, 16, 32, 1, 2, 2, 2, 0, 0, 0, 0, 0);
+    expect(Array.from(view.subarray(8, 12))).toEqual([19, 22, 43, 50]);
+  });
+});
