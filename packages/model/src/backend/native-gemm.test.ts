@@ -198,6 +198,38 @@ describe.skipIf(!available)("the native OpenBLAS matmul", () => {
     expect(native.threads()).toBe(2);
   }, 60_000);
 
+  it("exp matches Math.exp within 2 ulp, with IEEE's answers at ±∞, NaN, overflow and underflow", () => {
+    const values: number[] = [-Infinity, Infinity, Number.NaN, 88.8, 100, -104, -200, 0, -0];
+    for (let i = 0; i <= 2001; i++) values.push(-87 + (175 * i) / 2001); // odd count: a tail
+    const x = tf.tensor1d(values);
+    const y = tf.exp(x).dataSync();
+    expect(y[0]).toBe(0);
+    expect(y[1]).toBe(Infinity);
+    expect(y[2]).toBeNaN();
+    expect(y[3]).toBe(Infinity);
+    expect(y[4]).toBe(Infinity);
+    expect(y[5]).toBe(0);
+    expect(y[6]).toBe(0);
+    expect(y[7]).toBe(1);
+    expect(y[8]).toBe(1);
+    let worst = 0;
+    for (let i = 9; i < values.length; i++) {
+      const exact = Math.exp(Math.fround(values[i]!));
+      worst = Math.max(worst, Math.abs(y[i]! - exact) / exact);
+    }
+    expect(worst).toBeLessThan(2 * 2 ** -23);
+    // The addon off: the stock kernel, to the same answers.
+    setNativeGemm(undefined);
+    const stock = tf.exp(x).dataSync();
+    setNativeGemm(native);
+    for (let i = 9; i < values.length; i++)
+      expect(Math.abs(stock[i]! - y[i]!) / stock[i]!).toBeLessThan(3 * 2 ** -23);
+    expect(() => native.exp(new Uint8Array(64), 0, 32, 9)).toThrow(
+      "exp's operands lie outside the heap",
+    );
+    x.dispose();
+  });
+
   it("refuses operands outside the heap and bad arguments with a RangeError, not a crash", () => {
     const heap = new Uint8Array(1024);
     expect(() => native.gemm(heap, 0, 0, 512, 1, 16, 16, 16, 0, 0, 0, 0, 0)).toThrow(

@@ -8,7 +8,9 @@
  * (`$FORGE_CACHE_DIR`, else `$XDG_CACHE_HOME/forge`, else `~/.cache/forge`; the file name
  * carries a hash of the source, the compiler flags and Node's ABI) and the wasm backend's
  * `BatchMatMul` hands every float32 product to it — operands and result stay where tfjs put
- * them, in wasm memory, so nothing is copied. Everything else still runs on wasm.
+ * them, in wasm memory, so nothing is copied. `Exp` runs there too (AVX2, ~10× the wasm
+ * kernel, which calls the C library per element; the KL losses exponentiate [tokens, vocab]
+ * several times a step). Everything else still runs on wasm.
  *
  * `FORGE_NATIVE`: unset — use it where it builds, else XNNPACK, and say why; `0` — never;
  * `1` — require it (an error says what is missing). Linux only so far.
@@ -45,6 +47,8 @@ export interface NativeGemmModule {
   ): void;
   /** Set the pool's size (1–64) when given; returns it. */
   threads(count?: number): number;
+  /** out[i] = e^in[i] for i < count (float32, byte offsets into `heap`). */
+  exp(heap: Uint8Array, inOffset: number, outOffset: number, count: number): void;
 }
 
 export type NativeMode = "auto" | "off" | "required";

@@ -53,9 +53,11 @@ describe("wasm threads", () => {
     expect(autoWasmThreads(0.5, 16)).toBe(4);
     expect(autoWasmThreads(13.5, 16)).toBe(3);
     expect(resolveWasmThreads("auto", {}).threads).toBe(autoWasmThreads());
+    expect(resolveWasmThreads("auto", {}).explicit).toBe(false);
     expect(resolveWasmThreads("auto", { FORGE_WASM_THREADS: "1" })).toEqual({
       threads: 1,
       oneThreadReason: "FORGE_WASM_THREADS is 1",
+      explicit: true,
     });
     expect(resolveWasmThreads("auto", { FORGE_WASM_THREADS: "3" }).threads).toBe(3);
   });
@@ -65,11 +67,13 @@ describe("wasm threads", () => {
       threads: 1,
       oneThreadReason:
         "one thread is the default for short commands (training commands use the idle cores)",
+      explicit: false,
     });
     expect(resolveWasmThreads(undefined, { FORGE_WASM_THREADS: "2" }).threads).toBe(2);
     expect(resolveWasmThreads(1, { FORGE_WASM_THREADS: "2" })).toEqual({
       threads: 1,
       oneThreadReason: "wasmThreads is 1",
+      explicit: true,
     });
     expect(() => resolveWasmThreads("auto", { FORGE_WASM_THREADS: "0" })).toThrow(
       'FORGE_WASM_THREADS="0" is not a thread count; accepted: an integer from 1 to 8',

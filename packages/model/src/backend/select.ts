@@ -3,7 +3,9 @@
  * `FORGE_BACKEND=tensorflow|wasm|cpu` (or `initBackend({ backend })`) forces one.
  * The wasm backend runs tfjs' single-threaded SIMD build by default and its threaded SIMD build
  * when asked for threads: `FORGE_WASM_THREADS=n` (n ≥ 2), or `wasmThreads: "auto"` — what
- * forge's training commands ask for — which uses the idle cores (at most 4).
+ * forge's training commands ask for — which uses the idle cores (at most 4). Where forge's
+ * native OpenBLAS matmul builds (native-gemm.ts), products run on it, on the cores (at most 4)
+ * unless a count is given, and wasm runs single-threaded.
  */
 import { createRequire } from "node:module";
 import os from "node:os";
@@ -60,7 +62,9 @@ export interface InitBackendOptions {
    * Threads for the wasm backend. A number overrides FORGE_WASM_THREADS; "auto" defers to
    * FORGE_WASM_THREADS when it is set and otherwise uses `autoWasmThreads()` (the idle cores,
    * at most 4). Default 1: the single-threaded SIMD build. More runs tfjs' threaded SIMD build
-   * (at most 8 threads, tfjs' pool). Measured on an idle 2-core machine, 2 threads train 1.7×
+   * (at most 8 threads, tfjs' pool). Where the native matmul is loaded (native-gemm.ts), wasm
+   * runs single-threaded and the count sizes the matmul's pool instead: a number or
+   * FORGE_WASM_THREADS as given, otherwise ("auto" or unset) the cores, at most 4. Measured on an idle 2-core machine, 2 threads train 1.7×
    * faster and decode batch 32 1.2× faster, batch 1 no faster, and start 0.4 s slower; when
    * another process keeps a core busy the pool's threads wait on each other and it is far
    * slower than one thread. So training commands ask for "auto", short ones run one thread.
@@ -140,6 +144,7 @@ async function tryTensorflow(): Promise<BackendAttempt> {
 
 async function tryWasm(
   threads: number,
+  nativeThreads: number,
   oneThreadReason: string,
   wasm: WasmState,
   env: Record<string, string | undefined>,
@@ -154,9 +159,9 @@ async function tryWasm(
     if (native.module) {
       // The products are most of the work and run on the addon's pool; wasm's own threaded
       // build would only add workers that wait on each other between the small kernels.
-      native.module.threads(threads);
-      wasm.matmul = { engine: "openblas", threads, library: native.library! };
-      wasm.reason = threads > 1 ? "the native matmul runs on the threads" : oneThreadReason;
+      native.module.threads(nativeThreads);
+      wasm.matmul = { engine: "openblas", threads: nativeThreads, library: native.library! };
+      wasm.reason = nativeThreads > 1 ? "the native matmul runs on the threads" : oneThreadReason;
     } else if (threads > 1) {
       const reason = await useThreadedWasm(wasmModule, threads);
       if (reason) wasm.reason = reason;
@@ -201,6 +206,9 @@ export const DEFAULT_WASM_THREADS = 1;
 /** The largest pool tfjs-backend-wasm's threaded build creates (its PTHREAD_POOL_SIZE). */
 export const MAX_WASM_THREADS = 8;
 
+/** The most threads forge picks by itself. */
+export const MAX_AUTO_THREADS = 4;
+
 /**
  * Threads `wasmThreads: "auto"` uses: the cores no other process keeps busy (the cores less the
  * whole part of the 1-minute load average), at least 1 and at most 4. The threaded build's
@@ -212,7 +220,7 @@ export function autoWasmThreads(
   load: number = os.loadavg()[0] ?? 0,
   cores: number = os.availableParallelism(),
 ): number {
-  return Math.max(1, Math.min(4, cores - Math.floor(load)));
+  return Math.max(1, Math.min(MAX_AUTO_THREADS, cores - Math.floor(load)));
 }
 
 function parseWasmThreads(value: string | number, source: string): number {
@@ -231,7 +239,7 @@ function parseWasmThreads(value: string | number, source: string): number {
 export function resolveWasmThreads(
   wanted: InitBackendOptions["wasmThreads"],
   env: Record<string, string | undefined> = process.env,
-): { threads: number; oneThreadReason: string } {
+): { threads: number; oneThreadReason: string; explicit: boolean } {
   const fromEnv = env.FORGE_WASM_THREADS?.trim()
     ? parseWasmThreads(env.FORGE_WASM_THREADS, "FORGE_WASM_THREADS")
     : undefined;
@@ -253,17 +261,32 @@ export function resolveWasmThreads(
             ? "this machine has one core"
             : `the other cores are busy (load average ${load.toFixed(2)} on ${cores} cores)`
           : "one thread is the default for short commands (training commands use the idle cores)";
-  return { threads, oneThreadReason };
+  return {
+    threads,
+    oneThreadReason,
+    explicit: typeof wanted === "number" || fromEnv !== undefined,
+  };
 }
 
 async function select(options: InitBackendOptions): Promise<BackendInfo> {
   const env = options.env ?? process.env;
-  const { threads: wasmThreads, oneThreadReason } = resolveWasmThreads(options.wasmThreads, env);
+  const {
+    threads: wasmThreads,
+    oneThreadReason,
+    explicit,
+  } = resolveWasmThreads(options.wasmThreads, env);
   const nativeMode = parseNativeMode(env.FORGE_NATIVE);
   const wasm: WasmState = { build: "simd" };
+  // The native matmul's pool: the count asked for (a number, FORGE_WASM_THREADS), else the
+  // cores, at most 4, for every command. Its threads sleep between products, so unlike the
+  // wasm threaded build's they cost nothing when another process is busy (measured: training
+  // with `yes` on the other core ran at the same speed on 1 and 2 threads).
+  const nativeThreads = explicit
+    ? wasmThreads
+    : Math.min(MAX_AUTO_THREADS, os.availableParallelism());
   const TRY: Record<BackendName, () => Promise<BackendAttempt>> = {
     tensorflow: tryTensorflow,
-    wasm: () => tryWasm(wasmThreads, oneThreadReason, wasm, env, nativeMode),
+    wasm: () => tryWasm(wasmThreads, nativeThreads, oneThreadReason, wasm, env, nativeMode),
     cpu: tryCpu,
   };
   let forcedName: BackendName | undefined = options.backend;

@@ -12,6 +12,8 @@
  *    operands (no copies).
  * 2. `UnsortedSegmentSum` — the gradient of `gather`, i.e. of an embedding lookup — has no
  *    wasm kernel at all; training fails without it.
+ * 3. `Exp` runs on the native addon where it is loaded (the stock kernel calls the C library
+ *    per element; the KL losses exponentiate [tokens, vocabulary] several times a step).
  */
 import {
   type BatchMatMulAttrs,
@@ -62,6 +64,7 @@ const BACKEND = "wasm";
 const BATCH_MATMUL = "BatchMatMul";
 const TRANSPOSE = "Transpose";
 const UNSORTED_SEGMENT_SUM = "UnsortedSegmentSum";
+const EXP = "Exp";
 const GATHER = "GatherV2";
 /** tanh-GELU's constants: 0.5·x·(1 + tanh(c·(x + k·x³))), c = √(2/π), k = 0.044715. */
 export const GELU_C = Math.sqrt(2 / Math.PI);
@@ -568,6 +571,26 @@ function fusedAdamW(args: {
   return [outX, outM, outV];
 }
 
+/** e^x on the native addon (float32) where it is loaded; else the stock kernel. */
+function nativeExp(
+  stock: KernelConfig,
+): (args: { inputs: { x: TensorInfo }; backend: WasmBackend }) => TensorInfo {
+  return (args) => {
+    const { x } = args.inputs;
+    const native = nativeGemm;
+    if (!native || x.dtype !== "float32") return stock.kernelFunc(args as never) as TensorInfo;
+    const { backend } = args;
+    const out = backend.makeOutput(x.shape, "float32");
+    native.exp(
+      backend.wasm.HEAPU8, // read after makeOutput, which may grow the memory
+      backend.dataIdMap.get(x.dataId).memoryOffset,
+      backend.dataIdMap.get(out.dataId).memoryOffset,
+      util.sizeFromShape(x.shape),
+    );
+    return out;
+  };
+}
+
 /**
  * Register forge's wasm kernels. Must run after `@tensorflow/tfjs-backend-wasm` is imported
  * and before the wasm backend is initialised (kernel set-up runs at initialisation).
@@ -632,6 +655,16 @@ export function installWasmKernels(): void {
       backendName: BACKEND,
       setupFunc: (backend) => stockGather.setupFunc?.(backend),
       kernelFunc: fastGather as unknown as KernelFunc,
+    });
+  }
+  const stockExp = getKernel(EXP, BACKEND);
+  if (stockExp) {
+    unregisterKernel(EXP, BACKEND);
+    registerKernel({
+      kernelName: EXP,
+      backendName: BACKEND,
+      setupFunc: (backend) => stockExp.setupFunc?.(backend),
+      kernelFunc: nativeExp(stockExp) as unknown as KernelFunc,
     });
   }
   if (!getKernel(FORGE_GELU, BACKEND)) {
