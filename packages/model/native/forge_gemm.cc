@@ -10,6 +10,8 @@
 // threads(n) sizes the pool (n ≥ 1); threads() returns its size.
 // exp(heap, inOffset, outOffset, count) writes e^x elementwise (AVX2 where the CPU has it):
 // the wasm backend's own Exp calls the C library once per element, ~10× slower.
+// attend(heap, ...) is one decode step's attention for every row and head of the JS decode
+// step's cache (see src/fast-decode.ts `attend` for the layout).
 #include <immintrin.h>
 #include <node_api.h>
 
@@ -248,6 +250,30 @@ void ExpScalar(const float* x, float* y, int64_t count) {
 
 const bool kHasAvx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 
+// Σ a[i]·b[i] in float32.
+__attribute__((target("avx2,fma"))) float DotAvx2(const float* a, const float* b, int64_t n) {
+  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+  }
+  for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+  s0 = _mm256_add_ps(s0, s1);
+  __m128 h = _mm_add_ps(_mm256_castps256_ps128(s0), _mm256_extractf128_ps(s0, 1));
+  h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+  h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
+  float sum = _mm_cvtss_f32(h);
+  for (; i < n; i++) sum += a[i] * b[i];
+  return sum;
+}
+
+float DotScalar(const float* a, const float* b, int64_t n) {
+  float sum = 0;
+  for (int64_t i = 0; i < n; i++) sum += a[i] * b[i];
+  return sum;
+}
+
 napi_value Exp(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4];
@@ -276,6 +302,86 @@ napi_value Exp(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// attend(heap, q, qRow, keys, vals, out, starts, batch, heads, kvHeads, headDim, capacity,
+//        end, scale): for each row r with starts[r] ≥ 0 and each query head h (key/value head
+// h / (heads / kvHeads)):
+//   s[t] = scale · K[r, kv, t] · q[r, h] for t in [starts[r], end)
+//   out[r, h] = Σ_t softmax(s)[t] · V[r, kv, :, t]
+// q rows are qRow floats apart (heads · headDim used); keys are [batch, kvHeads, capacity,
+// headDim]; values transposed, [batch, kvHeads, headDim, capacity]; out [batch, heads,
+// headDim]; starts int32 [batch]. Offsets in bytes.
+napi_value Attend(napi_env env, napi_callback_info info) {
+  size_t argc = 14;
+  napi_value argv[14];
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc != 14)
+    return Throw(env, "attend takes 14 arguments");
+  void* data = nullptr;
+  size_t length = 0;
+  napi_typedarray_type type;
+  if (napi_get_typedarray_info(env, argv[0], &type, &length, &data, nullptr, nullptr) != napi_ok ||
+      type != napi_uint8_array)
+    return Throw(env, "attend's heap must be a Uint8Array");
+  int64_t v[12];
+  for (int i = 0; i < 12; i++)
+    if (napi_get_value_int64(env, argv[i + 1], &v[i]) != napi_ok || v[i] < 0)
+      return Throw(env, "attend's offsets and sizes must be non-negative integers");
+  double scale;
+  if (napi_get_value_double(env, argv[13], &scale) != napi_ok)
+    return Throw(env, "attend's scale must be a number");
+  const int64_t qOff = v[0], qRow = v[1], kOff = v[2], vOff = v[3], oOff = v[4], sOff = v[5];
+  const int64_t batch = v[6], heads = v[7], kvHeads = v[8], hd = v[9], capacity = v[10],
+                end = v[11];
+  const int64_t bytes = static_cast<int64_t>(length);
+  const bool shape = batch > 0 && heads > 0 && kvHeads > 0 && heads % kvHeads == 0 && hd > 0 &&
+                     end <= capacity && qRow >= heads * hd;
+  if (!shape) return Throw(env, "attend's shape is inconsistent");
+  const int64_t cache = 4 * batch * kvHeads * capacity * hd;
+  const bool inside = qOff + 4 * ((batch - 1) * qRow + heads * hd) <= bytes &&
+                      kOff + cache <= bytes && vOff + cache <= bytes &&
+                      oOff + 4 * batch * heads * hd <= bytes && sOff + 4 * batch <= bytes &&
+                      (qOff | kOff | vOff | oOff | sOff) % 4 == 0;
+  if (!inside) return Throw(env, "attend's operands lie outside the heap");
+  auto* heap = static_cast<uint8_t*>(data);
+  const auto* q = reinterpret_cast<const float*>(heap + qOff);
+  const auto* keys = reinterpret_cast<const float*>(heap + kOff);
+  const auto* vals = reinterpret_cast<const float*>(heap + vOff);
+  auto* out = reinterpret_cast<float*>(heap + oOff);
+  const auto* starts = reinterpret_cast<const int32_t*>(heap + sOff);
+  float (*dot)(const float*, const float*, int64_t) = kHasAvx2 ? DotAvx2 : DotScalar;
+  std::vector<float> scores(capacity);
+  const int64_t group = heads / kvHeads;
+  for (int64_t r = 0; r < batch; r++) {
+    const int64_t start = starts[r];
+    if (start < 0) continue;
+    if (start >= end) return Throw(env, "attend: a row starts at or after the end");
+    const int64_t count = end - start;
+    for (int64_t h = 0; h < heads; h++) {
+      const int64_t kv = h / group;
+      const float* qh = q + r * qRow + h * hd;
+      const float* k = keys + ((r * kvHeads + kv) * capacity + start) * hd;
+      float max = -INFINITY;
+      for (int64_t t = 0; t < count; t++) {
+        const float s = dot(k + t * hd, qh, hd) * static_cast<float>(scale);
+        scores[t] = s;
+        if (s > max) max = s;
+      }
+      for (int64_t t = 0; t < count; t++) scores[t] -= max;
+      if (kHasAvx2)
+        ExpAvx2(scores.data(), scores.data(), count);
+      else
+        ExpScalar(scores.data(), scores.data(), count);
+      double sum = 0;
+      for (int64_t t = 0; t < count; t++) sum += scores[t];
+      const float inverse = static_cast<float>(1.0 / sum);
+      for (int64_t t = 0; t < count; t++) scores[t] *= inverse;
+      const float* vt = vals + (r * kvHeads + kv) * hd * capacity + start;
+      float* o = out + (r * heads + h) * hd;
+      for (int64_t j = 0; j < hd; j++) o[j] = dot(vt + j * capacity, scores.data(), count);
+    }
+  }
+  return nullptr;
+}
+
 napi_value Threads(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -300,6 +406,8 @@ napi_value Init(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "threads", fn);
   napi_create_function(env, "exp", NAPI_AUTO_LENGTH, Exp, nullptr, &fn);
   napi_set_named_property(env, exports, "exp", fn);
+  napi_create_function(env, "attend", NAPI_AUTO_LENGTH, Attend, nullptr, &fn);
+  napi_set_named_property(env, exports, "attend", fn);
   return exports;
 }
 

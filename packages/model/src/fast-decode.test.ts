@@ -1,6 +1,8 @@
 import * as tf from "@tensorflow/tfjs";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import type { NativeGemmModule } from "./backend/native-gemm.js";
 import { initBackend } from "./backend/select.js";
+import { activeNativeGemm, setNativeGemm } from "./backend/wasm-kernels.js";
 import type { GPTConfig } from "./config.js";
 import {
   expApprox,
@@ -142,188 +144,213 @@ describe("expApprox (the JS step's exponential)", () => {
   });
 });
 
-describe("the JS decode step", () => {
-  let gpt: GPT;
-  let llama: GPT;
-  let qwen: GPT;
-  beforeAll(() => {
-    gpt = sharpened({ vocabSize: 64, blockSize: 24, nLayer: 2, nHead: 2, nEmbd: 32 }, 11);
-    llama = sharpened(LLAMA, 5);
-    qwen = sharpened(
-      {
-        ...LLAMA,
-        architecture: "qwen2",
-        nHead: 2,
-        llama: {
-          ...LLAMA.llama,
-          nKvHead: 1,
-          headDim: 16,
-          ropeScaling: null,
-          tieWordEmbeddings: true,
-          oBias: false,
-          mlpBias: false,
+// With the native addon (where it builds) the step's products of 4+ rows, its GELU
+// exponentials and its attention run there; without it, on the SIMD kernels and JS loops.
+const addon = await initBackend({ backend: "wasm" }).then(() => activeNativeGemm());
+const engines = addon
+  ? [
+      ["with the native addon", addon],
+      ["on the SIMD kernels", undefined],
+    ]
+  : [["on the SIMD kernels", undefined]];
+
+describe.each(engines as [string, NativeGemmModule | undefined][])(
+  "the JS decode step %s",
+  (_, engine) => {
+    let gpt: GPT;
+    let llama: GPT;
+    let qwen: GPT;
+    beforeAll(() => {
+      setNativeGemm(engine);
+      gpt = sharpened({ vocabSize: 64, blockSize: 24, nLayer: 2, nHead: 2, nEmbd: 32 }, 11);
+      llama = sharpened(LLAMA, 5);
+      qwen = sharpened(
+        {
+          ...LLAMA,
+          architecture: "qwen2",
+          nHead: 2,
+          llama: {
+            ...LLAMA.llama,
+            nKvHead: 1,
+            headDim: 16,
+            ropeScaling: null,
+            tieWordEmbeddings: true,
+            oBias: false,
+            mlpBias: false,
+          },
         },
-      },
-      6,
-    );
-  });
-  afterAll(() => {
-    for (const m of [gpt, llama, qwen]) m.dispose();
-  });
-
-  it("GPT-2: a ragged batch past the window (re-encodes) gives tfjs' logits, tokens and logprobs, greedy and sampled", () => {
-    const greedy = expectSame(gpt, RAGGED, { maxNewTokens: 60, temperature: 0 });
-    expect(greedy.tokens.every((t) => t.length === 60)).toBe(true);
-    expectSame(gpt, RAGGED, { maxNewTokens: 50, temperature: 1.1, topK: 30, topP: 0.95, seed: 4 });
-    // six rows: the two-by-four kernel, and the rows after it
-    expectSame(gpt, [...RAGGED, [5, 6], [7, 8, 9, 10, 11], [2]], {
-      maxNewTokens: 30,
-      temperature: 0,
-    });
-  });
-
-  it("Llama (grouped-query attention, rotary with llama3 scaling, untied head, biases) and qwen2 (tied head) match tfjs past the window", () => {
-    expectSame(llama, RAGGED, { maxNewTokens: 50, temperature: 0 });
-    expectSame(llama, RAGGED, { maxNewTokens: 40, temperature: 0.9, seed: 2 });
-    expectSame(qwen, RAGGED, { maxNewTokens: 50, temperature: 0 });
-  });
-
-  it("stops sequences at their stop ids as the tfjs step does (finished rows are not computed)", () => {
-    const free = generate(gpt, RAGGED, { maxNewTokens: 20, temperature: 0, decoder: "tfjs" });
-    const stopIds = [free.tokens[1]![2]!, free.tokens[2]![6]!];
-    const out = expectSame(gpt, RAGGED, { maxNewTokens: 20, temperature: 0, stopIds });
-    expect(out.finishReasons).toContain("stop");
-  });
-
-  it("widths that fill no SIMD vector (head size 4, width 12) and a GPT without biases", () => {
-    const odd = sharpened(
-      { vocabSize: 51, blockSize: 20, nLayer: 2, nHead: 3, nEmbd: 12, bias: false },
-      3,
-    );
-    expectSame(odd, RAGGED, { maxNewTokens: 30, temperature: 0 });
-    // five rows of an odd vocabulary: the last output column after the two-by-four kernel
-    expectSame(odd, [...RAGGED, [4, 5], [6]], { maxNewTokens: 30, temperature: 0 });
-    odd.dispose();
-  });
-
-  it("applies a LoRA adapter (every target, a layer subset, a strength) as tfjs does", () => {
-    for (const [model, targets, r] of [
-      [gpt, ["attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"], 4],
-      [llama, ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"], 8],
-    ] as const) {
-      const base = firstLogits(model, "tfjs");
-      const adapter = attachLora(model, { r, alpha: 2 * r, targetModules: [...targets] as never });
-      tf.tidy(() => {
-        for (const b of adapter.b.values())
-          b.assign(tf.randomNormal(b.shape, 0, 0.3, "float32", b.shape[1]));
-      });
-      expectSame(model, RAGGED, { maxNewTokens: 30, temperature: 0 });
-      expect(moved(firstLogits(model, "js"), base)).toBeGreaterThan(1e-2);
-      adapter.strength = 0.6;
-      adapter.setActiveLayers([1]);
-      expectSame(model, RAGGED, { maxNewTokens: 30, temperature: 0 });
-      adapter.strength = 0;
-      expectSame(model, RAGGED, { maxNewTokens: 12, temperature: 0 });
-      model.lora = undefined;
-      adapter.dispose();
-    }
-  });
-
-  it("sees weights that changed between generate calls (training, baking)", () => {
-    const model = sharpened({ vocabSize: 64, blockSize: 24, nLayer: 2, nHead: 2, nEmbd: 32 }, 2);
-    const before = firstLogits(model, "js");
-    tf.tidy(() => {
-      const w = model.param("h.1.mlp.c_fc.weight");
-      w.assign(tf.mul(w, -3));
-    });
-    expectSame(model, RAGGED, { maxNewTokens: 10, temperature: 0 });
-    expect(moved(firstLogits(model, "js"), before)).toBeGreaterThan(1e-2);
-    model.dispose();
-  });
-
-  it("runs no model.run per token (only the prefill and re-encodes), and keeps the tensor count flat", () => {
-    const run = vi.spyOn(gpt, "run");
-    try {
-      generate(gpt, [[1, 2, 3, 4, 5]], { maxNewTokens: 70, temperature: 0, decoder: "js" });
-      // the prompt, then re-encodes after new tokens 20, 33, 46 and 59 (generate.test.ts)
-      expect(run.mock.calls.length).toBe(5);
-    } finally {
-      run.mockRestore();
-    }
-    generate(gpt, RAGGED, { maxNewTokens: 40, temperature: 0.8, decoder: "js" });
-    const before = tf.memory().numTensors;
-    for (let i = 0; i < 20; i++)
-      generate(gpt, RAGGED, { maxNewTokens: 40, temperature: 0.8, seed: i, decoder: "js" });
-    expect(tf.memory().numTensors).toBe(before);
-  });
-
-  it("a generate call inside another's onStep (same model) decodes on its own copy", () => {
-    const inner: number[][][] = [];
-    const outer = generate(gpt, [[1, 2, 3]], {
-      maxNewTokens: 6,
-      temperature: 0,
-      decoder: "js",
-      onStep: () => {
-        inner.push(
-          generate(gpt, [[4, 5]], { maxNewTokens: 5, temperature: 0, decoder: "js" }).tokens,
-        );
-      },
-    });
-    const alone = generate(gpt, [[4, 5]], { maxNewTokens: 5, temperature: 0, decoder: "tfjs" });
-    for (const tokens of inner) expect(tokens).toEqual(alone.tokens);
-    expect(outer.tokens).toEqual(
-      generate(gpt, [[1, 2, 3]], { maxNewTokens: 6, temperature: 0, decoder: "tfjs" }).tokens,
-    );
-  });
-
-  it("auto picks the JS step for small widths and batches; FORGE_DECODE and the option choose", () => {
-    const fits = JS_DECODE_MAX_BATCH_WIDTH2 / 32 ** 2; // gpt's width is 32
-    expect(jsDecodePays(gpt, 1)).toBe(true);
-    expect(jsDecodePays(gpt, fits)).toBe(true);
-    expect(jsDecodePays(gpt, fits + 1)).toBe(false);
-    // forge-tiny's shape: batch 128 at most
-    const tiny = {
-      config: { ...gpt.config, vocabSize: 1024, blockSize: 256, nLayer: 4, nEmbd: 128 },
-    } as GPT;
-    expect(jsDecodePays(tiny, 128)).toBe(true);
-    expect(jsDecodePays(tiny, 129)).toBe(false);
-    const large = { config: { ...gpt.config, vocabSize: 50_257, nLayer: 12, nEmbd: 768 } } as GPT;
-    expect(large.config.nEmbd ** 2).toBeLessThan(JS_DECODE_MAX_BATCH_WIDTH2);
-    expect(JS_DECODE_MAX_PARAMETERS).toBeLessThan(124e6); // GPT-2 small stays on tfjs
-    expect(jsDecodePays(large, 1)).toBe(false);
-    const run = vi.spyOn(gpt, "run");
-    const saved = process.env.FORGE_DECODE;
-    try {
-      process.env.FORGE_DECODE = "tfjs";
-      generate(gpt, [[1, 2]], { maxNewTokens: 5, temperature: 0 });
-      expect(run.mock.calls.length).toBe(5);
-      run.mockClear();
-      generate(gpt, [[1, 2]], { maxNewTokens: 5, temperature: 0, decoder: "js" });
-      expect(run.mock.calls.length).toBe(1);
-      run.mockClear();
-      delete process.env.FORGE_DECODE;
-      generate(gpt, [[1, 2]], { maxNewTokens: 5, temperature: 0 });
-      expect(run.mock.calls.length).toBe(1);
-    } finally {
-      run.mockRestore();
-      if (saved === undefined) delete process.env.FORGE_DECODE;
-      else process.env.FORGE_DECODE = saved;
-    }
-  });
-
-  it("rejects an unknown decoder, as an option or in FORGE_DECODE", () => {
-    expect(() => generate(gpt, [[1]], { maxNewTokens: 1, decoder: "gpu" as never })).toThrow(
-      'decoder must be one of auto, js, tfjs; got "gpu"',
-    );
-    const saved = process.env.FORGE_DECODE;
-    try {
-      process.env.FORGE_DECODE = "fast";
-      expect(() => generate(gpt, [[1]], { maxNewTokens: 1 })).toThrow(
-        'FORGE_DECODE must be one of auto, js, tfjs; got "fast"',
+        6,
       );
-    } finally {
-      if (saved === undefined) delete process.env.FORGE_DECODE;
-      else process.env.FORGE_DECODE = saved;
-    }
-  });
-});
+    });
+    afterAll(() => {
+      for (const m of [gpt, llama, qwen]) m.dispose();
+      setNativeGemm(addon);
+    });
+
+    it("GPT-2: a ragged batch past the window (re-encodes) gives tfjs' logits, tokens and logprobs, greedy and sampled", () => {
+      const greedy = expectSame(gpt, RAGGED, { maxNewTokens: 60, temperature: 0 });
+      expect(greedy.tokens.every((t) => t.length === 60)).toBe(true);
+      expectSame(gpt, RAGGED, {
+        maxNewTokens: 50,
+        temperature: 1.1,
+        topK: 30,
+        topP: 0.95,
+        seed: 4,
+      });
+      // six rows: the two-by-four kernel, and the rows after it
+      expectSame(gpt, [...RAGGED, [5, 6], [7, 8, 9, 10, 11], [2]], {
+        maxNewTokens: 30,
+        temperature: 0,
+      });
+    });
+
+    it("Llama (grouped-query attention, rotary with llama3 scaling, untied head, biases) and qwen2 (tied head) match tfjs past the window", () => {
+      expectSame(llama, RAGGED, { maxNewTokens: 50, temperature: 0 });
+      expectSame(llama, RAGGED, { maxNewTokens: 40, temperature: 0.9, seed: 2 });
+      expectSame(qwen, RAGGED, { maxNewTokens: 50, temperature: 0 });
+    });
+
+    it("stops sequences at their stop ids as the tfjs step does (finished rows are not computed)", () => {
+      const free = generate(gpt, RAGGED, { maxNewTokens: 20, temperature: 0, decoder: "tfjs" });
+      const stopIds = [free.tokens[1]![2]!, free.tokens[2]![6]!];
+      const out = expectSame(gpt, RAGGED, { maxNewTokens: 20, temperature: 0, stopIds });
+      expect(out.finishReasons).toContain("stop");
+    });
+
+    it("widths that fill no SIMD vector (head size 4, width 12) and a GPT without biases", () => {
+      const odd = sharpened(
+        { vocabSize: 51, blockSize: 20, nLayer: 2, nHead: 3, nEmbd: 12, bias: false },
+        3,
+      );
+      expectSame(odd, RAGGED, { maxNewTokens: 30, temperature: 0 });
+      // five rows of an odd vocabulary: the last output column after the two-by-four kernel
+      expectSame(odd, [...RAGGED, [4, 5], [6]], { maxNewTokens: 30, temperature: 0 });
+      odd.dispose();
+    });
+
+    it("applies a LoRA adapter (every target, a layer subset, a strength) as tfjs does", () => {
+      for (const [model, targets, r] of [
+        [gpt, ["attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"], 4],
+        [llama, ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"], 8],
+      ] as const) {
+        const base = firstLogits(model, "tfjs");
+        const adapter = attachLora(model, {
+          r,
+          alpha: 2 * r,
+          targetModules: [...targets] as never,
+        });
+        tf.tidy(() => {
+          for (const b of adapter.b.values())
+            b.assign(tf.randomNormal(b.shape, 0, 0.3, "float32", b.shape[1]));
+        });
+        expectSame(model, RAGGED, { maxNewTokens: 30, temperature: 0 });
+        expect(moved(firstLogits(model, "js"), base)).toBeGreaterThan(1e-2);
+        adapter.strength = 0.6;
+        adapter.setActiveLayers([1]);
+        expectSame(model, RAGGED, { maxNewTokens: 30, temperature: 0 });
+        adapter.strength = 0;
+        expectSame(model, RAGGED, { maxNewTokens: 12, temperature: 0 });
+        model.lora = undefined;
+        adapter.dispose();
+      }
+    });
+
+    it("sees weights that changed between generate calls (training, baking)", () => {
+      const model = sharpened({ vocabSize: 64, blockSize: 24, nLayer: 2, nHead: 2, nEmbd: 32 }, 2);
+      const before = firstLogits(model, "js");
+      tf.tidy(() => {
+        const w = model.param("h.1.mlp.c_fc.weight");
+        w.assign(tf.mul(w, -3));
+      });
+      expectSame(model, RAGGED, { maxNewTokens: 10, temperature: 0 });
+      expect(moved(firstLogits(model, "js"), before)).toBeGreaterThan(1e-2);
+      model.dispose();
+    });
+
+    it("runs no model.run per token (only the prefill and re-encodes), and keeps the tensor count flat", () => {
+      const run = vi.spyOn(gpt, "run");
+      try {
+        generate(gpt, [[1, 2, 3, 4, 5]], { maxNewTokens: 70, temperature: 0, decoder: "js" });
+        // the prompt, then re-encodes after new tokens 20, 33, 46 and 59 (generate.test.ts)
+        expect(run.mock.calls.length).toBe(5);
+      } finally {
+        run.mockRestore();
+      }
+      generate(gpt, RAGGED, { maxNewTokens: 40, temperature: 0.8, decoder: "js" });
+      const before = tf.memory().numTensors;
+      for (let i = 0; i < 20; i++)
+        generate(gpt, RAGGED, { maxNewTokens: 40, temperature: 0.8, seed: i, decoder: "js" });
+      expect(tf.memory().numTensors).toBe(before);
+    });
+
+    it("a generate call inside another's onStep (same model) decodes on its own copy", () => {
+      const inner: number[][][] = [];
+      const outer = generate(gpt, [[1, 2, 3]], {
+        maxNewTokens: 6,
+        temperature: 0,
+        decoder: "js",
+        onStep: () => {
+          inner.push(
+            generate(gpt, [[4, 5]], { maxNewTokens: 5, temperature: 0, decoder: "js" }).tokens,
+          );
+        },
+      });
+      const alone = generate(gpt, [[4, 5]], { maxNewTokens: 5, temperature: 0, decoder: "tfjs" });
+      for (const tokens of inner) expect(tokens).toEqual(alone.tokens);
+      expect(outer.tokens).toEqual(
+        generate(gpt, [[1, 2, 3]], { maxNewTokens: 6, temperature: 0, decoder: "tfjs" }).tokens,
+      );
+    });
+
+    it("auto picks the JS step for small widths and batches; FORGE_DECODE and the option choose", () => {
+      const fits = JS_DECODE_MAX_BATCH_WIDTH2 / 32 ** 2; // gpt's width is 32
+      expect(jsDecodePays(gpt, 1)).toBe(true);
+      expect(jsDecodePays(gpt, fits)).toBe(true);
+      expect(jsDecodePays(gpt, fits + 1)).toBe(false);
+      // forge-tiny's shape: batch 128 at most
+      const tiny = {
+        config: { ...gpt.config, vocabSize: 1024, blockSize: 256, nLayer: 4, nEmbd: 128 },
+      } as GPT;
+      expect(jsDecodePays(tiny, 128)).toBe(true);
+      expect(jsDecodePays(tiny, 129)).toBe(false);
+      const large = { config: { ...gpt.config, vocabSize: 50_257, nLayer: 12, nEmbd: 768 } } as GPT;
+      expect(large.config.nEmbd ** 2).toBeLessThan(JS_DECODE_MAX_BATCH_WIDTH2);
+      expect(JS_DECODE_MAX_PARAMETERS).toBeLessThan(124e6); // GPT-2 small stays on tfjs
+      expect(jsDecodePays(large, 1)).toBe(false);
+      const run = vi.spyOn(gpt, "run");
+      const saved = process.env.FORGE_DECODE;
+      try {
+        process.env.FORGE_DECODE = "tfjs";
+        generate(gpt, [[1, 2]], { maxNewTokens: 5, temperature: 0 });
+        expect(run.mock.calls.length).toBe(5);
+        run.mockClear();
+        generate(gpt, [[1, 2]], { maxNewTokens: 5, temperature: 0, decoder: "js" });
+        expect(run.mock.calls.length).toBe(1);
+        run.mockClear();
+        delete process.env.FORGE_DECODE;
+        generate(gpt, [[1, 2]], { maxNewTokens: 5, temperature: 0 });
+        expect(run.mock.calls.length).toBe(1);
+      } finally {
+        run.mockRestore();
+        if (saved === undefined) delete process.env.FORGE_DECODE;
+        else process.env.FORGE_DECODE = saved;
+      }
+    });
+
+    it("rejects an unknown decoder, as an option or in FORGE_DECODE", () => {
+      expect(() => generate(gpt, [[1]], { maxNewTokens: 1, decoder: "gpu" as never })).toThrow(
+        'decoder must be one of auto, js, tfjs; got "gpu"',
+      );
+      const saved = process.env.FORGE_DECODE;
+      try {
+        process.env.FORGE_DECODE = "fast";
+        expect(() => generate(gpt, [[1]], { maxNewTokens: 1 })).toThrow(
+          'FORGE_DECODE must be one of auto, js, tfjs; got "fast"',
+        );
+      } finally {
+        if (saved === undefined) delete process.env.FORGE_DECODE;
+        else process.env.FORGE_DECODE = saved;
+      }
+    });
+  },
+);

@@ -242,6 +242,13 @@ describe.skipIf(!available)("the native OpenBLAS matmul", () => {
       "gemm's offsets, sizes and strides must be non-negative integers",
     );
     expect(() => native.threads(0)).toThrow("threads takes an integer from 1 to 64");
+    // attention: 1 row, 2 heads of 4 over 8 positions needs 2 · 4 · 8 floats of keys alone
+    expect(() => native.attend(heap, 0, 8, 0, 0, 0, 0, 1, 2, 1, 4, 800, 3, 0.5)).toThrow(
+      "attend's operands lie outside the heap",
+    );
+    expect(() => native.attend(heap, 0, 8, 0, 0, 0, 0, 1, 3, 2, 4, 8, 3, 0.5)).toThrow(
+      "attend's shape is inconsistent",
+    );
     // In bounds: a 2×2 product written where asked.
     const view = new Float32Array(heap.buffer);
     view.set([1, 2, 3, 4], 0);

@@ -49,6 +49,27 @@ export interface NativeGemmModule {
   threads(count?: number): number;
   /** out[i] = e^in[i] for i < count (float32, byte offsets into `heap`). */
   exp(heap: Uint8Array, inOffset: number, outOffset: number, count: number): void;
+  /**
+   * One decode step's attention for every row (starts[r] ≥ 0) and head of the JS decode
+   * step's cache: see native/forge_gemm.cc `Attend` for the layout. Offsets in bytes; `qRow`
+   * in floats.
+   */
+  attend(
+    heap: Uint8Array,
+    q: number,
+    qRow: number,
+    keys: number,
+    values: number,
+    out: number,
+    starts: number,
+    batch: number,
+    heads: number,
+    kvHeads: number,
+    headDim: number,
+    capacity: number,
+    end: number,
+    scale: number,
+  ): void;
 }
 
 export type NativeMode = "auto" | "off" | "required";
