@@ -10,6 +10,11 @@
 // threads(n) sizes the pool (n ≥ 1); threads() returns its size.
 // exp(heap, inOffset, outOffset, count) writes e^x elementwise (AVX2 where the CPU has it):
 // the wasm backend's own Exp calls the C library once per element, ~10× slower.
+// gelu(heap, x, y, s, count) is tanh-GELU for training: y = x·σ(2u), u = c·(x + k·x³), saving
+// σ(2u) in s; geluGrad(heap, dy, x, s, dx, count) is its gradient, dy·(σ + x·σ(1−σ)·2c(1+3kx²)).
+// causalSoftmax(heap, s, p, rows, t, tk): softmax of attention scores [rows = B·H·T, tk] where
+// row r (query r mod t) sees keys up to (r mod t) + tk − t, zero beyond; softmaxGrad(heap, dy,
+// p, dx, rows, cols): dx = p ⊙ (dy − Σ p ⊙ dy), row by row. Both split rows across the pool.
 // attend(heap, ...) is one decode step's attention for every row and head of the JS decode
 // step's cache (see src/fast-decode.ts `attend` for the layout).
 #include <immintrin.h>
@@ -19,7 +24,9 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -274,6 +281,175 @@ float DotScalar(const float* a, const float* b, int64_t n) {
   return sum;
 }
 
+constexpr float kGeluC = 0.7978845608028654f;  // √(2/π)
+constexpr float kGeluK = 0.044715f;
+constexpr int64_t kChunk = 1024;
+
+__attribute__((target("avx2,fma"))) void GeluAvx2(const float* x, float* y, float* s, int64_t n) {
+  float t[kChunk];
+  for (int64_t at = 0; at < n; at += kChunk) {
+    const int64_t m = n - at < kChunk ? n - at : kChunk;
+    for (int64_t i = 0; i < m; i++) {
+      const float v = x[at + i];
+      t[i] = -2.0f * kGeluC * (v + kGeluK * v * v * v);
+    }
+    ExpAvx2(t, t, m);
+    for (int64_t i = 0; i < m; i++) {
+      const float sigma = 1.0f / (1.0f + t[i]);
+      s[at + i] = sigma;
+      y[at + i] = x[at + i] * sigma;
+    }
+  }
+}
+
+void GeluScalar(const float* x, float* y, float* s, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    const float v = x[i];
+    const float sigma = 1.0f / (1.0f + std::exp(-2.0f * kGeluC * (v + kGeluK * v * v * v)));
+    s[i] = sigma;
+    y[i] = v * sigma;
+  }
+}
+
+__attribute__((target("avx2,fma"))) void GeluGradAvx2(const float* dy, const float* x,
+                                                       const float* s, float* dx, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    const float v = x[i], sigma = s[i];
+    const float du = 2.0f * kGeluC * (1.0f + 3.0f * kGeluK * v * v);
+    dx[i] = dy[i] * (sigma + v * sigma * (1.0f - sigma) * du);
+  }
+}
+
+void GeluGradScalar(const float* dy, const float* x, const float* s, float* dx, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    const float v = x[i], sigma = s[i];
+    const float du = 2.0f * kGeluC * (1.0f + 3.0f * kGeluK * v * v);
+    dx[i] = dy[i] * (sigma + v * sigma * (1.0f - sigma) * du);
+  }
+}
+
+// The heap and `count` float arrays at the byte offsets in argv[1..arrays]; false (with a
+// JavaScript error thrown) when an argument is bad or an array lies outside the heap.
+bool Arrays(napi_env env, napi_callback_info info, size_t arrays, const char* name,
+            std::vector<float*>& out, int64_t& count) {
+  napi_value argv[8];
+  size_t argc = 8;
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc != arrays + 2) {
+    Throw(env, (std::string(name) + " takes " + std::to_string(arrays + 2) + " arguments").c_str());
+    return false;
+  }
+  void* data = nullptr;
+  size_t length = 0;
+  napi_typedarray_type type;
+  if (napi_get_typedarray_info(env, argv[0], &type, &length, &data, nullptr, nullptr) != napi_ok ||
+      type != napi_uint8_array) {
+    Throw(env, (std::string(name) + "'s heap must be a Uint8Array").c_str());
+    return false;
+  }
+  std::vector<int64_t> offsets(arrays);
+  for (size_t i = 0; i <= arrays; i++) {
+    int64_t value;
+    if (napi_get_value_int64(env, argv[i + 1], &value) != napi_ok || value < 0) {
+      Throw(env, (std::string(name) + "'s offsets and count must be non-negative integers").c_str());
+      return false;
+    }
+    if (i < arrays) offsets[i] = value; else count = value;
+  }
+  for (int64_t offset : offsets) {
+    if (offset % 4 != 0 || offset + 4 * count > static_cast<int64_t>(length)) {
+      Throw(env, (std::string(name) + "'s operands lie outside the heap").c_str());
+      return false;
+    }
+    out.push_back(reinterpret_cast<float*>(static_cast<uint8_t*>(data) + offset));
+  }
+  return true;
+}
+
+napi_value Gelu(napi_env env, napi_callback_info info) {
+  std::vector<float*> a;
+  int64_t n = 0;
+  if (!Arrays(env, info, 3, "gelu", a, n)) return nullptr;
+  (kHasAvx2 ? GeluAvx2 : GeluScalar)(a[0], a[1], a[2], n);
+  return nullptr;
+}
+
+napi_value GeluGrad(napi_env env, napi_callback_info info) {
+  std::vector<float*> a;
+  int64_t n = 0;
+  if (!Arrays(env, info, 4, "geluGrad", a, n)) return nullptr;
+  (kHasAvx2 ? GeluGradAvx2 : GeluGradScalar)(a[0], a[1], a[2], a[3], n);
+  return nullptr;
+}
+
+// Rows [r0, r1) of fn across the pool when there are `elements` ≥ 2^20 to touch.
+template <typename Fn>
+void ForRows(int64_t rows, int64_t elements, Fn fn) {
+  const int threads = pool.Size();
+  if (threads == 1 || elements < (1 << 20)) {
+    fn(0, rows);
+    return;
+  }
+  pool.Run([&](int t) { fn(rows * t / threads, rows * (t + 1) / threads); });
+}
+
+__attribute__((target("avx2,fma"))) void CausalSoftmaxRowsAvx2(const float* s, float* p,
+                                                               int64_t r0, int64_t r1,
+                                                               int64_t t, int64_t tk) {
+  for (int64_t r = r0; r < r1; r++) {
+    const float* in = s + r * tk;
+    float* out = p + r * tk;
+    const int64_t valid = r % t + tk - t + 1;
+    float max = -INFINITY;
+    for (int64_t j = 0; j < valid; j++) max = in[j] > max ? in[j] : max;
+    for (int64_t j = 0; j < valid; j++) out[j] = in[j] - max;
+    ExpAvx2(out, out, valid);
+    double sum = 0;
+    for (int64_t j = 0; j < valid; j++) sum += out[j];
+    const float inverse = static_cast<float>(1.0 / sum);
+    for (int64_t j = 0; j < valid; j++) out[j] *= inverse;
+    for (int64_t j = valid; j < tk; j++) out[j] = 0;
+  }
+}
+
+void CausalSoftmaxRowsScalar(const float* s, float* p, int64_t r0, int64_t r1, int64_t t,
+                             int64_t tk) {
+  for (int64_t r = r0; r < r1; r++) {
+    const float* in = s + r * tk;
+    float* out = p + r * tk;
+    const int64_t valid = r % t + tk - t + 1;
+    float max = -INFINITY;
+    for (int64_t j = 0; j < valid; j++) max = in[j] > max ? in[j] : max;
+    double sum = 0;
+    for (int64_t j = 0; j < valid; j++) sum += out[j] = std::exp(in[j] - max);
+    const float inverse = static_cast<float>(1.0 / sum);
+    for (int64_t j = 0; j < valid; j++) out[j] *= inverse;
+    for (int64_t j = valid; j < tk; j++) out[j] = 0;
+  }
+}
+
+__attribute__((target("avx2,fma"))) void SoftmaxGradRowsAvx2(const float* dy, const float* p,
+                                                             float* dx, int64_t r0, int64_t r1,
+                                                             int64_t cols) {
+  for (int64_t r = r0; r < r1; r++) {
+    const float* g = dy + r * cols;
+    const float* q = p + r * cols;
+    float* out = dx + r * cols;
+    const float dot = DotAvx2(q, g, cols);
+    for (int64_t j = 0; j < cols; j++) out[j] = q[j] * (g[j] - dot);
+  }
+}
+
+void SoftmaxGradRowsScalar(const float* dy, const float* p, float* dx, int64_t r0, int64_t r1,
+                           int64_t cols) {
+  for (int64_t r = r0; r < r1; r++) {
+    const float* g = dy + r * cols;
+    const float* q = p + r * cols;
+    float* out = dx + r * cols;
+    const float dot = DotScalar(q, g, cols);
+    for (int64_t j = 0; j < cols; j++) out[j] = q[j] * (g[j] - dot);
+  }
+}
+
 napi_value Exp(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4];
@@ -382,6 +558,73 @@ napi_value Attend(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// Reads argv[1..ints] as non-negative integers after the heap in argv[0]; false (a JavaScript
+// error thrown) on a bad argument.
+bool Ints(napi_env env, napi_callback_info info, size_t ints, const char* name, uint8_t*& heap,
+          int64_t& bytes, int64_t* out) {
+  napi_value argv[10];
+  size_t argc = 10;
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc != ints + 1) {
+    Throw(env, (std::string(name) + " takes " + std::to_string(ints + 1) + " arguments").c_str());
+    return false;
+  }
+  void* data = nullptr;
+  size_t length = 0;
+  napi_typedarray_type type;
+  if (napi_get_typedarray_info(env, argv[0], &type, &length, &data, nullptr, nullptr) != napi_ok ||
+      type != napi_uint8_array) {
+    Throw(env, (std::string(name) + "'s heap must be a Uint8Array").c_str());
+    return false;
+  }
+  for (size_t i = 0; i < ints; i++) {
+    if (napi_get_value_int64(env, argv[i + 1], &out[i]) != napi_ok || out[i] < 0) {
+      Throw(env, (std::string(name) + "'s offsets and sizes must be non-negative integers").c_str());
+      return false;
+    }
+  }
+  heap = static_cast<uint8_t*>(data);
+  bytes = static_cast<int64_t>(length);
+  return true;
+}
+
+bool Inside(int64_t bytes, std::initializer_list<int64_t> offsets, int64_t floats) {
+  for (int64_t offset : offsets)
+    if (offset % 4 != 0 || offset + 4 * floats > bytes) return false;
+  return true;
+}
+
+napi_value CausalSoftmax(napi_env env, napi_callback_info info) {
+  uint8_t* heap;
+  int64_t bytes, v[5];
+  if (!Ints(env, info, 5, "causalSoftmax", heap, bytes, v)) return nullptr;
+  const int64_t rows = v[2], t = v[3], tk = v[4];
+  if (t == 0 || tk < t || rows % t != 0) return Throw(env, "causalSoftmax's shape is inconsistent");
+  if (!Inside(bytes, {v[0], v[1]}, rows * tk))
+    return Throw(env, "causalSoftmax's operands lie outside the heap");
+  const auto* s = reinterpret_cast<const float*>(heap + v[0]);
+  auto* p = reinterpret_cast<float*>(heap + v[1]);
+  ForRows(rows, rows * tk, [&](int64_t r0, int64_t r1) {
+    (kHasAvx2 ? CausalSoftmaxRowsAvx2 : CausalSoftmaxRowsScalar)(s, p, r0, r1, t, tk);
+  });
+  return nullptr;
+}
+
+napi_value SoftmaxGrad(napi_env env, napi_callback_info info) {
+  uint8_t* heap;
+  int64_t bytes, v[5];
+  if (!Ints(env, info, 5, "softmaxGrad", heap, bytes, v)) return nullptr;
+  const int64_t rows = v[3], cols = v[4];
+  if (!Inside(bytes, {v[0], v[1], v[2]}, rows * cols))
+    return Throw(env, "softmaxGrad's operands lie outside the heap");
+  const auto* dy = reinterpret_cast<const float*>(heap + v[0]);
+  const auto* p = reinterpret_cast<const float*>(heap + v[1]);
+  auto* dx = reinterpret_cast<float*>(heap + v[2]);
+  ForRows(rows, rows * cols, [&](int64_t r0, int64_t r1) {
+    (kHasAvx2 ? SoftmaxGradRowsAvx2 : SoftmaxGradRowsScalar)(dy, p, dx, r0, r1, cols);
+  });
+  return nullptr;
+}
+
 napi_value Threads(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -408,6 +651,14 @@ napi_value Init(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "exp", fn);
   napi_create_function(env, "attend", NAPI_AUTO_LENGTH, Attend, nullptr, &fn);
   napi_set_named_property(env, exports, "attend", fn);
+  napi_create_function(env, "causalSoftmax", NAPI_AUTO_LENGTH, CausalSoftmax, nullptr, &fn);
+  napi_set_named_property(env, exports, "causalSoftmax", fn);
+  napi_create_function(env, "softmaxGrad", NAPI_AUTO_LENGTH, SoftmaxGrad, nullptr, &fn);
+  napi_set_named_property(env, exports, "softmaxGrad", fn);
+  napi_create_function(env, "gelu", NAPI_AUTO_LENGTH, Gelu, nullptr, &fn);
+  napi_set_named_property(env, exports, "gelu", fn);
+  napi_create_function(env, "geluGrad", NAPI_AUTO_LENGTH, GeluGrad, nullptr, &fn);
+  napi_set_named_property(env, exports, "geluGrad", fn);
   return exports;
 }
 

@@ -4,6 +4,7 @@ import { generate } from "../generate.js";
 import { GPT } from "../gpt.js";
 import { attachLora } from "../lora.js";
 import {
+  causalSoftmax,
   crossEntropyRows,
   fromHeads,
   gelu,
@@ -14,6 +15,7 @@ import {
   toHeads,
 } from "./fused.js";
 import { initBackend } from "./select.js";
+import { activeNativeGemm, setNativeGemm } from "./wasm-kernels.js";
 
 beforeAll(async () => {
   await initBackend({ backend: "wasm" });
@@ -59,10 +61,57 @@ describe("hand-written gradients equal tfjs autodiff of the plain compositions",
   const beta = tf.randomNormal([24], 0, 0.2, "float32", 5);
   const weights = tf.randomNormal([64, 40], 0, 1, "float32", 6);
 
+  // on the native addon where it is loaded (both passes in one kernel each), and without it
   it("GELU", () =>
     compare(() =>
       valueAndGrads((a) => tf.sum(tf.mul(gelu(a!), weights.slice([0, 0], [64, 24]))), [x]),
     ));
+  it("causal softmax on the native addon equals the masked tfjs softmax, value and gradient", () => {
+    for (const [t, tk] of [
+      [7, 7],
+      [5, 9], // cached keys before the queries
+      [33, 33],
+    ] as const) {
+      const scores = tf.randomNormal([2, 3, t, tk], 0, 4, "float32", t + tk) as tf.Tensor4D;
+      const mix = tf.randomNormal([2, 3, t, tk], 0, 1, "float32", 7);
+      const run = () =>
+        valueAndGrads((a) => tf.sum(tf.mul(causalSoftmax(a as tf.Tensor4D), mix)), [scores]);
+      const probabilities = () => causalSoftmax(scores);
+      setFusedInference(true);
+      const fast = run();
+      const p = probabilities();
+      setFusedInference(false);
+      const plain = run();
+      const q = probabilities();
+      setFusedInference(true);
+      for (const [a, b] of [
+        [fast.value, plain.value],
+        [fast.grads[0]!, plain.grads[0]!],
+        [p, q],
+      ] as const) {
+        expect(tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]).toBeLessThan(1e-5);
+      }
+      // masked positions are exactly zero; each row sums to 1
+      const values = p.arraySync() as number[][][][];
+      for (let i = 0; i < t; i++) {
+        const row = values[1]![2]![i]!;
+        for (let j = i + tk - t + 1; j < tk; j++) expect(row[j]).toBe(0);
+        expect(Math.abs(row.reduce((x, y) => x + y, 0) - 1)).toBeLessThan(1e-6);
+      }
+      tf.dispose([scores, mix, fast.value, plain.value, ...fast.grads, ...plain.grads, p, q]);
+    }
+  });
+  it("GELU without the native addon", () => {
+    const addon = activeNativeGemm();
+    setNativeGemm(undefined);
+    try {
+      compare(() =>
+        valueAndGrads((a) => tf.sum(tf.mul(gelu(a!), weights.slice([0, 0], [64, 24]))), [x]),
+      );
+    } finally {
+      setNativeGemm(addon);
+    }
+  });
   it("LayerNorm with bias", () =>
     compare(() =>
       valueAndGrads(

@@ -15,8 +15,13 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import {
+  activeNativeGemm,
+  FORGE_CAUSAL_SOFTMAX,
   FORGE_GELU,
+  FORGE_GELU_GRAD,
+  FORGE_GELU_TRAIN,
   FORGE_LAYER_NORM,
+  FORGE_SOFTMAX_GRAD,
   FUSED_GELU_MAX_ELEMENTS,
   GELU_C,
   GELU_K,
@@ -114,6 +119,17 @@ const geluCustom = custom(([x], save) => {
   };
 });
 
+/** geluCustom with both passes on the native addon (wasm only, where it is loaded). */
+const geluNative = custom(([x], save) => {
+  const [y, s] = tf.engine().runKernel(FORGE_GELU_TRAIN, { x: x! }, {}) as tf.Tensor[];
+  save([x!, s!]);
+  return {
+    value: y!,
+    gradFunc: (dy, saved) =>
+      tf.engine().runKernel(FORGE_GELU_GRAD, { dy, x: saved[0]!, s: saved[1]! }, {}) as tf.Tensor,
+  };
+});
+
 function geluForward(x: tf.Tensor): tf.Tensor {
   return tf.mul(
     x,
@@ -134,7 +150,8 @@ export function gelu(x: tf.Tensor): tf.Tensor {
     }
     return geluForward(x);
   }
-  return handWritten ? geluCustom(x) : geluPlain(x);
+  if (!handWritten) return geluPlain(x);
+  return tf.getBackend() === "wasm" && activeNativeGemm() ? geluNative(x) : geluCustom(x);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -332,8 +349,22 @@ export function causalMask(t: number, tk: number): tf.Tensor4D {
   return mask as tf.Tensor4D;
 }
 
+/** causalSoftmax on the native addon, forward and backward (wasm only, where it is loaded). */
+const causalSoftmaxNative = custom(([scores], save) => {
+  const p = tf.engine().runKernel(FORGE_CAUSAL_SOFTMAX, { x: scores! }, {}) as tf.Tensor;
+  save([p]);
+  return {
+    value: p,
+    gradFunc: (dy, saved) =>
+      tf.engine().runKernel(FORGE_SOFTMAX_GRAD, { dy, p: saved[0]! }, {}) as tf.Tensor,
+  };
+});
+
 /** Softmax of attention scores [B, H, T, Tk] where query i sees keys up to i + Tk − T. */
 export function causalSoftmax(scores: tf.Tensor4D): tf.Tensor4D {
+  if (fusedInference && tf.getBackend() === "wasm" && activeNativeGemm()) {
+    return causalSoftmaxNative(scores) as tf.Tensor4D;
+  }
   const [, , t, tk] = scores.shape;
   return tf.softmax(tf.add(scores, causalMask(t, tk))) as tf.Tensor4D;
 }

@@ -1,16 +1,18 @@
 /**
- * forge's native matrix product: OpenBLAS' sgemm called on the tfjs wasm backend's own memory.
+ * forge's native kernels: OpenBLAS' sgemm, and a few AVX2 loops, called on the tfjs wasm
+ * backend's own memory.
  *
  * XNNPACK's wasm SIMD matmul tops out at ~20 GFLOP/s per core here (wasm has no FMA and no
  * 256-bit vectors); OpenBLAS with AVX2+FMA runs 3–5× faster on the same core. When a C++
  * compiler, Node's headers and OpenBLAS are on the machine, forge compiles
- * `native/forge_gemm.cc` (a ~200-line Node-API addon) once into its cache
+ * `native/forge_gemm.cc` (a Node-API addon of ~500 lines) once into its cache
  * (`$FORGE_CACHE_DIR`, else `$XDG_CACHE_HOME/forge`, else `~/.cache/forge`; the file name
- * carries a hash of the source, the compiler flags and Node's ABI) and the wasm backend's
+ * carries a hash of the source, the compiler flags and Node's ABI). Then the wasm backend's
  * `BatchMatMul` hands every float32 product to it — operands and result stay where tfjs put
- * them, in wasm memory, so nothing is copied. `Exp` runs there too (AVX2, ~10× the wasm
- * kernel, which calls the C library per element; the KL losses exponentiate [tokens, vocab]
- * several times a step). Everything else still runs on wasm.
+ * them, in wasm memory, so nothing is copied — and so do `Exp` (the wasm kernel calls the C
+ * library per element), training's GELU and causal softmax (forward and backward, one pass
+ * each where the compositions run 4–7 kernels), and the JS decode step's products, GELU and
+ * attention. Everything else still runs on wasm.
  *
  * `FORGE_NATIVE`: unset — use it where it builds, else XNNPACK, and say why; `0` — never;
  * `1` — require it (an error says what is missing). Linux only so far.
@@ -49,6 +51,21 @@ export interface NativeGemmModule {
   threads(count?: number): number;
   /** out[i] = e^in[i] for i < count (float32, byte offsets into `heap`). */
   exp(heap: Uint8Array, inOffset: number, outOffset: number, count: number): void;
+  /** Causal softmax of scores [rows = B·H·T, tk] (row r sees keys ≤ r mod t + tk − t). */
+  causalSoftmax(heap: Uint8Array, s: number, p: number, rows: number, t: number, tk: number): void;
+  /** Softmax's gradient row by row: dx = p ⊙ (dy − Σ p ⊙ dy). */
+  softmaxGrad(
+    heap: Uint8Array,
+    dy: number,
+    p: number,
+    dx: number,
+    rows: number,
+    cols: number,
+  ): void;
+  /** Training tanh-GELU: y = x·σ(2u) and σ(2u) into s (float32, byte offsets). */
+  gelu(heap: Uint8Array, x: number, y: number, s: number, count: number): void;
+  /** Its gradient: dx = dy·(σ + x·σ(1−σ)·2c(1 + 3k·x²)), from x and the saved σ. */
+  geluGrad(heap: Uint8Array, dy: number, x: number, s: number, dx: number, count: number): void;
   /**
    * One decode step's attention for every row (starts[r] ≥ 0) and head of the JS decode
    * step's cache: see native/forge_gemm.cc `Attend` for the layout. Offsets in bytes; `qRow`

@@ -74,6 +74,14 @@ export const GELU_K = 0.044715;
 export const FORGE_GELU = "ForgeGelu";
 /** Elements up to which the fused GELU beats XNNPACK's vectorised composition (dispatch-bound). */
 export const FUSED_GELU_MAX_ELEMENTS = 65_536;
+/** Causal attention softmax on the native addon (see `nativeCausalSoftmax`). */
+export const FORGE_CAUSAL_SOFTMAX = "ForgeCausalSoftmax";
+/** Softmax's gradient from dy and the softmax. */
+export const FORGE_SOFTMAX_GRAD = "ForgeSoftmaxGrad";
+/** Training tanh-GELU on the native addon: outputs y and the saved σ (see `nativeGelu`). */
+export const FORGE_GELU_TRAIN = "ForgeGeluTrain";
+/** Its gradient from dy, x and σ. */
+export const FORGE_GELU_GRAD = "ForgeGeluGrad";
 /** forge's fused AdamW update (one kernel per parameter instead of ~14; see `fusedAdamW`). */
 export const FORGE_ADAMW = "ForgeAdamW";
 /** forge's fused inference LayerNorm (one kernel instead of nine; see `fusedLayerNorm`). */
@@ -591,6 +599,104 @@ function nativeExp(
   };
 }
 
+/** The native addon, or an E_KERNEL_INPUT naming the kernel that needs it. */
+function requireNative(kernel: string): NativeGemmModule {
+  if (!nativeGemm) {
+    throw new ModelError(
+      "E_KERNEL_INPUT",
+      `${kernel} runs on the native addon, which is not loaded`,
+    );
+  }
+  return nativeGemm;
+}
+
+/** float32 inputs of one shape, or an E_KERNEL_INPUT naming the kernel. */
+function sameFloat32(kernel: string, tensors: TensorInfo[]): void {
+  const shape = tensors[0]!.shape;
+  if (tensors.some((t) => t.dtype !== "float32" || !util.arraysEqual(t.shape, shape))) {
+    throw new ModelError(
+      "E_KERNEL_INPUT",
+      `${kernel}: inputs must be float32 of one shape; got ${tensors.map((t) => `[${t.shape}] ${t.dtype}`).join(", ")}`,
+    );
+  }
+}
+
+/**
+ * Softmax of attention scores [B, H, T, Tk] where query i sees keys up to i + Tk − T (zero
+ * beyond), in one pass on the addon; the composition adds a mask tensor and runs four kernels.
+ */
+function nativeCausalSoftmax(args: {
+  inputs: { x: TensorInfo };
+  backend: WasmBackend;
+}): TensorInfo {
+  const native = requireNative(FORGE_CAUSAL_SOFTMAX);
+  const { backend } = args;
+  const { x } = args.inputs;
+  sameFloat32(FORGE_CAUSAL_SOFTMAX, [x]);
+  const [t, tk] = x.shape.slice(-2) as [number, number];
+  if (x.shape.length < 2 || tk < t) {
+    throw new ModelError(
+      "E_KERNEL_INPUT",
+      `${FORGE_CAUSAL_SOFTMAX}: scores [${x.shape}] need at least as many keys as queries`,
+    );
+  }
+  const p = backend.makeOutput(x.shape, "float32");
+  const at = (u: TensorInfo) => backend.dataIdMap.get(u.dataId).memoryOffset;
+  native.causalSoftmax(backend.wasm.HEAPU8, at(x), at(p), util.sizeFromShape(x.shape) / tk, t, tk);
+  return p;
+}
+
+/** Softmax's gradient over the last axis, from dy and the softmax p. */
+function nativeSoftmaxGrad(args: {
+  inputs: { dy: TensorInfo; p: TensorInfo };
+  backend: WasmBackend;
+}): TensorInfo {
+  const native = requireNative(FORGE_SOFTMAX_GRAD);
+  const { backend } = args;
+  const { dy, p } = args.inputs;
+  sameFloat32(FORGE_SOFTMAX_GRAD, [dy, p]);
+  const cols = p.shape[p.shape.length - 1]!;
+  const dx = backend.makeOutput(p.shape, "float32");
+  const at = (u: TensorInfo) => backend.dataIdMap.get(u.dataId).memoryOffset;
+  native.softmaxGrad(
+    backend.wasm.HEAPU8,
+    at(dy),
+    at(p),
+    at(dx),
+    util.sizeFromShape(p.shape) / cols,
+    cols,
+  );
+  return dx;
+}
+
+/** Training tanh-GELU on the addon: [y, σ(2u)] in one pass (the composition dispatches 7). */
+function nativeGelu(args: { inputs: { x: TensorInfo }; backend: WasmBackend }): TensorInfo[] {
+  const native = requireNative(FORGE_GELU_TRAIN);
+  const { backend } = args;
+  const { x } = args.inputs;
+  sameFloat32(FORGE_GELU_TRAIN, [x]);
+  const y = backend.makeOutput(x.shape, "float32");
+  const s = backend.makeOutput(x.shape, "float32");
+  const at = (t: TensorInfo) => backend.dataIdMap.get(t.dataId).memoryOffset;
+  native.gelu(backend.wasm.HEAPU8, at(x), at(y), at(s), util.sizeFromShape(x.shape));
+  return [y, s];
+}
+
+/** The gradient of `nativeGelu` from dy, x and the saved σ. */
+function nativeGeluGrad(args: {
+  inputs: { dy: TensorInfo; x: TensorInfo; s: TensorInfo };
+  backend: WasmBackend;
+}): TensorInfo {
+  const native = requireNative(FORGE_GELU_GRAD);
+  const { backend } = args;
+  const { dy, x, s } = args.inputs;
+  sameFloat32(FORGE_GELU_GRAD, [dy, x, s]);
+  const dx = backend.makeOutput(x.shape, "float32");
+  const at = (t: TensorInfo) => backend.dataIdMap.get(t.dataId).memoryOffset;
+  native.geluGrad(backend.wasm.HEAPU8, at(dy), at(x), at(s), at(dx), util.sizeFromShape(x.shape));
+  return dx;
+}
+
 /**
  * Register forge's wasm kernels. Must run after `@tensorflow/tfjs-backend-wasm` is imported
  * and before the wasm backend is initialised (kernel set-up runs at initialisation).
@@ -673,6 +779,20 @@ export function installWasmKernels(): void {
       backendName: BACKEND,
       kernelFunc: fusedGelu as unknown as KernelFunc,
     });
+  }
+  for (const [kernelName, kernelFunc] of [
+    [FORGE_CAUSAL_SOFTMAX, nativeCausalSoftmax],
+    [FORGE_SOFTMAX_GRAD, nativeSoftmaxGrad],
+    [FORGE_GELU_TRAIN, nativeGelu],
+    [FORGE_GELU_GRAD, nativeGeluGrad],
+  ] as const) {
+    if (!getKernel(kernelName, BACKEND)) {
+      registerKernel({
+        kernelName,
+        backendName: BACKEND,
+        kernelFunc: kernelFunc as unknown as KernelFunc,
+      });
+    }
   }
   if (!getKernel(FORGE_ADAMW, BACKEND)) {
     registerKernel({
