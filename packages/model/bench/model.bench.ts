@@ -5,11 +5,13 @@
  *
  *   pnpm --filter @forge/model bench
  *
- * forge runs as its training commands do (`wasmThreads: "auto"`: the idle cores, at most 4)
- * unless FORGE_WASM_THREADS is set. Set FORGE_BENCH_QUICK=1 for the first config only. Per
+ * forge runs as its training commands do (`wasmThreads: "auto"`: with the native kernels, their
+ * pool on the cores, at most 4; without them, the wasm threaded build on the idle cores) unless
+ * FORGE_WASM_THREADS is set (`pnpm bench` runs it again with FORGE_WASM_THREADS=1;
+ * FORGE_NATIVE=0 measures wasm alone). Set FORGE_BENCH_QUICK=1 for the first config only. Per
  * config it prints forge against PyTorch at its best thread count (1, 2, …, the cores; best of
  * a run before and one after forge's) for training and for KV-cache generation at batch 1 and
- * 32, with the ratio. The backend line says which wasm build runs (FORGE_WASM_THREADS).
+ * 32, with the ratio. The backend line says which wasm build and which matmul run.
  */
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
