@@ -171,34 +171,78 @@ struct Product {
   }
 };
 
-napi_value Throw(napi_env env, const char* message) {
-  napi_throw_range_error(env, "E_NATIVE_GEMM", message);
+napi_value Throw(napi_env env, const std::string& message) {
+  napi_throw_range_error(env, "E_NATIVE_GEMM", message.c_str());
   return nullptr;
 }
 
-napi_value Gemm(napi_env env, napi_callback_info info) {
-  size_t argc = 13;
-  napi_value argv[13];
-  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc != 13)
-    return Throw(env, "gemm takes 13 arguments");
+// A call's arguments: the heap (a Uint8Array), then `ints` non-negative integers, then
+// `numbers` numbers.
+struct Args {
+  uint8_t* heap = nullptr;
+  int64_t bytes = 0;
+  int64_t ints[12] = {};
+  double numbers[1] = {};
+};
+
+// Reads `name`'s arguments into `args`; false, with a JavaScript error thrown, when one is
+// missing or bad.
+bool Parse(napi_env env, napi_callback_info info, const std::string& name, size_t ints,
+           size_t numbers, Args& args) {
+  napi_value argv[14];
+  size_t argc = 14;
+  const size_t wanted = 1 + ints + numbers;
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc != wanted) {
+    Throw(env, name + " takes " + std::to_string(wanted) + " arguments");
+    return false;
+  }
   void* data = nullptr;
   size_t length = 0;
   napi_typedarray_type type;
   if (napi_get_typedarray_info(env, argv[0], &type, &length, &data, nullptr, nullptr) != napi_ok ||
-      type != napi_uint8_array)
-    return Throw(env, "gemm's heap must be a Uint8Array");
-  int64_t v[12];
-  for (int i = 0; i < 12; i++)
-    if (napi_get_value_int64(env, argv[i + 1], &v[i]) != napi_ok || v[i] < 0)
-      return Throw(env, "gemm's offsets, sizes and strides must be non-negative integers");
+      type != napi_uint8_array) {
+    Throw(env, name + "'s heap must be a Uint8Array");
+    return false;
+  }
+  for (size_t i = 0; i < ints; i++) {
+    if (napi_get_value_int64(env, argv[1 + i], &args.ints[i]) != napi_ok || args.ints[i] < 0) {
+      Throw(env, name + "'s offsets and sizes must be non-negative integers");
+      return false;
+    }
+  }
+  for (size_t i = 0; i < numbers; i++) {
+    if (napi_get_value_double(env, argv[1 + ints + i], &args.numbers[i]) != napi_ok) {
+      Throw(env, name + "'s last argument must be a number");
+      return false;
+    }
+  }
+  args.heap = static_cast<uint8_t*>(data);
+  args.bytes = static_cast<int64_t>(length);
+  return true;
+}
+
+// Every offset float-aligned, with `floats` floats from it inside the heap.
+bool Inside(const Args& args, std::initializer_list<int64_t> offsets, int64_t floats) {
+  for (int64_t offset : offsets)
+    if (offset % 4 != 0 || offset + 4 * floats > args.bytes) return false;
+  return true;
+}
+
+template <typename T>
+T* At(const Args& args, int64_t offset) {
+  return reinterpret_cast<T*>(args.heap + offset);
+}
+
+napi_value Gemm(napi_env env, napi_callback_info info) {
+  Args args;
+  if (!Parse(env, info, "gemm", 12, 0, args)) return nullptr;
+  const int64_t* v = args.ints;
   Product p;
   p.batch = v[3], p.m = v[4], p.n = v[5], p.k = v[6];
   p.transA = v[7] != 0, p.transB = v[8] != 0;
   p.strideA = v[9], p.strideB = v[10], p.strideC = v[11];
-  const int64_t bytes = static_cast<int64_t>(length);
   auto fits = [&](int64_t offset, int64_t stride, int64_t size) {
-    return offset % 4 == 0 && p.batch > 0 &&
-           offset + 4 * ((p.batch - 1) * stride + size) <= bytes;
+    return p.batch > 0 && Inside(args, {offset}, (p.batch - 1) * stride + size);
   };
   if (p.batch == 0 || p.m == 0 || p.n == 0) return nullptr;
   if (p.m > INT32_MAX || p.n > INT32_MAX || p.k > INT32_MAX)
@@ -206,10 +250,9 @@ napi_value Gemm(napi_env env, napi_callback_info info) {
   if (!fits(v[0], p.strideA, p.m * p.k) || !fits(v[1], p.strideB, p.k * p.n) ||
       !fits(v[2], p.strideC, p.m * p.n))
     return Throw(env, "gemm's operands lie outside the heap");
-  auto* heap = static_cast<uint8_t*>(data);
-  p.a = reinterpret_cast<const float*>(heap + v[0]);
-  p.b = reinterpret_cast<const float*>(heap + v[1]);
-  p.c = reinterpret_cast<float*>(heap + v[2]);
+  p.a = At<const float>(args, v[0]);
+  p.b = At<const float>(args, v[1]);
+  p.c = At<float>(args, v[2]);
   p.Run();
   return nullptr;
 }
@@ -328,56 +371,24 @@ void GeluGradScalar(const float* dy, const float* x, const float* s, float* dx, 
   }
 }
 
-// The heap and `count` float arrays at the byte offsets in argv[1..arrays]; false (with a
-// JavaScript error thrown) when an argument is bad or an array lies outside the heap.
-bool Arrays(napi_env env, napi_callback_info info, size_t arrays, const char* name,
-            std::vector<float*>& out, int64_t& count) {
-  napi_value argv[8];
-  size_t argc = 8;
-  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc != arrays + 2) {
-    Throw(env, (std::string(name) + " takes " + std::to_string(arrays + 2) + " arguments").c_str());
-    return false;
-  }
-  void* data = nullptr;
-  size_t length = 0;
-  napi_typedarray_type type;
-  if (napi_get_typedarray_info(env, argv[0], &type, &length, &data, nullptr, nullptr) != napi_ok ||
-      type != napi_uint8_array) {
-    Throw(env, (std::string(name) + "'s heap must be a Uint8Array").c_str());
-    return false;
-  }
-  std::vector<int64_t> offsets(arrays);
-  for (size_t i = 0; i <= arrays; i++) {
-    int64_t value;
-    if (napi_get_value_int64(env, argv[i + 1], &value) != napi_ok || value < 0) {
-      Throw(env, (std::string(name) + "'s offsets and count must be non-negative integers").c_str());
-      return false;
-    }
-    if (i < arrays) offsets[i] = value; else count = value;
-  }
-  for (int64_t offset : offsets) {
-    if (offset % 4 != 0 || offset + 4 * count > static_cast<int64_t>(length)) {
-      Throw(env, (std::string(name) + "'s operands lie outside the heap").c_str());
-      return false;
-    }
-    out.push_back(reinterpret_cast<float*>(static_cast<uint8_t*>(data) + offset));
-  }
-  return true;
-}
-
 napi_value Gelu(napi_env env, napi_callback_info info) {
-  std::vector<float*> a;
-  int64_t n = 0;
-  if (!Arrays(env, info, 3, "gelu", a, n)) return nullptr;
-  (kHasAvx2 ? GeluAvx2 : GeluScalar)(a[0], a[1], a[2], n);
+  Args args;
+  if (!Parse(env, info, "gelu", 4, 0, args)) return nullptr;
+  const int64_t* v = args.ints;
+  if (!Inside(args, {v[0], v[1], v[2]}, v[3])) return Throw(env, "gelu's operands lie outside the heap");
+  (kHasAvx2 ? GeluAvx2 : GeluScalar)(At<const float>(args, v[0]), At<float>(args, v[1]),
+                                     At<float>(args, v[2]), v[3]);
   return nullptr;
 }
 
 napi_value GeluGrad(napi_env env, napi_callback_info info) {
-  std::vector<float*> a;
-  int64_t n = 0;
-  if (!Arrays(env, info, 4, "geluGrad", a, n)) return nullptr;
-  (kHasAvx2 ? GeluGradAvx2 : GeluGradScalar)(a[0], a[1], a[2], a[3], n);
+  Args args;
+  if (!Parse(env, info, "geluGrad", 5, 0, args)) return nullptr;
+  const int64_t* v = args.ints;
+  if (!Inside(args, {v[0], v[1], v[2], v[3]}, v[4]))
+    return Throw(env, "geluGrad's operands lie outside the heap");
+  (kHasAvx2 ? GeluGradAvx2 : GeluGradScalar)(At<const float>(args, v[0]), At<const float>(args, v[1]),
+                                             At<const float>(args, v[2]), At<float>(args, v[3]), v[4]);
   return nullptr;
 }
 
@@ -451,30 +462,11 @@ void SoftmaxGradRowsScalar(const float* dy, const float* p, float* dx, int64_t r
 }
 
 napi_value Exp(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
-  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc != 4)
-    return Throw(env, "exp takes 4 arguments");
-  void* data = nullptr;
-  size_t length = 0;
-  napi_typedarray_type type;
-  if (napi_get_typedarray_info(env, argv[0], &type, &length, &data, nullptr, nullptr) != napi_ok ||
-      type != napi_uint8_array)
-    return Throw(env, "exp's heap must be a Uint8Array");
-  int64_t v[3];
-  for (int i = 0; i < 3; i++)
-    if (napi_get_value_int64(env, argv[i + 1], &v[i]) != napi_ok || v[i] < 0)
-      return Throw(env, "exp's offsets and count must be non-negative integers");
-  const int64_t bytes = static_cast<int64_t>(length);
-  if (v[0] % 4 != 0 || v[1] % 4 != 0 || v[0] + 4 * v[2] > bytes || v[1] + 4 * v[2] > bytes)
-    return Throw(env, "exp's operands lie outside the heap");
-  auto* heap = static_cast<uint8_t*>(data);
-  const auto* in = reinterpret_cast<const float*>(heap + v[0]);
-  auto* out = reinterpret_cast<float*>(heap + v[1]);
-  if (kHasAvx2)
-    ExpAvx2(in, out, v[2]);
-  else
-    ExpScalar(in, out, v[2]);
+  Args args;
+  if (!Parse(env, info, "exp", 3, 0, args)) return nullptr;
+  const int64_t* v = args.ints;
+  if (!Inside(args, {v[0], v[1]}, v[2])) return Throw(env, "exp's operands lie outside the heap");
+  (kHasAvx2 ? ExpAvx2 : ExpScalar)(At<const float>(args, v[0]), At<float>(args, v[1]), v[2]);
   return nullptr;
 }
 
@@ -487,42 +479,25 @@ napi_value Exp(napi_env env, napi_callback_info info) {
 // headDim]; values transposed, [batch, kvHeads, headDim, capacity]; out [batch, heads,
 // headDim]; starts int32 [batch]. Offsets in bytes.
 napi_value Attend(napi_env env, napi_callback_info info) {
-  size_t argc = 14;
-  napi_value argv[14];
-  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc != 14)
-    return Throw(env, "attend takes 14 arguments");
-  void* data = nullptr;
-  size_t length = 0;
-  napi_typedarray_type type;
-  if (napi_get_typedarray_info(env, argv[0], &type, &length, &data, nullptr, nullptr) != napi_ok ||
-      type != napi_uint8_array)
-    return Throw(env, "attend's heap must be a Uint8Array");
-  int64_t v[12];
-  for (int i = 0; i < 12; i++)
-    if (napi_get_value_int64(env, argv[i + 1], &v[i]) != napi_ok || v[i] < 0)
-      return Throw(env, "attend's offsets and sizes must be non-negative integers");
-  double scale;
-  if (napi_get_value_double(env, argv[13], &scale) != napi_ok)
-    return Throw(env, "attend's scale must be a number");
+  Args args;
+  if (!Parse(env, info, "attend", 12, 1, args)) return nullptr;
+  const int64_t* v = args.ints;
+  const double scale = args.numbers[0];
   const int64_t qOff = v[0], qRow = v[1], kOff = v[2], vOff = v[3], oOff = v[4], sOff = v[5];
   const int64_t batch = v[6], heads = v[7], kvHeads = v[8], hd = v[9], capacity = v[10],
                 end = v[11];
-  const int64_t bytes = static_cast<int64_t>(length);
   const bool shape = batch > 0 && heads > 0 && kvHeads > 0 && heads % kvHeads == 0 && hd > 0 &&
                      end <= capacity && qRow >= heads * hd;
   if (!shape) return Throw(env, "attend's shape is inconsistent");
-  const int64_t cache = 4 * batch * kvHeads * capacity * hd;
-  const bool inside = qOff + 4 * ((batch - 1) * qRow + heads * hd) <= bytes &&
-                      kOff + cache <= bytes && vOff + cache <= bytes &&
-                      oOff + 4 * batch * heads * hd <= bytes && sOff + 4 * batch <= bytes &&
-                      (qOff | kOff | vOff | oOff | sOff) % 4 == 0;
-  if (!inside) return Throw(env, "attend's operands lie outside the heap");
-  auto* heap = static_cast<uint8_t*>(data);
-  const auto* q = reinterpret_cast<const float*>(heap + qOff);
-  const auto* keys = reinterpret_cast<const float*>(heap + kOff);
-  const auto* vals = reinterpret_cast<const float*>(heap + vOff);
-  auto* out = reinterpret_cast<float*>(heap + oOff);
-  const auto* starts = reinterpret_cast<const int32_t*>(heap + sOff);
+  const int64_t cache = batch * kvHeads * capacity * hd;
+  if (!Inside(args, {qOff}, (batch - 1) * qRow + heads * hd) || !Inside(args, {kOff, vOff}, cache) ||
+      !Inside(args, {oOff}, batch * heads * hd) || !Inside(args, {sOff}, batch))
+    return Throw(env, "attend's operands lie outside the heap");
+  const auto* q = At<const float>(args, qOff);
+  const auto* keys = At<const float>(args, kOff);
+  const auto* vals = At<const float>(args, vOff);
+  auto* out = At<float>(args, oOff);
+  const auto* starts = At<const int32_t>(args, sOff);
   float (*dot)(const float*, const float*, int64_t) = kHasAvx2 ? DotAvx2 : DotScalar;
   std::vector<float> scores(capacity);
   const int64_t group = heads / kvHeads;
@@ -558,51 +533,16 @@ napi_value Attend(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
-// Reads argv[1..ints] as non-negative integers after the heap in argv[0]; false (a JavaScript
-// error thrown) on a bad argument.
-bool Ints(napi_env env, napi_callback_info info, size_t ints, const char* name, uint8_t*& heap,
-          int64_t& bytes, int64_t* out) {
-  napi_value argv[10];
-  size_t argc = 10;
-  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc != ints + 1) {
-    Throw(env, (std::string(name) + " takes " + std::to_string(ints + 1) + " arguments").c_str());
-    return false;
-  }
-  void* data = nullptr;
-  size_t length = 0;
-  napi_typedarray_type type;
-  if (napi_get_typedarray_info(env, argv[0], &type, &length, &data, nullptr, nullptr) != napi_ok ||
-      type != napi_uint8_array) {
-    Throw(env, (std::string(name) + "'s heap must be a Uint8Array").c_str());
-    return false;
-  }
-  for (size_t i = 0; i < ints; i++) {
-    if (napi_get_value_int64(env, argv[i + 1], &out[i]) != napi_ok || out[i] < 0) {
-      Throw(env, (std::string(name) + "'s offsets and sizes must be non-negative integers").c_str());
-      return false;
-    }
-  }
-  heap = static_cast<uint8_t*>(data);
-  bytes = static_cast<int64_t>(length);
-  return true;
-}
-
-bool Inside(int64_t bytes, std::initializer_list<int64_t> offsets, int64_t floats) {
-  for (int64_t offset : offsets)
-    if (offset % 4 != 0 || offset + 4 * floats > bytes) return false;
-  return true;
-}
-
 napi_value CausalSoftmax(napi_env env, napi_callback_info info) {
-  uint8_t* heap;
-  int64_t bytes, v[5];
-  if (!Ints(env, info, 5, "causalSoftmax", heap, bytes, v)) return nullptr;
+  Args args;
+  if (!Parse(env, info, "causalSoftmax", 5, 0, args)) return nullptr;
+  const int64_t* v = args.ints;
   const int64_t rows = v[2], t = v[3], tk = v[4];
   if (t == 0 || tk < t || rows % t != 0) return Throw(env, "causalSoftmax's shape is inconsistent");
-  if (!Inside(bytes, {v[0], v[1]}, rows * tk))
+  if (!Inside(args, {v[0], v[1]}, rows * tk))
     return Throw(env, "causalSoftmax's operands lie outside the heap");
-  const auto* s = reinterpret_cast<const float*>(heap + v[0]);
-  auto* p = reinterpret_cast<float*>(heap + v[1]);
+  const auto* s = At<const float>(args, v[0]);
+  auto* p = At<float>(args, v[1]);
   ForRows(rows, rows * tk, [&](int64_t r0, int64_t r1) {
     (kHasAvx2 ? CausalSoftmaxRowsAvx2 : CausalSoftmaxRowsScalar)(s, p, r0, r1, t, tk);
   });
@@ -610,15 +550,15 @@ napi_value CausalSoftmax(napi_env env, napi_callback_info info) {
 }
 
 napi_value SoftmaxGrad(napi_env env, napi_callback_info info) {
-  uint8_t* heap;
-  int64_t bytes, v[5];
-  if (!Ints(env, info, 5, "softmaxGrad", heap, bytes, v)) return nullptr;
+  Args args;
+  if (!Parse(env, info, "softmaxGrad", 5, 0, args)) return nullptr;
+  const int64_t* v = args.ints;
   const int64_t rows = v[3], cols = v[4];
-  if (!Inside(bytes, {v[0], v[1], v[2]}, rows * cols))
+  if (!Inside(args, {v[0], v[1], v[2]}, rows * cols))
     return Throw(env, "softmaxGrad's operands lie outside the heap");
-  const auto* dy = reinterpret_cast<const float*>(heap + v[0]);
-  const auto* p = reinterpret_cast<const float*>(heap + v[1]);
-  auto* dx = reinterpret_cast<float*>(heap + v[2]);
+  const auto* dy = At<const float>(args, v[0]);
+  const auto* p = At<const float>(args, v[1]);
+  auto* dx = At<float>(args, v[2]);
   ForRows(rows, rows * cols, [&](int64_t r0, int64_t r1) {
     (kHasAvx2 ? SoftmaxGradRowsAvx2 : SoftmaxGradRowsScalar)(dy, p, dx, r0, r1, cols);
   });
