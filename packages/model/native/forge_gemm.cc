@@ -12,6 +12,8 @@
 // the wasm backend's own Exp calls the C library once per element, ~10× slower.
 // gelu(heap, x, y, s, count) is tanh-GELU for training: y = x·σ(2u), u = c·(x + k·x³), saving
 // σ(2u) in s; geluGrad(heap, dy, x, s, dx, count) is its gradient, dy·(σ + x·σ(1−σ)·2c(1+3kx²)).
+// adamw(heap, x, m, v, g, x2, m2, v2, count, β1, β2, 1−β1^t, 1−β2^t, ε, lr, lr·decay): one
+// AdamW update into x2, m2, v2 (see src/optimizer.ts).
 // causalSoftmax(heap, s, p, rows, t, tk): softmax of attention scores [rows = B·H·T, tk] where
 // row r (query r mod t) sees keys up to (r mod t) + tk − t, zero beyond; softmaxGrad(heap, dy,
 // p, dx, rows, cols): dx = p ⊙ (dy − Σ p ⊙ dy), row by row. Both split rows across the pool.
@@ -182,15 +184,15 @@ struct Args {
   uint8_t* heap = nullptr;
   int64_t bytes = 0;
   int64_t ints[12] = {};
-  double numbers[1] = {};
+  double numbers[8] = {};
 };
 
 // Reads `name`'s arguments into `args`; false, with a JavaScript error thrown, when one is
 // missing or bad.
 bool Parse(napi_env env, napi_callback_info info, const std::string& name, size_t ints,
            size_t numbers, Args& args) {
-  napi_value argv[14];
-  size_t argc = 14;
+  napi_value argv[21];
+  size_t argc = 21;
   const size_t wanted = 1 + ints + numbers;
   if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc != wanted) {
     Throw(env, name + " takes " + std::to_string(wanted) + " arguments");
@@ -354,8 +356,8 @@ void GeluScalar(const float* x, float* y, float* s, int64_t n) {
   }
 }
 
-__attribute__((target("avx2,fma"))) void GeluGradAvx2(const float* dy, const float* x,
-                                                       const float* s, float* dx, int64_t n) {
+__attribute__((always_inline)) inline void GeluGradBody(const float* dy, const float* x,
+                                                        const float* s, float* dx, int64_t n) {
   for (int64_t i = 0; i < n; i++) {
     const float v = x[i], sigma = s[i];
     const float du = 2.0f * kGeluC * (1.0f + 3.0f * kGeluK * v * v);
@@ -363,12 +365,13 @@ __attribute__((target("avx2,fma"))) void GeluGradAvx2(const float* dy, const flo
   }
 }
 
+__attribute__((target("avx2,fma"))) void GeluGradAvx2(const float* dy, const float* x,
+                                                       const float* s, float* dx, int64_t n) {
+  GeluGradBody(dy, x, s, dx, n);
+}
+
 void GeluGradScalar(const float* dy, const float* x, const float* s, float* dx, int64_t n) {
-  for (int64_t i = 0; i < n; i++) {
-    const float v = x[i], sigma = s[i];
-    const float du = 2.0f * kGeluC * (1.0f + 3.0f * kGeluK * v * v);
-    dx[i] = dy[i] * (sigma + v * sigma * (1.0f - sigma) * du);
-  }
+  GeluGradBody(dy, x, s, dx, n);
 }
 
 napi_value Gelu(napi_env env, napi_callback_info info) {
@@ -565,6 +568,45 @@ napi_value SoftmaxGrad(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// One body, compiled twice: plainly, and inside an AVX2+FMA function that lets GCC vectorise it.
+__attribute__((always_inline)) inline void AdamWBody(const float* x, const float* m,
+                                                     const float* v, const float* g, float* x2,
+                                                     float* m2, float* v2, int64_t n,
+                                                     const double* c) {
+  const float beta1 = c[0], beta2 = c[1], correction1 = c[2], correction2 = c[3], epsilon = c[4],
+              lr = c[5], decay = c[6];
+  for (int64_t i = 0; i < n; i++) {
+    const float mi = m[i] * beta1 + g[i] * (1.0f - beta1);
+    const float vi = v[i] * beta2 + g[i] * g[i] * (1.0f - beta2);
+    m2[i] = mi;
+    v2[i] = vi;
+    x2[i] = x[i] - lr * (mi / correction1) / (std::sqrt(vi / correction2) + epsilon) - decay * x[i];
+  }
+}
+
+__attribute__((target("avx2,fma"))) void AdamWAvx2(const float* x, const float* m, const float* v,
+                                                    const float* g, float* x2, float* m2, float* v2,
+                                                    int64_t n, const double* c) {
+  AdamWBody(x, m, v, g, x2, m2, v2, n, c);
+}
+
+void AdamWScalar(const float* x, const float* m, const float* v, const float* g, float* x2,
+                 float* m2, float* v2, int64_t n, const double* c) {
+  AdamWBody(x, m, v, g, x2, m2, v2, n, c);
+}
+
+napi_value AdamW(napi_env env, napi_callback_info info) {
+  Args args;
+  if (!Parse(env, info, "adamw", 8, 7, args)) return nullptr;
+  const int64_t* v = args.ints;
+  if (!Inside(args, {v[0], v[1], v[2], v[3], v[4], v[5], v[6]}, v[7]))
+    return Throw(env, "adamw's operands lie outside the heap");
+  (kHasAvx2 ? AdamWAvx2 : AdamWScalar)(At<const float>(args, v[0]), At<const float>(args, v[1]), At<const float>(args, v[2]),
+              At<const float>(args, v[3]), At<float>(args, v[4]), At<float>(args, v[5]),
+              At<float>(args, v[6]), v[7], args.numbers);
+  return nullptr;
+}
+
 napi_value Threads(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -595,6 +637,8 @@ napi_value Init(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "causalSoftmax", fn);
   napi_create_function(env, "softmaxGrad", NAPI_AUTO_LENGTH, SoftmaxGrad, nullptr, &fn);
   napi_set_named_property(env, exports, "softmaxGrad", fn);
+  napi_create_function(env, "adamw", NAPI_AUTO_LENGTH, AdamW, nullptr, &fn);
+  napi_set_named_property(env, exports, "adamw", fn);
   napi_create_function(env, "gelu", NAPI_AUTO_LENGTH, Gelu, nullptr, &fn);
   napi_set_named_property(env, exports, "gelu", fn);
   napi_create_function(env, "geluGrad", NAPI_AUTO_LENGTH, GeluGrad, nullptr, &fn);

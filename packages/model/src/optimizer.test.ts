@@ -1,6 +1,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { initBackend } from "./backend/select.js";
+import { activeNativeGemm, setNativeGemm } from "./backend/wasm-kernels.js";
 import { AdamW, setFusedAdamW } from "./optimizer.js";
 
 beforeAll(async () => {
@@ -37,9 +38,18 @@ function run(fused: boolean): number[][][] {
 }
 
 describe("AdamW", () => {
-  it("the one-kernel update on wasm gives the tfjs composition's parameters and moments", () => {
+  it("the one-kernel update on wasm (on the native addon where it is loaded, and in JS) gives the tfjs composition's parameters and moments", () => {
+    const addon = activeNativeGemm();
     const fused = run(true);
+    setNativeGemm(undefined);
+    const inJs = run(true);
+    setNativeGemm(addon);
     const composed = run(false);
+    compareRuns(inJs, composed);
+    compareRuns(fused, composed);
+  });
+
+  function compareRuns(fused: number[][][], composed: number[][][]): void {
     expect(fused.length).toBe(composed.length);
     for (let s = 0; s < fused.length; s++) {
       for (let p = 0; p < fused[s]!.length; p++) {
@@ -53,7 +63,7 @@ describe("AdamW", () => {
         }
       }
     }
-  });
+  }
 
   it("decays matrices only: a zero gradient shrinks a matrix by lr·decay and leaves a vector", () => {
     const w = tf.variable(tf.ones([2, 2]), true, "decay-w");

@@ -62,6 +62,28 @@ export interface NativeGemmModule {
     rows: number,
     cols: number,
   ): void;
+  /**
+   * One AdamW update into x2, m2, v2 (float32, byte offsets): constants β1, β2, 1−β1^t,
+   * 1−β2^t, ε, lr, lr·decay, as optimizer.ts computes them.
+   */
+  adamw(
+    heap: Uint8Array,
+    x: number,
+    m: number,
+    v: number,
+    g: number,
+    x2: number,
+    m2: number,
+    v2: number,
+    count: number,
+    beta1: number,
+    beta2: number,
+    correction1: number,
+    correction2: number,
+    epsilon: number,
+    lr: number,
+    decay: number,
+  ): void;
   /** Training tanh-GELU: y = x·σ(2u) and σ(2u) into s (float32, byte offsets). */
   gelu(heap: Uint8Array, x: number, y: number, s: number, count: number): void;
   /** Its gradient: dx = dy·(σ + x·σ(1−σ)·2c(1 + 3k·x²)), from x and the saved σ. */

@@ -532,7 +532,8 @@ export interface AdamWAttrs {
  * One AdamW update of a parameter: new x, m and v from x, m, v and the gradient g, in one pass
  * where the tfjs composition dispatches ~14 kernels (and allocates a scalar tensor for each
  * constant). A training step updates every parameter, so this is ~700 dispatches a step for a
- * 4-layer GPT. Arithmetic in float64, stored as float32.
+ * 4-layer GPT. On the native addon where it is loaded (float32 arithmetic); else a JS loop in
+ * float64, stored as float32.
  */
 function fusedAdamW(args: {
   inputs: { x: TensorInfo; m: TensorInfo; v: TensorInfo; g: TensorInfo };
@@ -565,6 +566,28 @@ function fusedAdamW(args: {
     Float32Array,
   ];
   const { beta1, beta2, correction1, correction2, epsilon, lr, decay } = attrs;
+  if (nativeGemm) {
+    const at = (t: TensorInfo) => backend.dataIdMap.get(t.dataId).memoryOffset;
+    nativeGemm.adamw(
+      backend.wasm.HEAPU8,
+      at(x),
+      at(m),
+      at(v),
+      at(g),
+      at(outX),
+      at(outM),
+      at(outV),
+      px.length,
+      beta1,
+      beta2,
+      correction1,
+      correction2,
+      epsilon,
+      lr,
+      decay,
+    );
+    return [outX, outM, outV];
+  }
   const keep1 = 1 - beta1;
   const keep2 = 1 - beta2;
   for (let i = 0; i < px.length; i++) {
