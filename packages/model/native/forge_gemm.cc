@@ -14,6 +14,9 @@
 // σ(2u) in s; geluGrad(heap, dy, x, s, dx, count) is its gradient, dy·(σ + x·σ(1−σ)·2c(1+3kx²)).
 // adamw(heap, x, m, v, g, x2, m2, v2, count, β1, β2, 1−β1^t, 1−β2^t, ε, lr, lr·decay): one
 // AdamW update into x2, m2, v2 (see src/optimizer.ts).
+// layerNorm(heap, x, gamma, beta, y, xhat, rstd, rows, cols, hasBeta, ε): training LayerNorm
+// over the last axis, saving x̂ and 1/σ per row; layerNormGrad(heap, dy, gamma, xhat, rstd, dx,
+// rows, cols): dx = rstd·(d − mean(d) − x̂·mean(d·x̂)) with d = dy·γ.
 // causalSoftmax(heap, s, p, rows, t, tk): softmax of attention scores [rows = B·H·T, tk] where
 // row r (query r mod t) sees keys up to (r mod t) + tk − t, zero beyond; softmaxGrad(heap, dy,
 // p, dx, rows, cols): dx = p ⊙ (dy − Σ p ⊙ dy), row by row. Both split rows across the pool.
@@ -607,6 +610,75 @@ napi_value AdamW(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+napi_value LayerNorm(napi_env env, napi_callback_info info) {
+  Args args;
+  if (!Parse(env, info, "layerNorm", 9, 1, args)) return nullptr;
+  const int64_t* v = args.ints;
+  const int64_t rows = v[6], cols = v[7];
+  const bool hasBeta = v[8] != 0;
+  if (cols == 0 || !Inside(args, {v[0], v[3], v[4]}, rows * cols) ||
+      !Inside(args, {v[1]}, cols) || (hasBeta && !Inside(args, {v[2]}, cols)) ||
+      !Inside(args, {v[5]}, rows))
+    return Throw(env, "layerNorm's operands lie outside the heap");
+  const float* x = At<const float>(args, v[0]);
+  const float* gamma = At<const float>(args, v[1]);
+  const float* beta = hasBeta ? At<const float>(args, v[2]) : nullptr;
+  float* y = At<float>(args, v[3]);
+  float* xhat = At<float>(args, v[4]);
+  float* rstd = At<float>(args, v[5]);
+  const double epsilon = args.numbers[0];
+  ForRows(rows, rows * cols, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) {
+      const float* in = x + r * cols;
+      double sum = 0;
+      for (int64_t c = 0; c < cols; c++) sum += in[c];
+      const float mean = static_cast<float>(sum / cols);
+      double squares = 0;
+      for (int64_t c = 0; c < cols; c++) squares += (in[c] - mean) * (in[c] - mean);
+      const float inverse = static_cast<float>(1.0 / std::sqrt(squares / cols + epsilon));
+      rstd[r] = inverse;
+      float* h = xhat + r * cols;
+      float* out = y + r * cols;
+      for (int64_t c = 0; c < cols; c++) {
+        h[c] = (in[c] - mean) * inverse;
+        out[c] = beta ? h[c] * gamma[c] + beta[c] : h[c] * gamma[c];
+      }
+    }
+  });
+  return nullptr;
+}
+
+napi_value LayerNormGrad(napi_env env, napi_callback_info info) {
+  Args args;
+  if (!Parse(env, info, "layerNormGrad", 7, 0, args)) return nullptr;
+  const int64_t* v = args.ints;
+  const int64_t rows = v[5], cols = v[6];
+  if (cols == 0 || !Inside(args, {v[0], v[2], v[4]}, rows * cols) || !Inside(args, {v[1]}, cols) ||
+      !Inside(args, {v[3]}, rows))
+    return Throw(env, "layerNormGrad's operands lie outside the heap");
+  const float* dy = At<const float>(args, v[0]);
+  const float* gamma = At<const float>(args, v[1]);
+  const float* xhat = At<const float>(args, v[2]);
+  const float* rstd = At<const float>(args, v[3]);
+  float* dx = At<float>(args, v[4]);
+  ForRows(rows, rows * cols, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) {
+      const float* g = dy + r * cols;
+      const float* h = xhat + r * cols;
+      double meanD = 0, meanDX = 0;
+      for (int64_t c = 0; c < cols; c++) {
+        const float d = g[c] * gamma[c];
+        meanD += d;
+        meanDX += d * h[c];
+      }
+      const float a = static_cast<float>(meanD / cols), b = static_cast<float>(meanDX / cols);
+      float* out = dx + r * cols;
+      for (int64_t c = 0; c < cols; c++) out[c] = (g[c] * gamma[c] - a - h[c] * b) * rstd[r];
+    }
+  });
+  return nullptr;
+}
+
 napi_value Threads(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -637,6 +709,10 @@ napi_value Init(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "causalSoftmax", fn);
   napi_create_function(env, "softmaxGrad", NAPI_AUTO_LENGTH, SoftmaxGrad, nullptr, &fn);
   napi_set_named_property(env, exports, "softmaxGrad", fn);
+  napi_create_function(env, "layerNorm", NAPI_AUTO_LENGTH, LayerNorm, nullptr, &fn);
+  napi_set_named_property(env, exports, "layerNorm", fn);
+  napi_create_function(env, "layerNormGrad", NAPI_AUTO_LENGTH, LayerNormGrad, nullptr, &fn);
+  napi_set_named_property(env, exports, "layerNormGrad", fn);
   napi_create_function(env, "adamw", NAPI_AUTO_LENGTH, AdamW, nullptr, &fn);
   napi_set_named_property(env, exports, "adamw", fn);
   napi_create_function(env, "gelu", NAPI_AUTO_LENGTH, Gelu, nullptr, &fn);

@@ -135,6 +135,27 @@ describe("hand-written gradients equal tfjs autodiff of the plain compositions",
         [x, g],
       ),
     ));
+  it("LayerNorm with and without bias, without the native addon", () => {
+    const addon = activeNativeGemm();
+    setNativeGemm(undefined);
+    try {
+      for (const withBias of [true, false])
+        compare(() =>
+          valueAndGrads(
+            (a, gg, bb) =>
+              tf.sum(
+                tf.mul(
+                  layerNorm(a as tf.Tensor2D, gg!, withBias ? bb : undefined, 1e-5),
+                  weights.slice([0, 0], [64, 24]),
+                ),
+              ),
+            withBias ? [x, g, beta] : [x, g],
+          ),
+        );
+    } finally {
+      setNativeGemm(addon);
+    }
+  });
   it("linear", () =>
     compare(() =>
       valueAndGrads(

@@ -21,6 +21,8 @@ import {
   FORGE_GELU_GRAD,
   FORGE_GELU_TRAIN,
   FORGE_LAYER_NORM,
+  FORGE_LAYER_NORM_GRAD,
+  FORGE_LAYER_NORM_TRAIN,
   FORGE_SOFTMAX_GRAD,
   FUSED_GELU_MAX_ELEMENTS,
   GELU_C,
@@ -228,6 +230,38 @@ const layerNormNoBias = (epsilon: number) =>
     };
   });
 
+/** LayerNorm with both passes on the native addon (wasm only, where it is loaded). */
+const layerNormNative = (epsilon: number, withBias: boolean) =>
+  custom((inputs, save) => {
+    const [x, gamma, beta] = inputs as [tf.Tensor2D, tf.Tensor1D, tf.Tensor1D | undefined];
+    const [y, xhat, rstd] = tf
+      .engine()
+      .runKernel(FORGE_LAYER_NORM_TRAIN, beta ? { x, gamma, beta } : { x, gamma }, {
+        epsilon,
+      } as never) as tf.Tensor[];
+    save([xhat!, rstd!, gamma]);
+    return {
+      value: y!,
+      gradFunc: (dy, saved) => {
+        const [xh, rs, g] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor1D];
+        const d = dy as tf.Tensor2D;
+        const grads = [
+          () =>
+            tf
+              .engine()
+              .runKernel(
+                FORGE_LAYER_NORM_GRAD,
+                { dy: d, gamma: g, xhat: xh, rstd: rs },
+                {},
+              ) as tf.Tensor,
+          () => columnSums(tf.mul(d, xh) as tf.Tensor2D),
+        ];
+        if (withBias) grads.push(() => columnSums(d));
+        return grads;
+      },
+    };
+  });
+
 const layerNormOps = new Map<string, (...inputs: tf.Tensor[]) => tf.Tensor>();
 
 /** LayerNorm over the last axis of x [N, C] with gain (and bias). */
@@ -246,10 +280,12 @@ export function layerNorm(
     return (beta ? tf.add(scaled, beta) : scaled) as tf.Tensor2D;
   }
   if (!handWritten) return layerNormPlain(x, gamma, beta, epsilon);
-  const key = `${beta ? "b" : "n"}${epsilon}`;
+  const native = tf.getBackend() === "wasm" && activeNativeGemm() !== undefined;
+  const key = `${native ? "native" : "tfjs"}${beta ? "b" : "n"}${epsilon}`;
   let op = layerNormOps.get(key);
   if (!op) {
-    op = beta ? layerNormWithBias(epsilon) : layerNormNoBias(epsilon);
+    if (native) op = layerNormNative(epsilon, beta !== undefined);
+    else op = beta ? layerNormWithBias(epsilon) : layerNormNoBias(epsilon);
     layerNormOps.set(key, op);
   }
   return (beta ? op(x, gamma, beta) : op(x, gamma)) as tf.Tensor2D;

@@ -62,6 +62,31 @@ export interface NativeGemmModule {
     rows: number,
     cols: number,
   ): void;
+  /** Training LayerNorm over the last axis: y, and x̂ and 1/σ per row for the gradient. */
+  layerNorm(
+    heap: Uint8Array,
+    x: number,
+    gamma: number,
+    beta: number,
+    y: number,
+    xhat: number,
+    rstd: number,
+    rows: number,
+    cols: number,
+    hasBeta: number,
+    epsilon: number,
+  ): void;
+  /** LayerNorm's input gradient: rstd·(d − mean(d) − x̂·mean(d·x̂)), d = dy·γ. */
+  layerNormGrad(
+    heap: Uint8Array,
+    dy: number,
+    gamma: number,
+    xhat: number,
+    rstd: number,
+    dx: number,
+    rows: number,
+    cols: number,
+  ): void;
   /**
    * One AdamW update into x2, m2, v2 (float32, byte offsets): constants β1, β2, 1−β1^t,
    * 1−β2^t, ε, lr, lr·decay, as optimizer.ts computes them.

@@ -74,6 +74,10 @@ export const GELU_K = 0.044715;
 export const FORGE_GELU = "ForgeGelu";
 /** Elements up to which the fused GELU beats XNNPACK's vectorised composition (dispatch-bound). */
 export const FUSED_GELU_MAX_ELEMENTS = 65_536;
+/** Training LayerNorm on the native addon: outputs y, x̂ and 1/σ (see `nativeLayerNorm`). */
+export const FORGE_LAYER_NORM_TRAIN = "ForgeLayerNormTrain";
+/** LayerNorm's input gradient from dy, γ, x̂ and 1/σ. */
+export const FORGE_LAYER_NORM_GRAD = "ForgeLayerNormGrad";
 /** Causal attention softmax on the native addon (see `nativeCausalSoftmax`). */
 export const FORGE_CAUSAL_SOFTMAX = "ForgeCausalSoftmax";
 /** Softmax's gradient from dy and the softmax. */
@@ -644,6 +648,69 @@ function sameFloat32(kernel: string, tensors: TensorInfo[]): void {
   }
 }
 
+/** Training LayerNorm over the last axis of x [N, C]: [y, x̂, 1/σ ([N, 1])] in one pass. */
+function nativeLayerNorm(args: {
+  inputs: { x: TensorInfo; gamma: TensorInfo; beta?: TensorInfo };
+  backend: WasmBackend;
+  attrs: { epsilon: number };
+}): TensorInfo[] {
+  const native = requireNative(FORGE_LAYER_NORM_TRAIN);
+  const { backend, attrs } = args;
+  const { x, gamma, beta } = args.inputs;
+  const cols = x.shape[x.shape.length - 1]!;
+  sameFloat32(FORGE_LAYER_NORM_TRAIN, beta ? [gamma, beta] : [gamma]);
+  if (x.dtype !== "float32" || x.shape.length !== 2 || gamma.shape[0] !== cols) {
+    throw new ModelError(
+      "E_KERNEL_INPUT",
+      `${FORGE_LAYER_NORM_TRAIN}: x [${x.shape}] (float32, 2-D) needs gamma and beta of [${cols}]`,
+    );
+  }
+  const rows = x.shape[0]!;
+  const y = backend.makeOutput(x.shape, "float32");
+  const xhat = backend.makeOutput(x.shape, "float32");
+  const rstd = backend.makeOutput([rows, 1], "float32");
+  const at = (t: TensorInfo) => backend.dataIdMap.get(t.dataId).memoryOffset;
+  native.layerNorm(
+    backend.wasm.HEAPU8,
+    at(x),
+    at(gamma),
+    beta ? at(beta) : 0,
+    at(y),
+    at(xhat),
+    at(rstd),
+    rows,
+    cols,
+    beta ? 1 : 0,
+    attrs.epsilon,
+  );
+  return [y, xhat, rstd];
+}
+
+/** LayerNorm's input gradient from dy, γ and the saved x̂ and 1/σ. */
+function nativeLayerNormGrad(args: {
+  inputs: { dy: TensorInfo; gamma: TensorInfo; xhat: TensorInfo; rstd: TensorInfo };
+  backend: WasmBackend;
+}): TensorInfo {
+  const native = requireNative(FORGE_LAYER_NORM_GRAD);
+  const { backend } = args;
+  const { dy, gamma, xhat, rstd } = args.inputs;
+  sameFloat32(FORGE_LAYER_NORM_GRAD, [dy, xhat]);
+  const [rows, cols] = xhat.shape as [number, number];
+  const dx = backend.makeOutput(xhat.shape, "float32");
+  const at = (t: TensorInfo) => backend.dataIdMap.get(t.dataId).memoryOffset;
+  native.layerNormGrad(
+    backend.wasm.HEAPU8,
+    at(dy),
+    at(gamma),
+    at(xhat),
+    at(rstd),
+    at(dx),
+    rows,
+    cols,
+  );
+  return dx;
+}
+
 /**
  * Softmax of attention scores [B, H, T, Tk] where query i sees keys up to i + Tk − T (zero
  * beyond), in one pass on the addon; the composition adds a mask tensor and runs four kernels.
@@ -804,6 +871,8 @@ export function installWasmKernels(): void {
     });
   }
   for (const [kernelName, kernelFunc] of [
+    [FORGE_LAYER_NORM_TRAIN, nativeLayerNorm],
+    [FORGE_LAYER_NORM_GRAD, nativeLayerNormGrad],
     [FORGE_CAUSAL_SOFTMAX, nativeCausalSoftmax],
     [FORGE_SOFTMAX_GRAD, nativeSoftmaxGrad],
     [FORGE_GELU_TRAIN, nativeGelu],
