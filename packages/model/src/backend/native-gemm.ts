@@ -10,9 +10,9 @@
  * carries a hash of the source, the compiler flags and Node's ABI). Then the wasm backend's
  * `BatchMatMul` hands every float32 product to it — operands and result stay where tfjs put
  * them, in wasm memory, so nothing is copied — and so do `Exp` (the wasm kernel calls the C
- * library per element), training's GELU and causal softmax (forward and backward, one pass
- * each where the compositions run 4–7 kernels), and the JS decode step's products, GELU and
- * attention. Everything else still runs on wasm.
+ * library per element), training's GELU, LayerNorm and causal softmax (forward and backward,
+ * one pass each where the compositions run 4–9 kernels), AdamW's update, and the JS decode
+ * step's products, GELU and attention. Everything else still runs on wasm.
  *
  * `FORGE_NATIVE`: unset — use it where it builds, else XNNPACK, and say why; `0` — never;
  * `1` — require it (an error says what is missing). Linux only so far.
