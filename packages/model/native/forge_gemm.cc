@@ -33,6 +33,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 extern "C" {
@@ -696,29 +697,17 @@ napi_value Threads(napi_env env, napi_callback_info info) {
 
 napi_value Init(napi_env env, napi_value exports) {
   openblas_set_num_threads(1);
-  napi_value fn;
-  napi_create_function(env, "gemm", NAPI_AUTO_LENGTH, Gemm, nullptr, &fn);
-  napi_set_named_property(env, exports, "gemm", fn);
-  napi_create_function(env, "threads", NAPI_AUTO_LENGTH, Threads, nullptr, &fn);
-  napi_set_named_property(env, exports, "threads", fn);
-  napi_create_function(env, "exp", NAPI_AUTO_LENGTH, Exp, nullptr, &fn);
-  napi_set_named_property(env, exports, "exp", fn);
-  napi_create_function(env, "attend", NAPI_AUTO_LENGTH, Attend, nullptr, &fn);
-  napi_set_named_property(env, exports, "attend", fn);
-  napi_create_function(env, "causalSoftmax", NAPI_AUTO_LENGTH, CausalSoftmax, nullptr, &fn);
-  napi_set_named_property(env, exports, "causalSoftmax", fn);
-  napi_create_function(env, "softmaxGrad", NAPI_AUTO_LENGTH, SoftmaxGrad, nullptr, &fn);
-  napi_set_named_property(env, exports, "softmaxGrad", fn);
-  napi_create_function(env, "layerNorm", NAPI_AUTO_LENGTH, LayerNorm, nullptr, &fn);
-  napi_set_named_property(env, exports, "layerNorm", fn);
-  napi_create_function(env, "layerNormGrad", NAPI_AUTO_LENGTH, LayerNormGrad, nullptr, &fn);
-  napi_set_named_property(env, exports, "layerNormGrad", fn);
-  napi_create_function(env, "adamw", NAPI_AUTO_LENGTH, AdamW, nullptr, &fn);
-  napi_set_named_property(env, exports, "adamw", fn);
-  napi_create_function(env, "gelu", NAPI_AUTO_LENGTH, Gelu, nullptr, &fn);
-  napi_set_named_property(env, exports, "gelu", fn);
-  napi_create_function(env, "geluGrad", NAPI_AUTO_LENGTH, GeluGrad, nullptr, &fn);
-  napi_set_named_property(env, exports, "geluGrad", fn);
+  const std::pair<const char*, napi_callback> functions[] = {
+      {"gemm", Gemm},         {"threads", Threads},         {"exp", Exp},
+      {"attend", Attend},     {"causalSoftmax", CausalSoftmax}, {"softmaxGrad", SoftmaxGrad},
+      {"layerNorm", LayerNorm}, {"layerNormGrad", LayerNormGrad}, {"adamw", AdamW},
+      {"gelu", Gelu},         {"geluGrad", GeluGrad},
+  };
+  for (const auto& [name, callback] : functions) {
+    napi_value fn;
+    napi_create_function(env, name, NAPI_AUTO_LENGTH, callback, nullptr, &fn);
+    napi_set_named_property(env, exports, name, fn);
+  }
   return exports;
 }
 

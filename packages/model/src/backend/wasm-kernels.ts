@@ -147,6 +147,11 @@ export function activeNativeGemm(): NativeGemmModule | undefined {
   return nativeGemm;
 }
 
+/** A tensor's byte offset in the wasm memory. */
+function offsetOf(backend: WasmBackend, t: TensorInfo): number {
+  return backend.dataIdMap.get(t.dataId).memoryOffset;
+}
+
 function shapeBytes(shape: readonly number[]): Uint8Array {
   return new Uint8Array(new Int32Array(shape).buffer);
 }
@@ -204,9 +209,9 @@ function fastBatchMatMul(args: {
     );
     nativeGemm.gemm(
       backend.wasm.HEAPU8, // read after makeOutput, which may grow the memory
-      backend.dataIdMap.get(a.dataId).memoryOffset,
-      backend.dataIdMap.get(b.dataId).memoryOffset,
-      backend.dataIdMap.get(out.dataId).memoryOffset,
+      offsetOf(backend, a),
+      offsetOf(backend, b),
+      offsetOf(backend, out),
       Math.max(batchA, batchB),
       m,
       n,
@@ -557,6 +562,28 @@ function fusedAdamW(args: {
   const outX = backend.makeOutput(x.shape, "float32");
   const outM = backend.makeOutput(x.shape, "float32");
   const outV = backend.makeOutput(x.shape, "float32");
+  const { beta1, beta2, correction1, correction2, epsilon, lr, decay } = attrs;
+  if (nativeGemm) {
+    nativeGemm.adamw(
+      backend.wasm.HEAPU8,
+      offsetOf(backend, x),
+      offsetOf(backend, m),
+      offsetOf(backend, v),
+      offsetOf(backend, g),
+      offsetOf(backend, outX),
+      offsetOf(backend, outM),
+      offsetOf(backend, outV),
+      util.sizeFromShape(x.shape),
+      beta1,
+      beta2,
+      correction1,
+      correction2,
+      epsilon,
+      lr,
+      decay,
+    );
+    return [outX, outM, outV];
+  }
   // Views after every allocation (an allocation may grow, and so move, the heap).
   const [px, pm, pv, pg, nx, nm, nv] = [x, m, v, g, outX, outM, outV].map(
     (t) => backend.typedArrayFromHeap(t) as Float32Array,
@@ -569,29 +596,6 @@ function fusedAdamW(args: {
     Float32Array,
     Float32Array,
   ];
-  const { beta1, beta2, correction1, correction2, epsilon, lr, decay } = attrs;
-  if (nativeGemm) {
-    const at = (t: TensorInfo) => backend.dataIdMap.get(t.dataId).memoryOffset;
-    nativeGemm.adamw(
-      backend.wasm.HEAPU8,
-      at(x),
-      at(m),
-      at(v),
-      at(g),
-      at(outX),
-      at(outM),
-      at(outV),
-      px.length,
-      beta1,
-      beta2,
-      correction1,
-      correction2,
-      epsilon,
-      lr,
-      decay,
-    );
-    return [outX, outM, outV];
-  }
   const keep1 = 1 - beta1;
   const keep2 = 1 - beta2;
   for (let i = 0; i < px.length; i++) {
@@ -618,8 +622,8 @@ function nativeExp(
     const out = backend.makeOutput(x.shape, "float32");
     native.exp(
       backend.wasm.HEAPU8, // read after makeOutput, which may grow the memory
-      backend.dataIdMap.get(x.dataId).memoryOffset,
-      backend.dataIdMap.get(out.dataId).memoryOffset,
+      offsetOf(backend, x),
+      offsetOf(backend, out),
       util.sizeFromShape(x.shape),
     );
     return out;
@@ -669,15 +673,14 @@ function nativeLayerNorm(args: {
   const y = backend.makeOutput(x.shape, "float32");
   const xhat = backend.makeOutput(x.shape, "float32");
   const rstd = backend.makeOutput([rows, 1], "float32");
-  const at = (t: TensorInfo) => backend.dataIdMap.get(t.dataId).memoryOffset;
   native.layerNorm(
     backend.wasm.HEAPU8,
-    at(x),
-    at(gamma),
-    beta ? at(beta) : 0,
-    at(y),
-    at(xhat),
-    at(rstd),
+    offsetOf(backend, x),
+    offsetOf(backend, gamma),
+    beta ? offsetOf(backend, beta) : 0,
+    offsetOf(backend, y),
+    offsetOf(backend, xhat),
+    offsetOf(backend, rstd),
     rows,
     cols,
     beta ? 1 : 0,
@@ -697,14 +700,13 @@ function nativeLayerNormGrad(args: {
   sameFloat32(FORGE_LAYER_NORM_GRAD, [dy, xhat]);
   const [rows, cols] = xhat.shape as [number, number];
   const dx = backend.makeOutput(xhat.shape, "float32");
-  const at = (t: TensorInfo) => backend.dataIdMap.get(t.dataId).memoryOffset;
   native.layerNormGrad(
     backend.wasm.HEAPU8,
-    at(dy),
-    at(gamma),
-    at(xhat),
-    at(rstd),
-    at(dx),
+    offsetOf(backend, dy),
+    offsetOf(backend, gamma),
+    offsetOf(backend, xhat),
+    offsetOf(backend, rstd),
+    offsetOf(backend, dx),
     rows,
     cols,
   );
@@ -731,8 +733,14 @@ function nativeCausalSoftmax(args: {
     );
   }
   const p = backend.makeOutput(x.shape, "float32");
-  const at = (u: TensorInfo) => backend.dataIdMap.get(u.dataId).memoryOffset;
-  native.causalSoftmax(backend.wasm.HEAPU8, at(x), at(p), util.sizeFromShape(x.shape) / tk, t, tk);
+  native.causalSoftmax(
+    backend.wasm.HEAPU8,
+    offsetOf(backend, x),
+    offsetOf(backend, p),
+    util.sizeFromShape(x.shape) / tk,
+    t,
+    tk,
+  );
   return p;
 }
 
@@ -747,12 +755,11 @@ function nativeSoftmaxGrad(args: {
   sameFloat32(FORGE_SOFTMAX_GRAD, [dy, p]);
   const cols = p.shape[p.shape.length - 1]!;
   const dx = backend.makeOutput(p.shape, "float32");
-  const at = (u: TensorInfo) => backend.dataIdMap.get(u.dataId).memoryOffset;
   native.softmaxGrad(
     backend.wasm.HEAPU8,
-    at(dy),
-    at(p),
-    at(dx),
+    offsetOf(backend, dy),
+    offsetOf(backend, p),
+    offsetOf(backend, dx),
     util.sizeFromShape(p.shape) / cols,
     cols,
   );
@@ -767,8 +774,13 @@ function nativeGelu(args: { inputs: { x: TensorInfo }; backend: WasmBackend }): 
   sameFloat32(FORGE_GELU_TRAIN, [x]);
   const y = backend.makeOutput(x.shape, "float32");
   const s = backend.makeOutput(x.shape, "float32");
-  const at = (t: TensorInfo) => backend.dataIdMap.get(t.dataId).memoryOffset;
-  native.gelu(backend.wasm.HEAPU8, at(x), at(y), at(s), util.sizeFromShape(x.shape));
+  native.gelu(
+    backend.wasm.HEAPU8,
+    offsetOf(backend, x),
+    offsetOf(backend, y),
+    offsetOf(backend, s),
+    util.sizeFromShape(x.shape),
+  );
   return [y, s];
 }
 
@@ -782,8 +794,14 @@ function nativeGeluGrad(args: {
   const { dy, x, s } = args.inputs;
   sameFloat32(FORGE_GELU_GRAD, [dy, x, s]);
   const dx = backend.makeOutput(x.shape, "float32");
-  const at = (t: TensorInfo) => backend.dataIdMap.get(t.dataId).memoryOffset;
-  native.geluGrad(backend.wasm.HEAPU8, at(dy), at(x), at(s), at(dx), util.sizeFromShape(x.shape));
+  native.geluGrad(
+    backend.wasm.HEAPU8,
+    offsetOf(backend, dy),
+    offsetOf(backend, x),
+    offsetOf(backend, s),
+    offsetOf(backend, dx),
+    util.sizeFromShape(x.shape),
+  );
   return dx;
 }
 
