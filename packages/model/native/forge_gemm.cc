@@ -22,9 +22,13 @@
 // p, dx, rows, cols): dx = p ⊙ (dy − Σ p ⊙ dy), row by row. Both split rows across the pool.
 // attend(heap, ...) is one decode step's attention for every row and head of the JS decode
 // step's cache (see src/fast-decode.ts `attend` for the layout).
+// decodeStep(heap, plan, slot) is the JS decode step of a GPT-2 model whole: every layer for
+// every row in one call, its products on weights packed in panels (no per-call packing), the
+// rows split across the pool for a large batch (see `DecodeStep`).
 #include <immintrin.h>
 #include <node_api.h>
 
+#include <algorithm>
 #include <cmath>
 #include <condition_variable>
 #include <cstdint>
@@ -307,7 +311,7 @@ void ExpScalar(const float* x, float* y, int64_t count) {
 const bool kHasAvx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 
 // Σ a[i]·b[i] in float32.
-__attribute__((target("avx2,fma"))) float DotAvx2(const float* a, const float* b, int64_t n) {
+__attribute__((target("avx2,fma"))) inline float DotAvx2(const float* a, const float* b, int64_t n) {
   __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
@@ -324,10 +328,24 @@ __attribute__((target("avx2,fma"))) float DotAvx2(const float* a, const float* b
   return sum;
 }
 
-float DotScalar(const float* a, const float* b, int64_t n) {
+inline float DotScalar(const float* a, const float* b, int64_t n) {
   float sum = 0;
   for (int64_t i = 0; i < n; i++) sum += a[i] * b[i];
   return sum;
+}
+
+// y += a·x (n floats).
+__attribute__((target("avx2,fma"))) inline void AxpyAvx2(float* y, const float* x, float a,
+                                                          int64_t n) {
+  const __m256 scale = _mm256_set1_ps(a);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(scale, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+  for (; i < n; i++) y[i] += a * x[i];
+}
+
+inline void AxpyScalar(float* y, const float* x, float a, int64_t n) {
+  for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
 }
 
 constexpr float kGeluC = 0.7978845608028654f;  // √(2/π)
@@ -345,7 +363,7 @@ __attribute__((target("avx2,fma"))) void GeluAvx2(const float* x, float* y, floa
     ExpAvx2(t, t, m);
     for (int64_t i = 0; i < m; i++) {
       const float sigma = 1.0f / (1.0f + t[i]);
-      s[at + i] = sigma;
+      if (s) s[at + i] = sigma;
       y[at + i] = x[at + i] * sigma;
     }
   }
@@ -355,7 +373,7 @@ void GeluScalar(const float* x, float* y, float* s, int64_t n) {
   for (int64_t i = 0; i < n; i++) {
     const float v = x[i];
     const float sigma = 1.0f / (1.0f + std::exp(-2.0f * kGeluC * (v + kGeluK * v * v * v)));
-    s[i] = sigma;
+    if (s) s[i] = sigma;
     y[i] = v * sigma;
   }
 }
@@ -477,19 +495,85 @@ napi_value Exp(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
-// attend(heap, q, qRow, keys, vals, out, starts, batch, heads, kvHeads, headDim, capacity,
-//        end, scale): for each row r with starts[r] ≥ 0 and each query head h (key/value head
-// h / (heads / kvHeads)):
+// One decode step's attention, rows [r0, r1): for each row r with starts[r] ≥ 0 and each query
+// head h (key/value head h / (heads / kvHeads)):
 //   s[t] = scale · K[r, kv, t] · q[r, h] for t in [starts[r], end)
 //   out[r, h] = Σ_t softmax(s)[t] · V[r, kv, :, t]
 // q rows are qRow floats apart (heads · headDim used); keys are [batch, kvHeads, capacity,
-// headDim]; values transposed, [batch, kvHeads, headDim, capacity]; out [batch, heads,
-// headDim]; starts int32 [batch]. Offsets in bytes.
+// headDim]; values likewise (`rowValues`) or transposed, [batch, kvHeads, headDim, capacity];
+// out [batch, heads, headDim]; `scores` is scratch of `capacity` floats.
+struct Attention {
+  const float* q;
+  int64_t qRow;
+  const float* keys;
+  const float* vals;
+  float* out;
+  const int32_t* starts;
+  int64_t heads, kvHeads, hd, capacity, end;
+  float scale;
+  bool rowValues;
+};
+
+// The body, compiled twice (plainly, and for AVX2 with its dot products inlined).
+template <float (*Dot)(const float*, const float*, int64_t),
+          void (*Axpy)(float*, const float*, float, int64_t),
+          void (*Exp)(const float*, float*, int64_t)>
+__attribute__((always_inline)) inline void AttendBody(const Attention& a, int64_t r0, int64_t r1,
+                                                      float* scores) {
+  const int64_t group = a.heads / a.kvHeads, hd = a.hd, capacity = a.capacity;
+  for (int64_t r = r0; r < r1; r++) {
+    const int64_t start = a.starts[r];
+    if (start < 0) continue;
+    const int64_t count = a.end - start;
+    for (int64_t h = 0; h < a.heads; h++) {
+      const int64_t kv = h / group;
+      const float* qh = a.q + r * a.qRow + h * hd;
+      const float* k = a.keys + ((r * a.kvHeads + kv) * capacity + start) * hd;
+      float max = -INFINITY;
+      for (int64_t t = 0; t < count; t++) {
+        const float s = Dot(k + t * hd, qh, hd) * a.scale;
+        scores[t] = s;
+        if (s > max) max = s;
+      }
+      for (int64_t t = 0; t < count; t++) scores[t] -= max;
+      Exp(scores, scores, count);
+      double sum = 0;
+      for (int64_t t = 0; t < count; t++) sum += scores[t];
+      const float inverse = static_cast<float>(1.0 / sum);
+      for (int64_t t = 0; t < count; t++) scores[t] *= inverse;
+      float* o = a.out + (r * a.heads + h) * hd;
+      if (a.rowValues) {
+        // Σ_t p[t]·V[t, :], streaming through the rows
+        const float* v = a.vals + ((r * a.kvHeads + kv) * capacity + start) * hd;
+        for (int64_t j = 0; j < hd; j++) o[j] = 0;
+        for (int64_t t = 0; t < count; t++) Axpy(o, v + t * hd, scores[t], hd);
+      } else {
+        const float* vt = a.vals + (r * a.kvHeads + kv) * hd * capacity + start;
+        for (int64_t j = 0; j < hd; j++) o[j] = Dot(vt + j * capacity, scores, count);
+      }
+    }
+  }
+}
+
+__attribute__((target("avx2,fma"))) void AttendRowsAvx2(const Attention& a, int64_t r0,
+                                                        int64_t r1, float* scores) {
+  AttendBody<DotAvx2, AxpyAvx2, ExpAvx2>(a, r0, r1, scores);
+}
+
+void AttendRowsScalar(const Attention& a, int64_t r0, int64_t r1, float* scores) {
+  AttendBody<DotScalar, AxpyScalar, ExpScalar>(a, r0, r1, scores);
+}
+
+void AttendRows(const Attention& a, int64_t r0, int64_t r1, float* scores) {
+  (kHasAvx2 ? AttendRowsAvx2 : AttendRowsScalar)(a, r0, r1, scores);
+}
+
+// attend(heap, q, qRow, keys, vals, out, starts, batch, heads, kvHeads, headDim, capacity,
+//        end, scale): `Attention` for every row (offsets in bytes, qRow in floats).
 napi_value Attend(napi_env env, napi_callback_info info) {
   Args args;
   if (!Parse(env, info, "attend", 12, 1, args)) return nullptr;
   const int64_t* v = args.ints;
-  const double scale = args.numbers[0];
   const int64_t qOff = v[0], qRow = v[1], kOff = v[2], vOff = v[3], oOff = v[4], sOff = v[5];
   const int64_t batch = v[6], heads = v[7], kvHeads = v[8], hd = v[9], capacity = v[10],
                 end = v[11];
@@ -500,43 +584,14 @@ napi_value Attend(napi_env env, napi_callback_info info) {
   if (!Inside(args, {qOff}, (batch - 1) * qRow + heads * hd) || !Inside(args, {kOff, vOff}, cache) ||
       !Inside(args, {oOff}, batch * heads * hd) || !Inside(args, {sOff}, batch))
     return Throw(env, "attend's operands lie outside the heap");
-  const auto* q = At<const float>(args, qOff);
-  const auto* keys = At<const float>(args, kOff);
-  const auto* vals = At<const float>(args, vOff);
-  auto* out = At<float>(args, oOff);
-  const auto* starts = At<const int32_t>(args, sOff);
-  float (*dot)(const float*, const float*, int64_t) = kHasAvx2 ? DotAvx2 : DotScalar;
+  const Attention a{At<const float>(args, qOff), qRow, At<const float>(args, kOff),
+                    At<const float>(args, vOff), At<float>(args, oOff),
+                    At<const int32_t>(args, sOff), heads, kvHeads, hd, capacity, end,
+                    static_cast<float>(args.numbers[0]), false};
+  for (int64_t r = 0; r < batch; r++)
+    if (a.starts[r] >= end) return Throw(env, "attend: a row starts at or after the end");
   std::vector<float> scores(capacity);
-  const int64_t group = heads / kvHeads;
-  for (int64_t r = 0; r < batch; r++) {
-    const int64_t start = starts[r];
-    if (start < 0) continue;
-    if (start >= end) return Throw(env, "attend: a row starts at or after the end");
-    const int64_t count = end - start;
-    for (int64_t h = 0; h < heads; h++) {
-      const int64_t kv = h / group;
-      const float* qh = q + r * qRow + h * hd;
-      const float* k = keys + ((r * kvHeads + kv) * capacity + start) * hd;
-      float max = -INFINITY;
-      for (int64_t t = 0; t < count; t++) {
-        const float s = dot(k + t * hd, qh, hd) * static_cast<float>(scale);
-        scores[t] = s;
-        if (s > max) max = s;
-      }
-      for (int64_t t = 0; t < count; t++) scores[t] -= max;
-      if (kHasAvx2)
-        ExpAvx2(scores.data(), scores.data(), count);
-      else
-        ExpScalar(scores.data(), scores.data(), count);
-      double sum = 0;
-      for (int64_t t = 0; t < count; t++) sum += scores[t];
-      const float inverse = static_cast<float>(1.0 / sum);
-      for (int64_t t = 0; t < count; t++) scores[t] *= inverse;
-      const float* vt = vals + (r * kvHeads + kv) * hd * capacity + start;
-      float* o = out + (r * heads + h) * hd;
-      for (int64_t j = 0; j < hd; j++) o[j] = dot(vt + j * capacity, scores.data(), count);
-    }
-  }
+  AttendRows(a, 0, batch, scores.data());
   return nullptr;
 }
 
@@ -680,6 +735,332 @@ napi_value LayerNormGrad(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// decodeStep(heap, plan, slot): one token per row through a whole GPT-2 model for the JS
+// decode step (src/fast-decode.ts builds `plan`, a Float64Array; its layout is kPlan* below):
+// embeddings, then per block LayerNorm, the q/k/v projection, the new key and value written at
+// cache slot `slot` (keys and values both [batch, heads, capacity, headDim]), attention over [starts[r], slot], the output projection and residual,
+// LayerNorm, the MLP with tanh-GELU and residual; the final LayerNorm and the head's logits.
+// Linear layers carry an optional bias and LoRA adapter (y += s·(x·Aᵀ)·Bᵀ). Rows are
+// independent throughout, so a large enough batch is split across the pool by rows: one
+// wake-up per token, each thread running its rows' products on OpenBLAS alone.
+enum : int {
+  kPlanBatch, kPlanWidth, kPlanHeads, kPlanHeadDim, kPlanCapacity, kPlanVocab, kPlanInner,
+  kPlanLayers, kPlanRank, kPlanEpsilon,
+  kPlanX, kPlanH, kPlanQkv, kPlanAtt, kPlanProj, kPlanHidden, kPlanLow, kPlanUpdate, kPlanLogits,
+  kPlanStarts, kPlanIds, kPlanPositions, kPlanWte, kPlanWpe, kPlanNormGain, kPlanNormBias,
+  kPlanHead, kPlanHeader,
+  // per block, after the header: norm 1 gain, bias; norm 2 gain, bias; keys; values; then the
+  // q/k/v, output, MLP up and MLP down layers, each (weight, bias, A, B, rank, scale)
+  kPlanBlockNorms = 4, kPlanLinear = 6, kPlanBlock = 6 + 4 * 6,
+};
+// The step splits rows across the pool only with at least this many rows per thread and this
+// many multiply-adds in all. Each thread reads every weight, so a thin split doubles the
+// weight traffic: measured on forge-tiny's shape (2-core AVX2 machine, ms per step on one
+// thread and two), batch 8 — 0.35 and 0.43; 12 — 0.52 and 0.50; 16 — 0.76 and 0.71; 32 —
+// 1.45–1.6 and 0.76–0.87.
+constexpr int64_t kStepRowsPerThread = 8;
+constexpr double kStepParallelMacs = 4194304;
+
+struct StepLinear {
+  const float* w;     // packed (PackedTimes)
+  const float* bias;  // [out] or null
+  const float* a;     // LoRA A [r, in] or null
+  const float* b;     // LoRA B [out, r]
+  int64_t r, in, out;
+  float scale;
+};
+
+struct StepBlock {
+  const float *norm1, *bias1, *norm2, *bias2;
+  float *keys, *vals;
+  StepLinear qkv, o, fc, down;
+};
+
+struct Step {
+  int64_t batch, C, heads, hd, capacity, V, inner, slot;
+  double epsilon;
+  float *x, *h, *qkv, *att, *proj, *hidden, *low, *update, *logits;
+  int32_t *starts;
+  const int32_t *ids, *positions;
+  const float *wte, *wpe, *normGain, *normBias;
+  const float* head;  // packed: [C, V]
+  std::vector<StepBlock> blocks;
+};
+
+// The native step's weights are packed in panels of kPanel outputs, each [in, kPanel] (zero
+// past the last output), so its products read them in order and pack nothing per call (at a
+// decode step's few rows OpenBLAS spent as long packing the weights as multiplying).
+constexpr int64_t kPanel = 16;
+
+int64_t PackedFloats(int64_t in, int64_t out) { return (out + kPanel - 1) / kPanel * kPanel * in; }
+
+// y[r, c] = x[r, :] · panel[:, c] (+ bias[c]) for R rows and the panel's first `cols` outputs:
+// R × 16 sums in 2R registers, one pass over the panel.
+template <int R>
+__attribute__((target("avx2,fma"))) inline void PanelAvx2(const float* x, int64_t in,
+                                                           const float* panel, const float* bias,
+                                                           float* y, int64_t out, int64_t cols) {
+  __m256 acc[R][2];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < in; i++) {
+    const __m256 w0 = _mm256_loadu_ps(panel + i * kPanel);
+    const __m256 w1 = _mm256_loadu_ps(panel + i * kPanel + 8);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++) {
+      const __m256 v = _mm256_broadcast_ss(x + r * in + i);
+      acc[r][0] = _mm256_fmadd_ps(v, w0, acc[r][0]);
+      acc[r][1] = _mm256_fmadd_ps(v, w1, acc[r][1]);
+    }
+  }
+  float tail[kPanel];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; r++) {
+    if (bias && cols == kPanel) {
+      acc[r][0] = _mm256_add_ps(acc[r][0], _mm256_loadu_ps(bias));
+      acc[r][1] = _mm256_add_ps(acc[r][1], _mm256_loadu_ps(bias + 8));
+    }
+    float* row = y + r * out;
+    if (cols == kPanel) {
+      _mm256_storeu_ps(row, acc[r][0]);
+      _mm256_storeu_ps(row + 8, acc[r][1]);
+    } else {
+      _mm256_storeu_ps(tail, acc[r][0]);
+      _mm256_storeu_ps(tail + 8, acc[r][1]);
+      for (int64_t c = 0; c < cols; c++) row[c] = bias ? tail[c] + bias[c] : tail[c];
+    }
+  }
+}
+
+__attribute__((target("avx2,fma"))) void PackedTimesAvx2(const float* x, const float* packed,
+                                                          const float* bias, float* y,
+                                                          int64_t rows, int64_t in, int64_t out) {
+  for (int64_t c0 = 0; c0 < out; c0 += kPanel) {
+    const float* panel = packed + c0 * in;
+    const float* b = bias ? bias + c0 : nullptr;
+    const int64_t cols = out - c0 < kPanel ? out - c0 : kPanel;
+    int64_t r = 0;
+    for (; r + 6 <= rows; r += 6) PanelAvx2<6>(x + r * in, in, panel, b, y + r * out + c0, out, cols);
+    const float* xr = x + r * in;
+    float* yr = y + r * out + c0;
+    switch (rows - r) {
+      case 5: PanelAvx2<5>(xr, in, panel, b, yr, out, cols); break;
+      case 4: PanelAvx2<4>(xr, in, panel, b, yr, out, cols); break;
+      case 3: PanelAvx2<3>(xr, in, panel, b, yr, out, cols); break;
+      case 2: PanelAvx2<2>(xr, in, panel, b, yr, out, cols); break;
+      case 1: PanelAvx2<1>(xr, in, panel, b, yr, out, cols); break;
+      default: break;
+    }
+  }
+}
+
+void PackedTimesScalar(const float* x, const float* packed, const float* bias, float* y,
+                       int64_t rows, int64_t in, int64_t out) {
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t c = 0; c < out; c++) {
+      const float* column = packed + c / kPanel * kPanel * in + c % kPanel;
+      float sum = 0;
+      for (int64_t i = 0; i < in; i++) sum += x[r * in + i] * column[i * kPanel];
+      y[r * out + c] = bias ? sum + bias[c] : sum;
+    }
+}
+
+// y [rows, out] = x [rows, in] · W (+ bias), W packed, on the calling thread.
+void PackedTimes(const float* x, const float* packed, const float* bias, float* y, int64_t rows,
+                 int64_t in, int64_t out) {
+  (kHasAvx2 ? PackedTimesAvx2 : PackedTimesScalar)(x, packed, bias, y, rows, in, out);
+}
+
+// rows × out = x [rows, in] · wᵀ, on the calling thread.
+void RowsTimesT(const float* x, const float* w, float* y, int64_t rows, int64_t in, int64_t out) {
+  if (in == 0) {
+    for (int64_t i = 0; i < rows * out; i++) y[i] = 0;
+    return;
+  }
+  cblas_sgemm(kRowMajor, kNoTrans, kTrans, static_cast<int>(rows), static_cast<int>(out),
+              static_cast<int>(in), 1.0f, x, static_cast<int>(in), w, static_cast<int>(in), 0.0f,
+              y, static_cast<int>(out));
+}
+
+// Rows [r0, r1) of y = x·Wᵀ (+ bias) (+ s·(x·Aᵀ)·Bᵀ), as the JS step computes it.
+void StepLinearRows(const Step& s, const StepLinear& l, const float* x, float* y, int64_t r0,
+                    int64_t r1) {
+  const int64_t rows = r1 - r0;
+  PackedTimes(x + r0 * l.in, l.w, l.bias, y + r0 * l.out, rows, l.in, l.out);
+  if (!l.a) return;
+  float* low = s.low + r0 * l.r;
+  float* update = s.update + r0 * l.out;
+  RowsTimesT(x + r0 * l.in, l.a, low, rows, l.in, l.r);
+  RowsTimesT(low, l.b, update, rows, l.r, l.out);
+  for (int64_t i = 0; i < rows * l.out; i++) y[r0 * l.out + i] += update[i] * l.scale;
+}
+
+// LayerNorm of rows [r0, r1) (accumulated in double, as the JS step does).
+void StepNormRows(const float* x, float* y, const float* gain, const float* bias, int64_t cols,
+                  double epsilon, int64_t r0, int64_t r1) {
+  for (int64_t r = r0; r < r1; r++) {
+    const float* in = x + r * cols;
+    float* out = y + r * cols;
+    double mean = 0;
+    for (int64_t c = 0; c < cols; c++) mean += in[c];
+    mean /= cols;
+    double squares = 0;
+    for (int64_t c = 0; c < cols; c++) squares += (in[c] - mean) * (in[c] - mean);
+    const double rstd = 1 / std::sqrt(squares / cols + epsilon);
+    for (int64_t c = 0; c < cols; c++) {
+      const double v = (in[c] - mean) * rstd * gain[c];
+      out[c] = static_cast<float>(bias ? v + bias[c] : v);
+    }
+  }
+}
+
+void StepRows(const Step& s, int64_t r0, int64_t r1, float* scores) {
+  const int64_t C = s.C, rows = r1 - r0;
+  for (int64_t r = r0; r < r1; r++) {
+    const float* te = s.wte + s.ids[r] * C;
+    const float* pe = s.wpe + s.positions[r] * C;
+    for (int64_t c = 0; c < C; c++) s.x[r * C + c] = te[c] + pe[c];
+  }
+  for (const StepBlock& b : s.blocks) {
+    StepNormRows(s.x, s.h, b.norm1, b.bias1, C, s.epsilon, r0, r1);
+    StepLinearRows(s, b.qkv, s.h, s.qkv, r0, r1);
+    for (int64_t r = r0; r < r1; r++)
+      for (int64_t head = 0; head < s.heads; head++) {
+        const float* k = s.qkv + r * 3 * C + C + head * s.hd;
+        const float* v = k + C;
+        const int64_t at = ((r * s.heads + head) * s.capacity + s.slot) * s.hd;
+        for (int64_t j = 0; j < s.hd; j++) {
+          b.keys[at + j] = k[j];
+          b.vals[at + j] = v[j];
+        }
+      }
+    const Attention a{s.qkv,      3 * C,      b.keys,      b.vals,
+                      s.att,      s.starts,   s.heads,     s.heads,
+                      s.hd,       s.capacity, s.slot + 1,  static_cast<float>(1 / std::sqrt(double(s.hd))),
+                      true};
+    AttendRows(a, r0, r1, scores);
+    StepLinearRows(s, b.o, s.att, s.proj, r0, r1);
+    for (int64_t i = r0 * C; i < r1 * C; i++) s.x[i] += s.proj[i];
+    StepNormRows(s.x, s.h, b.norm2, b.bias2, C, s.epsilon, r0, r1);
+    StepLinearRows(s, b.fc, s.h, s.hidden, r0, r1);
+    float* hidden = s.hidden + r0 * s.inner;
+    (kHasAvx2 ? GeluAvx2 : GeluScalar)(hidden, hidden, nullptr, rows * s.inner);
+    StepLinearRows(s, b.down, s.hidden, s.proj, r0, r1);
+    for (int64_t i = r0 * C; i < r1 * C; i++) s.x[i] += s.proj[i];
+  }
+  StepNormRows(s.x, s.h, s.normGain, s.normBias, C, s.epsilon, r0, r1);
+  PackedTimes(s.h + r0 * C, s.head, nullptr, s.logits + r0 * s.V, rows, C, s.V);
+}
+
+napi_value DecodeStep(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  size_t argc = 3;
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc != 3)
+    return Throw(env, "decodeStep takes 3 arguments");
+  void* heapData = nullptr;
+  void* planData = nullptr;
+  size_t heapBytes = 0, planLength = 0;
+  napi_typedarray_type type;
+  if (napi_get_typedarray_info(env, argv[0], &type, &heapBytes, &heapData, nullptr, nullptr) !=
+          napi_ok ||
+      type != napi_uint8_array)
+    return Throw(env, "decodeStep's heap must be a Uint8Array");
+  if (napi_get_typedarray_info(env, argv[1], &type, &planLength, &planData, nullptr, nullptr) !=
+          napi_ok ||
+      type != napi_float64_array)
+    return Throw(env, "decodeStep's plan must be a Float64Array");
+  int64_t slot = 0;
+  if (napi_get_value_int64(env, argv[2], &slot) != napi_ok || slot < 0)
+    return Throw(env, "decodeStep's slot must be a non-negative integer");
+  const double* plan = static_cast<const double*>(planData);
+  Args args;
+  args.heap = static_cast<uint8_t*>(heapData);
+  args.bytes = static_cast<int64_t>(heapBytes);
+  if (planLength < kPlanHeader) return Throw(env, "decodeStep's plan is too short");
+  auto count = [&](int i) { return static_cast<int64_t>(plan[i]); };
+  for (int i = 0; i < kPlanHeader; i++)
+    if (i != kPlanEpsilon && (plan[i] != std::floor(plan[i]) || plan[i] < -1))
+      return Throw(env, "decodeStep's plan holds a bad offset or size at " + std::to_string(i));
+  Step s;
+  s.batch = count(kPlanBatch), s.C = count(kPlanWidth), s.heads = count(kPlanHeads);
+  s.hd = count(kPlanHeadDim), s.capacity = count(kPlanCapacity), s.V = count(kPlanVocab);
+  s.inner = count(kPlanInner), s.slot = slot, s.epsilon = plan[kPlanEpsilon];
+  const int64_t layers = count(kPlanLayers), rank = count(kPlanRank), B = s.batch, C = s.C;
+  if (B < 1 || s.heads < 1 || s.hd < 1 || C != s.heads * s.hd || s.V < 1 || s.inner < 1 ||
+      layers < 0 || rank < 0 || planLength != static_cast<size_t>(kPlanHeader + layers * kPlanBlock))
+    return Throw(env, "decodeStep's plan has an inconsistent shape");
+  if (slot >= s.capacity) return Throw(env, "decodeStep: the cache is full");
+  bool inside = true;
+  // A float array of `floats` at the plan's entry i (−1: none, where `optional`).
+  auto floats = [&](int64_t i, int64_t n, bool optional = false) -> float* {
+    if (optional && plan[i] == -1) return nullptr;
+    const int64_t offset = static_cast<int64_t>(plan[i]);
+    if (plan[i] != std::floor(plan[i]) || offset < 0 || !Inside(args, {offset}, n)) {
+      inside = false;
+      return nullptr;
+    }
+    return At<float>(args, offset);
+  };
+  const int64_t widest = std::max<int64_t>({3 * C, s.inner});
+  s.x = floats(kPlanX, B * C), s.h = floats(kPlanH, B * C), s.qkv = floats(kPlanQkv, B * 3 * C);
+  s.att = floats(kPlanAtt, B * C), s.proj = floats(kPlanProj, B * C);
+  s.hidden = floats(kPlanHidden, B * s.inner), s.low = floats(kPlanLow, B * rank);
+  s.update = floats(kPlanUpdate, rank > 0 ? B * widest : 0), s.logits = floats(kPlanLogits, B * s.V);
+  s.starts = reinterpret_cast<int32_t*>(floats(kPlanStarts, B));
+  s.ids = reinterpret_cast<const int32_t*>(floats(kPlanIds, B));
+  s.positions = reinterpret_cast<const int32_t*>(floats(kPlanPositions, B));
+  s.wte = floats(kPlanWte, s.V * C), s.wpe = floats(kPlanWpe, s.capacity * C);
+  s.normGain = floats(kPlanNormGain, C), s.normBias = floats(kPlanNormBias, C, true);
+  s.head = floats(kPlanHead, PackedFloats(C, s.V));
+  const int64_t cache = B * s.heads * s.capacity * s.hd;
+  double macs = static_cast<double>(C) * s.V;
+  for (int64_t l = 0; l < layers && inside; l++) {
+    const double* p = plan + kPlanHeader + l * kPlanBlock;
+    auto at = [&](int j) { return kPlanHeader + l * kPlanBlock + j; };
+    StepBlock b;
+    b.norm1 = floats(at(0), C), b.bias1 = floats(at(1), C, true);
+    b.norm2 = floats(at(2), C), b.bias2 = floats(at(3), C, true);
+    b.keys = floats(at(4), cache), b.vals = floats(at(5), cache);
+    StepLinear* linears[] = {&b.qkv, &b.o, &b.fc, &b.down};
+    const int64_t shapes[4][2] = {{C, 3 * C}, {C, C}, {C, s.inner}, {s.inner, C}};
+    for (int j = 0; j < 4; j++) {
+      const int base = kPlanBlockNorms + 2 + j * kPlanLinear;
+      StepLinear& linear = *linears[j];
+      linear.in = shapes[j][0], linear.out = shapes[j][1];
+      linear.r = static_cast<int64_t>(p[base + 4]);
+      linear.scale = static_cast<float>(p[base + 5]);
+      if (p[base + 4] != std::floor(p[base + 4]) || linear.r < 0 || linear.r > rank) {
+        inside = false;
+        break;
+      }
+      linear.w = floats(at(base), PackedFloats(linear.in, linear.out));
+      linear.bias = floats(at(base + 1), linear.out, true);
+      linear.a = linear.r > 0 ? floats(at(base + 2), linear.r * linear.in) : nullptr;
+      linear.b = linear.r > 0 ? floats(at(base + 3), linear.out * linear.r) : nullptr;
+      macs += static_cast<double>(linear.in) * (linear.out + (linear.r > 0 ? 2 * linear.r : 0));
+    }
+    s.blocks.push_back(b);
+  }
+  if (!inside) return Throw(env, "decodeStep's plan names memory outside the heap");
+  for (int64_t r = 0; r < B; r++) {
+    if (s.ids[r] < 0 || s.ids[r] >= s.V || s.positions[r] < 0 || s.positions[r] >= s.capacity)
+      return Throw(env, "decodeStep: row " + std::to_string(r) + "'s token id or position is out of range");
+    if (s.starts[r] > slot) return Throw(env, "decodeStep: a row starts after the new token");
+  }
+  const int parts = static_cast<int>(std::min<int64_t>(pool.Size(), B / kStepRowsPerThread));
+  if (parts < 2 || macs * B < kStepParallelMacs) {
+    std::vector<float> scores(s.capacity);
+    StepRows(s, 0, B, scores.data());
+    return nullptr;
+  }
+  pool.Run([&](int t) {
+    if (t >= parts) return;
+    std::vector<float> scores(s.capacity);
+    StepRows(s, B * t / parts, B * (t + 1) / parts, scores.data());
+  });
+  return nullptr;
+}
+
 napi_value Threads(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -701,7 +1082,7 @@ napi_value Init(napi_env env, napi_value exports) {
       {"gemm", Gemm},         {"threads", Threads},         {"exp", Exp},
       {"attend", Attend},     {"causalSoftmax", CausalSoftmax}, {"softmaxGrad", SoftmaxGrad},
       {"layerNorm", LayerNorm}, {"layerNormGrad", LayerNormGrad}, {"adamw", AdamW},
-      {"gelu", Gelu},         {"geluGrad", GeluGrad},
+      {"gelu", Gelu},         {"geluGrad", GeluGrad},       {"decodeStep", DecodeStep},
   };
   for (const auto& [name, callback] : functions) {
     napi_value fn;

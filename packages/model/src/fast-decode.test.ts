@@ -144,8 +144,8 @@ describe("expApprox (the JS step's exponential)", () => {
   });
 });
 
-// With the native addon (where it builds) the step's products of 4+ rows, its GELU
-// exponentials and its attention run there; without it, on the SIMD kernels and JS loops.
+// With the native addon (where it builds) a GPT-2 step runs there whole, and a Llama step's
+// products of 4+ rows and its attention; without it, on the SIMD kernels and JS loops.
 const addon = await initBackend({ backend: "wasm" }).then(() => activeNativeGemm());
 const engines = addon
   ? [
@@ -227,6 +227,31 @@ describe.each(engines as [string, NativeGemmModule | undefined][])(
       expectSame(odd, [...RAGGED, [4, 5], [6]], { maxNewTokens: 30, temperature: 0 });
       odd.dispose();
     });
+
+    it.runIf(engine !== undefined)(
+      "GPT-2 on the addon's whole step: a batch split across the pool's two threads matches tfjs",
+      () => {
+        // 24 rows of a width-128 model: past the step's split (8+ rows a thread, 2^22
+        // multiply-adds), so each thread runs 12 rows through every layer
+        const wide = sharpened(
+          { vocabSize: 200, blockSize: 40, nLayer: 2, nHead: 4, nEmbd: 128 },
+          8,
+        );
+        const prompts = Array.from({ length: 24 }, (_, b) =>
+          Array.from({ length: 1 + (b % 7) }, (_, i) => (b * 31 + i * 7) % 200),
+        );
+        const threads = engine!.threads();
+        try {
+          for (const count of [2, 1]) {
+            engine!.threads(count);
+            expectSame(wide, prompts, { maxNewTokens: 45, temperature: 0 });
+          }
+        } finally {
+          engine!.threads(threads);
+          wide.dispose();
+        }
+      },
+    );
 
     it("applies a LoRA adapter (every target, a layer subset, a strength) as tfjs does", () => {
       for (const [model, targets, r] of [

@@ -11,6 +11,10 @@
  * re-encode) stays on tfjs; `generate` picks this path by batch size and width
  * (`jsDecodePays`), or as `decoder` / FORGE_DECODE says.
  *
+ * With forge's native addon loaded, a GPT-2 step runs there whole (`decodeStep`: one call per
+ * token for every layer and row, on weights packed for it, rows split across the addon's pool
+ * for a large batch); a Llama-family step runs its products of 4+ rows and its attention there.
+ *
  * It computes what `GPT.run` computes for one new token per sequence — GPT-2 (LayerNorm,
  * tanh-GELU, tied head) and the Llama family (RMSNorm, rotary positions, SwiGLU,
  * grouped-query attention, tied or untied head, q/k/v/o/MLP biases) — with an attached LoRA
@@ -18,6 +22,7 @@
  * ragged rows excluded from attention as the -1e9 bias excludes them.
  */
 import * as tf from "@tensorflow/tfjs";
+import type { NativeGemmModule } from "./backend/native-gemm.js";
 import { activeNativeGemm, GELU_C, GELU_K } from "./backend/wasm-kernels.js";
 import { isLlamaFamily, parameterCount } from "./config.js";
 import {
@@ -86,6 +91,8 @@ export function jsDecodePays(model: GPT, batch: number): boolean {
 interface Linear {
   w: number;
   b: Float32Array | undefined;
+  /** The bias' offset in the memory (−1: none), for the native step. */
+  bAt: number;
   inDim: number;
   outDim: number;
   lora: { a: number; b: number; r: number; scale: number } | undefined;
@@ -94,6 +101,9 @@ interface Linear {
 interface Norm {
   g: Float32Array;
   b: Float32Array | undefined;
+  /** Their offsets in the memory (−1: no bias), for the native step. */
+  gAt: number;
+  bAt: number;
 }
 
 interface Block {
@@ -155,7 +165,11 @@ interface Snapshot {
   weights: Weights;
   dataIds: object[];
   lora: string;
+  packed: boolean;
 }
+
+/** Outputs per panel of a packed weight (native/forge_gemm.cc `kPanel`). */
+export const PANEL = 16;
 
 const snapshots = new WeakMap<GPT, Snapshot>();
 
@@ -165,8 +179,12 @@ function loraKey(model: GPT): string {
   return lora ? `${lora.scale}|${lora.activeLayers?.join(",") ?? "all"}` : "";
 }
 
-/** The model's weights in a wasm memory: cached per model while no variable has changed. */
-function weightsOf(model: GPT): Weights {
+/**
+ * The model's weights in a wasm memory: cached per model while no variable has changed.
+ * `packed`: the linear layers' and the head's weights in the native step's panels instead of
+ * [out, in] rows.
+ */
+function weightsOf(model: GPT, packed: boolean): Weights {
   const tensors = sources(model);
   const ids = tensors.map((t) => (t as unknown as { dataId: object }).dataId);
   const key = loraKey(model);
@@ -174,30 +192,71 @@ function weightsOf(model: GPT): Weights {
   if (
     cached &&
     cached.lora === key &&
+    cached.packed === packed &&
     cached.dataIds.length === ids.length &&
     cached.dataIds.every((id, i) => id === ids[i])
   )
     return cached.weights;
-  const weights = snapshot(model);
-  snapshots.set(model, { weights, dataIds: ids, lora: key });
+  const weights = snapshot(model, packed);
+  snapshots.set(model, { weights, dataIds: ids, lora: key, packed });
   return weights;
 }
 
-function snapshot(model: GPT): Weights {
+/**
+ * How a tensor is placed: as it is; a matrix [in, out] as [out, in] rows (the SIMD kernels'
+ * and the per-op step's layout); or, for the native step, as panels of `PANEL` outputs, each
+ * [in, PANEL] (zero past the last output), from a matrix [in, out] (`panels`) or [out, in]
+ * (`panels of transpose`).
+ */
+type Layout = "as is" | "transposed" | "panels" | "panels of transpose";
+
+function packedSize(inDim: number, outDim: number): number {
+  return Math.ceil(outDim / PANEL) * PANEL * inDim;
+}
+
+/** Write w [in, out] (row-major values) into `view` at `at` as panels. */
+function writePanels(
+  view: Float32Array,
+  at: number,
+  w: Float32Array,
+  inDim: number,
+  outDim: number,
+): void {
+  for (let p = 0; p * PANEL < outDim; p++) {
+    const cols = Math.min(PANEL, outDim - p * PANEL);
+    const panel = at + p * PANEL * inDim;
+    for (let i = 0; i < inDim; i++)
+      view.set(
+        w.subarray(i * outDim + p * PANEL, i * outDim + p * PANEL + cols),
+        panel + i * PANEL,
+      );
+  }
+}
+
+function snapshot(model: GPT, packed: boolean): Weights {
   const config = model.config;
   const llama = isLlamaFamily(config);
   const lora = model.lora;
   const active = lora?.activeLayers;
   // First the layout (every matrix's offset), then one memory, then the copies.
-  const writes: { at: number; tensor: tf.Tensor; transpose: boolean }[] = [];
+  const writes: { at: number; tensor: tf.Tensor; layout: Layout }[] = [];
   let floats = 0;
-  /** Place a tensor (transposed, for a matrix [in, out]) in the memory. */
-  const place = (tensor: tf.Tensor, transpose = false): number => {
+  /** Place a tensor in the memory. */
+  const place = (tensor: tf.Tensor, layout: Layout = "as is"): number => {
     const at = floats;
-    writes.push({ at, tensor, transpose });
-    floats = align(floats + tensor.size);
+    writes.push({ at, tensor, layout });
+    const [rows, cols] = tensor.shape as [number, number];
+    const size =
+      layout === "panels"
+        ? packedSize(rows, cols)
+        : layout === "panels of transpose"
+          ? packedSize(cols, rows)
+          : tensor.size;
+    floats = align(floats + size);
     return at;
   };
+  /** A linear layer's weight [in, out]: panels for the native step, else [out, in] rows. */
+  const matrix: Layout = packed ? "panels" : "transposed";
   let rank = 0;
   const linear = (prefix: string): Linear => {
     const w = model.param(`${prefix}.weight`);
@@ -212,15 +271,16 @@ function snapshot(model: GPT): Weights {
       const r = lora!.config.r;
       rank = Math.max(rank, r);
       adapter = {
-        a: place(a, true),
-        b: place(lora!.b.get(prefix)!, true),
+        a: place(a, "transposed"),
+        b: place(lora!.b.get(prefix)!, "transposed"),
         r,
         scale: lora!.scale,
       };
     }
     return {
-      w: place(w, true),
+      w: place(w, matrix),
       b: bias ? values(bias) : undefined,
+      bAt: bias ? place(bias) : -1,
       inDim,
       outDim,
       lora: adapter,
@@ -228,7 +288,13 @@ function snapshot(model: GPT): Weights {
   };
   const norm = (gain: string, bias?: string): Norm => {
     const b = bias === undefined ? undefined : model.params.get(bias);
-    return { g: values(model.param(gain)), b: b ? values(b) : undefined };
+    const g = model.param(gain);
+    return {
+      g: values(g),
+      b: b ? values(b) : undefined,
+      gAt: place(g),
+      bAt: b ? place(b) : -1,
+    };
   };
   const blocks: Block[] = [];
   for (let i = 0; i < config.nLayer; i++) {
@@ -264,21 +330,26 @@ function snapshot(model: GPT): Weights {
   if (llama) {
     wte = place(model.param("embed_tokens.weight"));
     head = config.llama!.tieWordEmbeddings ? wte : place(model.param("lm_head.weight"));
+    if (packed) throw new ModelError("E_INPUT", "the native step runs GPT-2 models only");
     normF = norm("norm.weight");
   } else {
     wte = place(model.param("wte.weight"));
     wpe = place(model.param("wpe.weight"));
-    head = wte;
+    head = packed ? place(model.param("wte.weight"), "panels of transpose") : wte;
     normF = norm("ln_f.weight", "ln_f.bias");
   }
   const memory = wasmMemory(floats * 4);
   const view = new Float32Array(memory.buffer);
-  for (const { at, tensor, transpose } of writes) {
-    if (!transpose) view.set(values(tensor), at);
-    else {
+  for (const { at, tensor, layout } of writes) {
+    if (layout === "as is") view.set(values(tensor), at);
+    else if (layout === "panels") {
+      const [inDim, outDim] = tensor.shape as [number, number];
+      writePanels(view, at, values(tensor), inDim, outDim);
+    } else {
       // the backend's transpose kernel (blocked, on wasm) beats a JS loop
       const turned = tf.transpose(tensor);
-      view.set(values(turned), at);
+      if (layout === "transposed") view.set(values(turned), at);
+      else writePanels(view, at, values(turned), turned.shape[0]!, turned.shape[1]!);
       turned.dispose();
     }
   }
@@ -362,7 +433,7 @@ export class JsDecoder {
   private readonly frequencies: Float64Array | undefined;
   // scratch (float offsets into view): [B, ·] activations; keys per layer [B, KV, capacity,
   // hd], values per layer transposed, [B, KV, hd, capacity] (so both attention products are
-  // rows · vector)
+  // rows · vector), or as the keys for the native step (`plan`), which streams through them
   private readonly x: number;
   private readonly h: number;
   private readonly qkv: number;
@@ -383,6 +454,18 @@ export class JsDecoder {
   /** Each row's first attended position (−1: inactive), int32 [B], for the native attention. */
   private readonly starts: number;
   private readonly startsView: Int32Array;
+  /** This step's token ids and positions, int32 [B], for the native step. */
+  private readonly ids: number;
+  private readonly positions: number;
+  private readonly idsView: Int32Array;
+  private readonly positionsView: Int32Array;
+  /**
+   * The native addon's whole-step plan (GPT-2 models: see `stepPlan`); the per-op path runs
+   * Llama-family models and runs without the addon.
+   */
+  private readonly plan: Float64Array | undefined;
+  /** The addon the plan runs on (the one loaded when the decoder was made). */
+  private readonly native: NativeGemmModule | undefined;
   private readonly active: Uint8Array;
   private pads: number[] = [];
   private length = 0;
@@ -390,7 +473,10 @@ export class JsDecoder {
 
   constructor(model: GPT, batch: number) {
     const config = model.config;
-    const weights = weightsOf(model);
+    const l = config.llama;
+    // GPT-2 models take the native addon's whole step where it is loaded
+    this.native = l ? undefined : activeNativeGemm();
+    const weights = weightsOf(model, this.native !== undefined);
     this.weights = weights;
     this.batch = batch;
     this.capacity = config.blockSize;
@@ -398,7 +484,6 @@ export class JsDecoder {
     this.H = config.nHead;
     this.V = config.vocabSize;
     this.epsilon = config.layerNormEpsilon;
-    const l = config.llama;
     this.KV = l ? l.nKvHead : config.nHead;
     this.hd = l ? l.headDim : config.nEmbd / config.nHead;
     this.frequencies = l
@@ -428,6 +513,8 @@ export class JsDecoder {
     this.logits = take(batch * this.V);
     this.scores = take(this.capacity);
     this.starts = take(batch);
+    this.ids = take(batch);
+    this.positions = take(batch);
     for (let i = 0; i < config.nLayer; i++) {
       this.keys.push(take(batch * this.KV * this.capacity * this.hd));
       this.vals.push(take(batch * this.KV * this.capacity * this.hd));
@@ -452,8 +539,56 @@ export class JsDecoder {
     this.view = new Float32Array(this.memory.buffer);
     this.bytes = new Uint8Array(this.memory.buffer);
     this.startsView = new Int32Array(this.memory.buffer, this.starts * 4, batch);
+    this.idsView = new Int32Array(this.memory.buffer, this.ids * 4, batch);
+    this.positionsView = new Int32Array(this.memory.buffer, this.positions * 4, batch);
     this.kernels = matmulKernels(this.memory);
     this.active = new Uint8Array(batch);
+    this.plan = this.native ? this.stepPlan(inner) : undefined;
+  }
+
+  /**
+   * The layout native/forge_gemm.cc's `decodeStep` reads (its kPlan* names): the shape, then
+   * byte offsets of the scratch and weights, then per block its norms, cache and four linear
+   * layers (weight, bias, LoRA A and B, rank, scale); −1 marks an absent bias or adapter.
+   */
+  private stepPlan(inner: number): Float64Array {
+    const w = this.weights;
+    const bytes = (at: number) => (at < 0 ? -1 : at * 4);
+    const norm = (n: Norm) => [bytes(n.gAt), bytes(n.bAt)];
+    const linear = (l: Linear) => [
+      bytes(l.w),
+      bytes(l.bAt),
+      l.lora ? bytes(l.lora.a) : -1,
+      l.lora ? bytes(l.lora.b) : -1,
+      l.lora?.r ?? 0,
+      l.lora?.scale ?? 0,
+    ];
+    const header = [
+      this.batch,
+      this.C,
+      this.H,
+      this.hd,
+      this.capacity,
+      this.V,
+      inner,
+      w.blocks.length,
+      w.rank,
+      this.epsilon,
+      ...[
+        ...[this.x, this.h, this.qkv, this.att, this.proj, this.hidden, this.low, this.update],
+        ...[this.logits, this.starts, this.ids, this.positions, w.wte, w.wpe!],
+      ].map(bytes),
+      ...norm(w.normF),
+      bytes(w.head),
+    ];
+    const blocks = w.blocks.flatMap((b, i) => [
+      ...norm(b.norm1),
+      ...norm(b.norm2),
+      bytes(this.keys[i]!),
+      bytes(this.vals[i]!),
+      ...[b.qkv!, b.o, b.fc!, b.down].flatMap(linear),
+    ]);
+    return Float64Array.from([...header, ...blocks]);
   }
 
   /** Give the weight memory's scratch space back. */
@@ -481,10 +616,12 @@ export class JsDecoder {
       const keys = values(layer.k);
       const vals = values(layer.v);
       for (let row = 0; row < batch * heads; row++) {
-        view.set(
-          keys.subarray(row * time * hd, (row + 1) * time * hd),
-          this.keys[i]! + row * capacity * hd,
-        );
+        const slice = [row * time * hd, (row + 1) * time * hd] as const;
+        view.set(keys.subarray(...slice), this.keys[i]! + row * capacity * hd);
+        if (this.plan) {
+          view.set(vals.subarray(...slice), this.vals[i]! + row * capacity * hd);
+          continue;
+        }
         const to = this.vals[i]! + row * hd * capacity;
         for (let t = 0; t < time; t++) {
           const from = (row * time + t) * hd;
@@ -606,6 +743,11 @@ export class JsDecoder {
       for (let row = 0; row < this.batch * this.KV; row++) {
         const keys = this.keys[i]! + row * capacity * hd; // [t][hd]
         view.copyWithin(keys, keys + drop * hd, keys + length * hd);
+        if (this.plan) {
+          const vals = this.vals[i]! + row * capacity * hd; // [t][hd]
+          view.copyWithin(vals, vals + drop * hd, vals + length * hd);
+          continue;
+        }
         const vals = this.vals[i]! + row * hd * capacity; // [hd][t]
         for (let j = 0; j < hd; j++) {
           const from = vals + j * capacity;
@@ -632,6 +774,19 @@ export class JsDecoder {
     if (this.length + 1 > this.capacity)
       throw new ModelError("E_INPUT", `the cache is full (${this.capacity} positions)`);
     for (let r = 0; r < B; r++) active[r] = skip?.[r] ? 0 : 1;
+    const native = this.native;
+    if (native && this.plan) {
+      // the whole step in one call (rows split across the pool when the batch pays for it)
+      const { startsView, idsView, positionsView } = this;
+      for (let r = 0; r < B; r++) {
+        startsView[r] = active[r] === 0 ? -1 : this.pads[r]!;
+        idsView[r] = ids[r]!;
+        positionsView[r] = positions[r]!;
+      }
+      native.decodeStep(this.bytes, this.plan, this.length);
+      this.length++;
+      return view.subarray(this.logits, this.logits + B * V);
+    }
     const x = this.x;
     for (let r = 0; r < B; r++) {
       const te = weights.wte + ids[r]! * C;
@@ -690,7 +845,7 @@ export class JsDecoder {
         swiglu(view, hidden, this.up, B * block.gate!.outDim);
       } else {
         this.linear(block.fc!, this.h, hidden);
-        this.gelu(hidden, B * block.fc!.outDim);
+        gelu(view, hidden, B * block.fc!.outDim);
       }
       this.linear(block.down, hidden, this.proj);
       addInto(view, x, this.proj, B * C);
@@ -699,27 +854,6 @@ export class JsDecoder {
     this.norm(x, this.h, weights.normF, llama);
     this.matmul(weights.head, this.h, this.logits, C, V, B);
     return view.subarray(this.logits, this.logits + B * V);
-  }
-
-  /**
-   * tanh-GELU in place. With the native addon its exponentials run there in one call
-   * (AVX2), with `up` — unused by GPT-2, which has no up projection — as the scratch.
-   */
-  private gelu(at: number, n: number): void {
-    const native = activeNativeGemm();
-    if (!native) {
-      gelu(this.view, at, n);
-      return;
-    }
-    const { view, up } = this;
-    const a = -2 * GELU_C;
-    const b = -2 * GELU_C * GELU_K;
-    for (let j = 0; j < n; j++) {
-      const u = view[at + j]!;
-      view[up + j] = a * u + b * u * u * u;
-    }
-    native.exp(this.bytes, up * 4, up * 4, n);
-    for (let j = 0; j < n; j++) view[at + j] = view[at + j]! / (1 + view[up + j]!);
   }
 
   /** Rotary positions on x [B, heads·hd] in place (rotate-half, as GPT.rotate). */

@@ -256,4 +256,103 @@ describe.skipIf(!available)("the native OpenBLAS matmul", () => {
     native.gemm(heap, 0, 16, 32, 1, 2, 2, 2, 0, 0, 0, 0, 0);
     expect(Array.from(view.subarray(8, 12))).toEqual([19, 22, 43, 50]);
   });
+
+  it("decodeStep reads its plan from the heap, and refuses a bad plan, id or slot", () => {
+    // no blocks: logits = LayerNorm(wte[id] + wpe[position]) · head, the head packed in panels
+    // of 16 outputs ([in, 16], zero past the last); width 4, vocabulary 3, 2 positions
+    const heap = new Uint8Array(4096);
+    const view = new Float32Array(heap.buffer);
+    const ints = new Int32Array(heap.buffer);
+    let end = 0;
+    const take = (floats: number) => {
+      const at = end;
+      end += floats * 4;
+      return at;
+    };
+    const [x, h, qkv, att, proj, hidden, low, update, logits] = [4, 4, 12, 4, 4, 4, 0, 0, 3].map(
+      take,
+    );
+    const [starts, ids, positions, wte, wpe, gain, bias, head] = [1, 1, 1, 12, 8, 4, 4, 64].map(
+      take,
+    );
+    const shape = [1, 4, 1, 4, 2, 3, 4, 0, 0, 1e-5];
+    const plan = Float64Array.from([
+      ...shape,
+      ...[x, h, qkv, att, proj, hidden, low, update, logits, starts, ids, positions],
+      ...[wte, wpe, gain, bias, head],
+    ]);
+    view.set([1, 2, 3, 5], wte / 4 + 4); // token 1
+    view.set([0, 0, 0, 1], wpe / 4 + 4); // position 1
+    view.set([1, 1, 2, 2], gain / 4);
+    view.set([0, 0.5, 0, 0], bias / 4);
+    const w = [
+      [1, 0, -1],
+      [0, 1, 0],
+      [2, 0, 1],
+      [0, -1, 3],
+    ]; // [in, out]
+    for (let i = 0; i < 4; i++) view.set(w[i]!, head / 4 + i * 16);
+    ints[ids / 4] = 1;
+    ints[positions / 4] = 1;
+    ints[starts / 4] = 0;
+    native.decodeStep(heap, plan, 1);
+    const e = [1, 2, 3, 6];
+    const mean = e.reduce((a, b) => a + b) / 4;
+    const sd = Math.sqrt(e.reduce((a, b) => a + (b - mean) ** 2, 0) / 4 + 1e-5);
+    const n = e.map((v, c) => ((v - mean) / sd) * [1, 1, 2, 2][c]! + [0, 0.5, 0, 0][c]!);
+    const expected = [0, 1, 2].map((o) => n.reduce((sum, v, i) => sum + v * w[i]![o]!, 0));
+    const got = Array.from(view.subarray(logits / 4, logits / 4 + 3));
+    for (let o = 0; o < 3; o++) expect(got[o]).toBeCloseTo(expected[o]!, 5);
+
+    const bad = (change: (p: Float64Array) => void) => {
+      const copy = plan.slice();
+      change(copy);
+      return copy;
+    };
+    expect(() => native.decodeStep(heap, new Float32Array(plan) as never, 1)).toThrow(
+      "decodeStep's plan must be a Float64Array",
+    );
+    expect(() => native.decodeStep(heap, plan.subarray(0, 20), 1)).toThrow(
+      "decodeStep's plan is too short",
+    );
+    // one block declared, none given
+    expect(() =>
+      native.decodeStep(
+        heap,
+        bad((p) => (p[7] = 1)),
+        1,
+      ),
+    ).toThrow("decodeStep's plan has an inconsistent shape");
+    expect(() =>
+      native.decodeStep(
+        heap,
+        bad((p) => (p[26] = 4090)),
+        1,
+      ),
+    ).toThrow("decodeStep's plan names memory outside the heap");
+    expect(() =>
+      native.decodeStep(
+        heap,
+        bad((p) => (p[22] = 2)),
+        1,
+      ),
+    ).toThrow("decodeStep's plan names memory outside the heap");
+    expect(() =>
+      native.decodeStep(
+        heap,
+        bad((p) => (p[12] = 1.5)),
+        1,
+      ),
+    ).toThrow("decodeStep's plan holds a bad offset or size at 12");
+    expect(() => native.decodeStep(heap, plan, 2)).toThrow("decodeStep: the cache is full");
+    ints[ids / 4] = 3;
+    expect(() => native.decodeStep(heap, plan, 1)).toThrow(
+      "decodeStep: row 0's token id or position is out of range",
+    );
+    ints[ids / 4] = 1;
+    ints[starts / 4] = 2;
+    expect(() => native.decodeStep(heap, plan, 1)).toThrow(
+      "decodeStep: a row starts after the new token",
+    );
+  });
 });

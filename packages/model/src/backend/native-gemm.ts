@@ -26,7 +26,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { ModelError } from "../errors.js";
 
-/** The addon's two functions (see native/forge_gemm.cc). */
+/** The addon's functions (see native/forge_gemm.cc). */
 export interface NativeGemmModule {
   /**
    * C[i] = op(A[i])·op(B[i]) for i < batch; offsets are bytes into `heap`, strides floats
@@ -134,6 +134,13 @@ export interface NativeGemmModule {
     end: number,
     scale: number,
   ): void;
+  /**
+   * One token per row through a whole GPT-2 model for the JS decode step, its new keys and
+   * values written at cache slot `slot`: `plan` is the layout src/fast-decode.ts `stepPlan`
+   * builds (native/forge_gemm.cc `DecodeStep` reads it). Rows run split across the pool when
+   * the batch is large enough.
+   */
+  decodeStep(heap: Uint8Array, plan: Float64Array, slot: number): void;
 }
 
 export type NativeMode = "auto" | "off" | "required";
