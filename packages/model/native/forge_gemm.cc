@@ -5,8 +5,8 @@
 // where the operands are row-major float32 arrays at byte offsets into `heap` (the wasm
 // backend's memory) and strides count floats between batch items (0: one operand shared by
 // every item). A product large enough to pay for waking the pool is split across it: batches
-// first, else rows (or columns, for a wide one-row product). OpenBLAS itself runs one thread,
-// so nothing spins between calls.
+// first, else rows (or columns, for a wide one-row product). OpenBLAS itself runs one thread;
+// the pool's threads spin ~15–40 µs after a job (see `Pool`), then sleep.
 // threads(n) sizes the pool (n ≥ 1); threads() returns its size.
 // exp(heap, inOffset, outOffset, count) writes e^x elementwise (AVX2 where the CPU has it):
 // the wasm backend's own Exp calls the C library once per element, ~10× slower.
@@ -29,6 +29,7 @@
 #include <node_api.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <condition_variable>
 #include <cstdint>
@@ -52,8 +53,20 @@ constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112;
 // Below this many multiply-adds a product runs on the calling thread. Measured on a 2-core
 // AVX2 machine, two threads first win at ~2^24 (256 × 512 × 128: 417 µs on one, 398 on two;
 // 1024 × 512 × 128: 1,632 and 900); below that, waking the pool and splitting into thinner
-// products that OpenBLAS runs less well cost more than the second core gives.
+// products that OpenBLAS runs less well cost more than the second core gives. With the
+// spinning pool, 2^22 trained slower still (V512 d128 L4 T128 B8: 131–162 ms a step against
+// 119–140).
 constexpr double kParallelMacs = 16777216;
+
+// The pool's threads spin for up to kSpins pauses (~15–40 µs) after each job before they sleep
+// on a condition variable, and the caller spins as long for their results: back-to-back
+// products (a training step's) then hand work over without a futex wake-up, which on a
+// virtual machine can cost as much as a small product (the hypervisor must wake the idle
+// vCPU). Measured on a 2-core VM, training V512 d128 L4 T128 B8 on two threads, median ms a
+// step over four alternations: sleeping at once 115–130, spinning 2^11 pauses 99–127, 2^14
+// 100–116; with another busy process on the second core: 133–157, 142–145 and 222–240 (a long
+// spin spends the thread's share of the busy core, and the scheduler then runs it late).
+constexpr int kSpins = 1 << 11;
 
 class Pool {
  public:
@@ -65,11 +78,7 @@ class Pool {
     size_ = threads;
     // Each worker starts from the current generation, read here: a worker that read it itself
     // could start after the first Run() had already advanced it, and wait forever.
-    uint64_t start;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      start = generation_;
-    }
+    const uint64_t start = generation_.load();
     for (int i = 1; i < threads; i++) workers_.emplace_back([this, i, start] { Loop(i, start); });
   }
 
@@ -82,45 +91,50 @@ class Pool {
       job(0);
       return;
     }
+    job_ = &job;
+    pending_.store(size_ - 1);
     {
+      // under the lock, so that a worker about to sleep sees the new generation or the wake-up
       std::lock_guard<std::mutex> lock(mu_);
-      job_ = &job;
-      pending_ = size_ - 1;
-      generation_++;
+      generation_.fetch_add(1);
     }
     wake_.notify_all();
     job(0);
-    std::unique_lock<std::mutex> lock(mu_);
-    done_.wait(lock, [this] { return pending_ == 0; });
+    for (int i = 0; i < kSpins && pending_.load() != 0; i++) _mm_pause();
+    if (pending_.load() != 0) {
+      std::unique_lock<std::mutex> lock(mu_);
+      done_.wait(lock, [this] { return pending_.load() == 0; });
+    }
     job_ = nullptr;
   }
 
  private:
   void Loop(int index, uint64_t seen) {
     for (;;) {
-      const std::function<void(int)>* job;
-      {
+      for (int i = 0; i < kSpins && generation_.load() == seen && !quit_.load(); i++) _mm_pause();
+      if (generation_.load() == seen && !quit_.load()) {
         std::unique_lock<std::mutex> lock(mu_);
-        wake_.wait(lock, [&] { return quit_ || generation_ != seen; });
-        if (quit_) return;
-        seen = generation_;
-        job = job_;
+        wake_.wait(lock, [&] { return quit_.load() || generation_.load() != seen; });
       }
-      (*job)(index);
-      std::lock_guard<std::mutex> lock(mu_);
-      if (--pending_ == 0) done_.notify_one();
+      if (quit_.load()) return;
+      seen = generation_.load();
+      (*job_)(index);
+      if (pending_.fetch_sub(1) == 1) {
+        std::lock_guard<std::mutex> lock(mu_);
+        done_.notify_one();
+      }
     }
   }
 
   void Stop() {
     {
       std::lock_guard<std::mutex> lock(mu_);
-      quit_ = true;
+      quit_.store(true);
     }
     wake_.notify_all();
     for (auto& worker : workers_) worker.join();
     workers_.clear();
-    quit_ = false;
+    quit_.store(false);
     size_ = 1;
   }
 
@@ -129,10 +143,10 @@ class Pool {
   std::condition_variable wake_, done_;
   std::vector<std::thread> workers_;
   const std::function<void(int)>* job_ = nullptr;
-  uint64_t generation_ = 0;
-  int pending_ = 0;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> pending_{0};
   int size_ = 1;
-  bool quit_ = false;
+  std::atomic<bool> quit_{false};
 };
 
 Pool pool;
@@ -754,11 +768,10 @@ enum : int {
   kPlanBlockNorms = 4, kPlanLinear = 6, kPlanBlock = 6 + 4 * 6,
 };
 // The step splits rows across the pool only with at least this many rows per thread and this
-// many multiply-adds in all. Each thread reads every weight, so a thin split doubles the
-// weight traffic: measured on forge-tiny's shape (2-core AVX2 machine, ms per step on one
-// thread and two), batch 8 — 0.35 and 0.43; 12 — 0.52 and 0.50; 16 — 0.76 and 0.71; 32 —
-// 1.45–1.6 and 0.76–0.87.
-constexpr int64_t kStepRowsPerThread = 8;
+// many multiply-adds in all (each thread reads every weight). Measured on forge-tiny's shape
+// (2-core AVX2 VM, ms a step): batch 8 on one thread 0.35, split in two 0.17; batch 32 on one
+// 1.45–1.6, split 0.76–0.87. Before the pool spun, a split of batch 8 took 0.43.
+constexpr int64_t kStepRowsPerThread = 4;
 constexpr double kStepParallelMacs = 4194304;
 
 struct StepLinear {

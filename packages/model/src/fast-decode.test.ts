@@ -231,7 +231,7 @@ describe.each(engines as [string, NativeGemmModule | undefined][])(
     it.runIf(engine !== undefined)(
       "GPT-2 on the addon's whole step: a batch split across the pool's two threads matches tfjs",
       () => {
-        // 24 rows of a width-128 model: past the step's split (8+ rows a thread, 2^22
+        // 24 rows of a width-128 model: past the step's split (4+ rows a thread, 2^22
         // multiply-adds), so each thread runs 12 rows through every layer
         const wide = sharpened(
           { vocabSize: 200, blockSize: 40, nLayer: 2, nHead: 4, nEmbd: 128 },
