@@ -230,6 +230,87 @@ describe.skipIf(!available)("the native OpenBLAS matmul", () => {
     x.dispose();
   });
 
+  it("GELU, its gradient and LayerNorm: vector bodies, tails and pool splits match float64", () => {
+    // 2^18 + 13 elements: split across two threads, with a tail after the last 8 floats
+    const n = 2 ** 18 + 13;
+    const heap = new Uint8Array(6 * n * 4);
+    const f = new Float32Array(heap.buffer);
+    const [x, y, sig, dy, dx] = [0, n, 2 * n, 3 * n, 4 * n];
+    for (let i = 0; i < n; i++) {
+      f[x + i] = Math.fround(Math.sin(i * 0.37) * 6);
+      f[dy + i] = Math.fround(Math.cos(i * 0.11));
+    }
+    const c = Math.sqrt(2 / Math.PI);
+    const results: Float32Array[] = [];
+    const threads = native.threads();
+    try {
+      for (const count of [2, 1]) {
+        native.threads(count);
+        native.gelu(heap, x * 4, y * 4, sig * 4, n);
+        native.geluGrad(heap, dy * 4, x * 4, sig * 4, dx * 4, n);
+        results.push(f.slice(y, y + n), f.slice(dx, dx + n));
+      }
+    } finally {
+      native.threads(threads);
+    }
+    // the split changes nothing: each element is computed alone
+    expect(results[0]).toEqual(results[2]);
+    expect(results[1]).toEqual(results[3]);
+    let worst = 0;
+    for (let i = 0; i < n; i += 97) {
+      const v = f[x + i]!;
+      const sigma = 1 / (1 + Math.exp(-2 * c * (v + 0.044715 * v ** 3)));
+      const slope = sigma + v * sigma * (1 - sigma) * 2 * c * (1 + 3 * 0.044715 * v * v);
+      worst = Math.max(
+        worst,
+        Math.abs(f[y + i]! - v * sigma),
+        Math.abs(f[dx + i]! - f[dy + i]! * slope),
+      );
+    }
+    expect(worst).toBeLessThan(5e-6);
+
+    // LayerNorm over 13 columns (a vector of 8 and a tail of 5), 3 rows, then its gradient
+    const [rows, cols] = [3, 13];
+    const values = Array.from({ length: rows * cols }, (_, i) =>
+      Math.fround(Math.sin(i) * 3 + i / 7),
+    );
+    const gamma = Array.from({ length: cols }, (_, i) => Math.fround(1 + i / 10));
+    const beta = Array.from({ length: cols }, (_, i) => Math.fround(i / 20 - 0.3));
+    const grad = Array.from({ length: rows * cols }, (_, i) => Math.fround(Math.cos(i)));
+    const at = { x: 0, g: 64, b: 96, y: 128, h: 192, r: 256, dy: 264, dx: 328 };
+    f.set(values, at.x);
+    f.set(gamma, at.g);
+    f.set(beta, at.b);
+    f.set(grad, at.dy);
+    native.layerNorm(
+      heap,
+      at.x * 4,
+      at.g * 4,
+      at.b * 4,
+      at.y * 4,
+      at.h * 4,
+      at.r * 4,
+      rows,
+      cols,
+      1,
+      1e-5,
+    );
+    native.layerNormGrad(heap, at.dy * 4, at.g * 4, at.h * 4, at.r * 4, at.dx * 4, rows, cols);
+    for (let r = 0; r < rows; r++) {
+      const row = values.slice(r * cols, (r + 1) * cols);
+      const mean = row.reduce((a, b) => a + b) / cols;
+      const rstd = 1 / Math.sqrt(row.reduce((a, b) => a + (b - mean) ** 2, 0) / cols + 1e-5);
+      const hat = row.map((v) => (v - mean) * rstd);
+      const d = hat.map((_, j) => grad[r * cols + j]! * gamma[j]!);
+      const meanD = d.reduce((a, b) => a + b) / cols;
+      const meanDX = d.reduce((a, b, j) => a + b * hat[j]!, 0) / cols;
+      for (let j = 0; j < cols; j++) {
+        expect(f[at.y + r * cols + j]).toBeCloseTo(hat[j]! * gamma[j]! + beta[j]!, 5);
+        expect(f[at.dx + r * cols + j]).toBeCloseTo((d[j]! - meanD - hat[j]! * meanDX) * rstd, 5);
+      }
+    }
+  });
+
   it("refuses operands outside the heap and bad arguments with a RangeError, not a crash", () => {
     const heap = new Uint8Array(1024);
     expect(() => native.gemm(heap, 0, 0, 512, 1, 16, 16, 16, 0, 0, 0, 0, 0)).toThrow(
