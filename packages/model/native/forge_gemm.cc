@@ -676,6 +676,99 @@ napi_value Attend(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// attention(heap, q, k, v, y, p, batch, time, heads, headDim, scale): causal self-attention
+// for training, on q, k, v and y as [batch·time, heads·headDim] rows (no head transposes): per
+// batch item and head, P = softmax(scale·Q·Kᵀ) with query i seeing keys ≤ i (saved in p,
+// [batch, heads, time, time]) and Y = P·V. attentionGrad(heap, dy, q, k, v, p, dq, dk, dv,
+// batch, time, heads, headDim, scale): dP = dY·Vᵀ, dS = P ⊙ (dP − Σ dP ⊙ P), dQ = scale·dS·K,
+// dK = scale·dSᵀ·Q, dV = Pᵀ·dY. Items (batch · heads) split across the pool.
+struct HeadView {
+  int64_t time, heads, hd, row;  // row: floats between a head's rows (heads · headDim)
+  // the [time, headDim] block of item (b, h) in a [batch·time, heads·headDim] array
+  template <typename T>
+  T* Block(T* base, int64_t item) const {
+    return base + (item / heads) * time * row + (item % heads) * hd;
+  }
+};
+
+void Sgemm(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+           int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc) {
+  cblas_sgemm(kRowMajor, transA ? kTrans : kNoTrans, transB ? kTrans : kNoTrans,
+              static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), alpha, a,
+              static_cast<int>(lda), b, static_cast<int>(ldb), 0.0f, c, static_cast<int>(ldc));
+}
+
+napi_value CausalAttention(napi_env env, napi_callback_info info) {
+  Args args;
+  if (!Parse(env, info, "attention", 9, 1, args)) return nullptr;
+  const int64_t* v = args.ints;
+  const int64_t batch = v[5], time = v[6], heads = v[7], hd = v[8];
+  if (batch < 1 || time < 1 || heads < 1 || hd < 1)
+    return Throw(env, "attention's shape is inconsistent");
+  const HeadView view{time, heads, hd, heads * hd};
+  const int64_t items = batch * heads, rows = batch * time * heads * hd;
+  if (!Inside(args, {v[0], v[1], v[2], v[3]}, rows) || !Inside(args, {v[4]}, items * time * time))
+    return Throw(env, "attention's operands lie outside the heap");
+  const float* q = At<const float>(args, v[0]);
+  const float* k = At<const float>(args, v[1]);
+  const float* vv = At<const float>(args, v[2]);
+  float* y = At<float>(args, v[3]);
+  float* p = At<float>(args, v[4]);
+  const float scale = static_cast<float>(args.numbers[0]);
+  ForRows(items, items * time * time, [&](int64_t i0, int64_t i1) {
+    for (int64_t item = i0; item < i1; item++) {
+      float* pi = p + item * time * time;
+      Sgemm(false, true, time, time, hd, scale, view.Block(q, item), view.row, view.Block(k, item),
+            view.row, pi, time);
+      (kHasAvx2 ? CausalSoftmaxRowsAvx2 : CausalSoftmaxRowsScalar)(pi, pi, 0, time, time, time);
+      Sgemm(false, false, time, hd, time, 1.0f, pi, time, view.Block(vv, item), view.row,
+            view.Block(y, item), view.row);
+    }
+  });
+  return nullptr;
+}
+
+napi_value CausalAttentionGrad(napi_env env, napi_callback_info info) {
+  Args args;
+  if (!Parse(env, info, "attentionGrad", 12, 1, args)) return nullptr;
+  const int64_t* v = args.ints;
+  const int64_t batch = v[8], time = v[9], heads = v[10], hd = v[11];
+  if (batch < 1 || time < 1 || heads < 1 || hd < 1)
+    return Throw(env, "attentionGrad's shape is inconsistent");
+  const HeadView view{time, heads, hd, heads * hd};
+  const int64_t items = batch * heads, rows = batch * time * heads * hd;
+  if (!Inside(args, {v[0], v[1], v[2], v[3], v[5], v[6], v[7]}, rows) ||
+      !Inside(args, {v[4]}, items * time * time))
+    return Throw(env, "attentionGrad's operands lie outside the heap");
+  const float* dy = At<const float>(args, v[0]);
+  const float* q = At<const float>(args, v[1]);
+  const float* k = At<const float>(args, v[2]);
+  const float* vv = At<const float>(args, v[3]);
+  const float* p = At<const float>(args, v[4]);
+  float* dq = At<float>(args, v[5]);
+  float* dk = At<float>(args, v[6]);
+  float* dv = At<float>(args, v[7]);
+  const float scale = static_cast<float>(args.numbers[0]);
+  ForRows(items, items * time * time, [&](int64_t i0, int64_t i1) {
+    std::vector<float> ds(time * time);
+    for (int64_t item = i0; item < i1; item++) {
+      const float* pi = p + item * time * time;
+      const float* dyi = view.Block(dy, item);
+      Sgemm(false, true, time, time, hd, 1.0f, dyi, view.row, view.Block(vv, item), view.row,
+            ds.data(), time);
+      (kHasAvx2 ? SoftmaxGradRowsAvx2 : SoftmaxGradRowsScalar)(ds.data(), pi, ds.data(), 0, time,
+                                                                time);
+      Sgemm(false, false, time, hd, time, scale, ds.data(), time, view.Block(k, item), view.row,
+            view.Block(dq, item), view.row);
+      Sgemm(true, false, time, hd, time, scale, ds.data(), time, view.Block(q, item), view.row,
+            view.Block(dk, item), view.row);
+      Sgemm(true, false, time, hd, time, 1.0f, pi, time, dyi, view.row, view.Block(dv, item),
+            view.row);
+    }
+  });
+  return nullptr;
+}
+
 napi_value CausalSoftmax(napi_env env, napi_callback_info info) {
   Args args;
   if (!Parse(env, info, "causalSoftmax", 5, 0, args)) return nullptr;
@@ -1250,6 +1343,7 @@ napi_value Init(napi_env env, napi_value exports) {
       {"attend", Attend},     {"causalSoftmax", CausalSoftmax}, {"softmaxGrad", SoftmaxGrad},
       {"layerNorm", LayerNorm}, {"layerNormGrad", LayerNormGrad}, {"adamw", AdamW},
       {"gelu", Gelu},         {"geluGrad", GeluGrad},       {"decodeStep", DecodeStep},
+      {"attention", CausalAttention}, {"attentionGrad", CausalAttentionGrad},
   };
   for (const auto& [name, callback] : functions) {
     napi_value fn;

@@ -11,6 +11,7 @@
 import * as tf from "@tensorflow/tfjs";
 import {
   causalSoftmax,
+  fusedCausalAttention,
   crossEntropyRows,
   fromHeads,
   gelu,
@@ -313,7 +314,8 @@ export class GPT {
     past: LayerCache | undefined,
     training: boolean,
     seed: number,
-  ): { y: tf.Tensor2D; cache: LayerCache } {
+    keepCache: boolean,
+  ): { y: tf.Tensor2D; cache?: LayerCache } {
     const { nHead: H, nEmbd: C } = this.config;
     const prefix = `h.${i}.attn.c_attn`;
     let q2: tf.Tensor2D;
@@ -332,6 +334,14 @@ export class GPT {
         tf.Tensor2D,
         tf.Tensor2D,
       ];
+    }
+    if (!past && !bias && !keepCache && !(training && this.config.dropout > 0)) {
+      // the whole attention in one native kernel a pass, where it runs
+      const y = fusedCausalAttention(q2, k2, v2, x.shape[0] / time, H);
+      if (y) {
+        const out = this.linear(y, `h.${i}.attn.c_proj`, training, seed + 3);
+        return { y: this.dropout(out, training, seed + 4) as tf.Tensor2D };
+      }
     }
     const q = toHeads(tf.mul(q2, 1 / Math.sqrt(C / H)) as tf.Tensor2D, time, H);
     let k = toHeads(k2, time, H); // [B, H, T, hs]
@@ -381,10 +391,11 @@ export class GPT {
         options.past?.[i],
         training,
         layerSeed,
+        options.returnCache === true,
       );
       x = tf.add(x, attended.y);
       x = tf.add(x, this.mlp(this.layerNorm(x, `h.${i}.ln_2`), i, training, layerSeed));
-      if (options.returnCache) cache.push(attended.cache);
+      if (options.returnCache) cache.push(attended.cache!);
     }
     if (options.lastOnly) x = lastPositions(x, batch, time, C);
     const h = this.layerNorm(x, "ln_f");

@@ -7,6 +7,7 @@ import {
   causalSoftmax,
   crossEntropyRows,
   fromHeads,
+  fusedCausalAttention,
   gelu,
   layerNorm,
   linear,
@@ -99,6 +100,49 @@ describe("hand-written gradients equal tfjs autodiff of the plain compositions",
         expect(Math.abs(row.reduce((x, y) => x + y, 0) - 1)).toBeLessThan(1e-6);
       }
       tf.dispose([scores, mix, fast.value, plain.value, ...fast.grads, ...plain.grads, p, q]);
+    }
+  });
+  it("causal self-attention on the native addon equals the head-split composition, value and gradients", (context) => {
+    if (!activeNativeGemm()) context.skip();
+    // [batch, time, heads, head size]; the last splits its 16 items across the pool
+    for (const [batch, time, heads, hd] of [
+      [2, 7, 3, 4],
+      [3, 33, 2, 12],
+      [4, 128, 4, 8],
+    ] as const) {
+      const rows = batch * time;
+      const width = heads * hd;
+      const [q, k, v] = [1, 2, 3].map(
+        (seed) => tf.randomNormal([rows, width], 0, 1.5, "float32", seed + time) as tf.Tensor2D,
+      ) as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D];
+      const mix = tf.randomNormal([rows, width], 0, 1, "float32", 9);
+      const composition = (a: tf.Tensor2D, b: tf.Tensor2D, c: tf.Tensor2D) => {
+        const qh = toHeads(tf.mul(a, 1 / Math.sqrt(hd)) as tf.Tensor2D, time, heads);
+        const scores = tf.matMul(qh, toHeads(b, time, heads), false, true) as tf.Tensor4D;
+        return fromHeads(tf.matMul(causalSoftmax(scores), toHeads(c, time, heads)));
+      };
+      let fused = 0;
+      // hand-written: the fused kernels; tfjs' gradients: the composition
+      compare(() =>
+        valueAndGrads(
+          (a, b, c) => {
+            const y = fusedCausalAttention(
+              a as tf.Tensor2D,
+              b as tf.Tensor2D,
+              c as tf.Tensor2D,
+              batch,
+              heads,
+            );
+            if (y) fused++;
+            return tf.sum(
+              tf.mul(y ?? composition(a as tf.Tensor2D, b as tf.Tensor2D, c as tf.Tensor2D), mix),
+            );
+          },
+          [q, k, v],
+        ),
+      );
+      expect(fused).toBe(1);
+      tf.dispose([q, k, v, mix]);
     }
   });
   it("GELU without the native addon", () => {

@@ -16,6 +16,8 @@
 import * as tf from "@tensorflow/tfjs";
 import {
   activeNativeGemm,
+  FORGE_ATTENTION,
+  FORGE_ATTENTION_GRAD,
   FORGE_CAUSAL_SOFTMAX,
   FORGE_GELU,
   FORGE_GELU_GRAD,
@@ -395,6 +397,52 @@ const causalSoftmaxNative = custom(([scores], save) => {
       tf.engine().runKernel(FORGE_SOFTMAX_GRAD, { dy, p: saved[0]! }, {}) as tf.Tensor,
   };
 });
+
+const attentionOps = new Map<string, (...inputs: tf.Tensor[]) => tf.Tensor>();
+
+/** Causal self-attention with both passes on the native addon, for B sequences of H heads. */
+function attentionNative(batch: number, heads: number): (...inputs: tf.Tensor[]) => tf.Tensor {
+  const key = `${batch}×${heads}`;
+  let op = attentionOps.get(key);
+  if (!op) {
+    const attrs = { batch, heads } as never;
+    op = custom(([q, k, v], save) => {
+      const [y, p] = tf.engine().runKernel(FORGE_ATTENTION, { q: q!, k: k!, v: v! }, attrs) as [
+        tf.Tensor,
+        tf.Tensor,
+      ];
+      save([q!, k!, v!, p]);
+      return {
+        value: y,
+        gradFunc: (dy, saved) => {
+          const [qs, ks, vs, ps] = saved as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
+          const inputs = { dy: dy as tf.Tensor, q: qs, k: ks, v: vs, p: ps };
+          return tf.engine().runKernel(FORGE_ATTENTION_GRAD, inputs, attrs) as tf.Tensor[];
+        },
+      };
+    });
+    attentionOps.set(key, op);
+  }
+  return op;
+}
+
+/**
+ * Causal self-attention of q, k, v [B·T, C] (H heads, q unscaled) → [B·T, C], where each
+ * position sees itself and those before it: on the native addon in one kernel per pass (no
+ * head transposes, no [B, H, T, T] scores tensor between kernels); undefined where it does not
+ * run (no addon, another backend, the fused kernels off, or tfjs' own gradients asked for).
+ */
+export function fusedCausalAttention(
+  q: tf.Tensor2D,
+  k: tf.Tensor2D,
+  v: tf.Tensor2D,
+  batch: number,
+  heads: number,
+): tf.Tensor2D | undefined {
+  if (!(fusedInference && tf.getBackend() === "wasm" && activeNativeGemm())) return undefined;
+  if (recording() && !handWritten) return undefined;
+  return attentionNative(batch, heads)(q, k, v) as tf.Tensor2D;
+}
 
 /** Softmax of attention scores [B, H, T, Tk] where query i sees keys up to i + Tk − T. */
 export function causalSoftmax(scores: tf.Tensor4D): tf.Tensor4D {

@@ -330,6 +330,17 @@ describe.skipIf(!available)("the native OpenBLAS matmul", () => {
     expect(() => native.attend(heap, 0, 8, 0, 0, 0, 0, 1, 3, 2, 4, 8, 3, 0.5)).toThrow(
       "attend's shape is inconsistent",
     );
+    // causal attention: 1 item of 8 positions × 2 heads of 4 needs 64 floats for each of q, k,
+    // v, y and 128 of probabilities
+    expect(() => native.attention(heap, 0, 256, 512, 768, 900, 1, 8, 2, 4, 0.5)).toThrow(
+      "attention's operands lie outside the heap",
+    );
+    expect(() => native.attention(heap, 0, 0, 0, 0, 0, 1, 0, 2, 4, 0.5)).toThrow(
+      "attention's shape is inconsistent",
+    );
+    expect(() => native.attentionGrad(heap, 0, 0, 0, 0, 0, 0, 0, 1000, 1, 8, 2, 4, 0.5)).toThrow(
+      "attentionGrad's operands lie outside the heap",
+    );
     // In bounds: a 2×2 product written where asked.
     const view = new Float32Array(heap.buffer);
     view.set([1, 2, 3, 4], 0);
@@ -350,12 +361,23 @@ describe.skipIf(!available)("the native OpenBLAS matmul", () => {
       end += floats * 4;
       return at;
     };
-    const [x, h, qkv, att, proj, hidden, low, update, logits] = [4, 4, 12, 4, 4, 4, 0, 0, 3].map(
-      take,
-    );
-    const [starts, ids, positions, wte, wpe, gain, bias, head] = [1, 1, 1, 12, 8, 4, 4, 64].map(
-      take,
-    );
+    const x = take(4);
+    const h = take(4);
+    const qkv = take(12);
+    const att = take(4);
+    const proj = take(4);
+    const hidden = take(4);
+    const low = take(0);
+    const update = take(0);
+    const logits = take(3);
+    const starts = take(1);
+    const ids = take(1);
+    const positions = take(1);
+    const wte = take(12);
+    const wpe = take(8);
+    const gain = take(4);
+    const bias = take(4);
+    const head = take(64);
     const shape = [1, 4, 1, 4, 2, 3, 4, 0, 0, 1e-5];
     const plan = Float64Array.from([
       ...shape,

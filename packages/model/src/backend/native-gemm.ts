@@ -141,6 +141,41 @@ export interface NativeGemmModule {
    * the batch is large enough.
    */
   decodeStep(heap: Uint8Array, plan: Float64Array, slot: number): void;
+  /**
+   * Causal self-attention for training on q, k, v and y [batch·time, heads·headDim] (byte
+   * offsets): P = softmax(scale·Q·Kᵀ) per item and head into p [batch, heads, time, time], and
+   * Y = P·V.
+   */
+  attention(
+    heap: Uint8Array,
+    q: number,
+    k: number,
+    v: number,
+    y: number,
+    p: number,
+    batch: number,
+    time: number,
+    heads: number,
+    headDim: number,
+    scale: number,
+  ): void;
+  /** Its gradients into dq, dk, dv from dy, q, k, v and the saved p. */
+  attentionGrad(
+    heap: Uint8Array,
+    dy: number,
+    q: number,
+    k: number,
+    v: number,
+    p: number,
+    dq: number,
+    dk: number,
+    dv: number,
+    batch: number,
+    time: number,
+    heads: number,
+    headDim: number,
+    scale: number,
+  ): void;
 }
 
 export type NativeMode = "auto" | "off" | "required";

@@ -86,6 +86,13 @@ export const FORGE_SOFTMAX_GRAD = "ForgeSoftmaxGrad";
 export const FORGE_GELU_TRAIN = "ForgeGeluTrain";
 /** Its gradient from dy, x and σ. */
 export const FORGE_GELU_GRAD = "ForgeGeluGrad";
+/**
+ * Causal self-attention for training on the native addon, on q, k, v [B·T, C] with no head
+ * transposes: outputs y [B·T, C] and the probabilities [B, H, T, T] (see `nativeAttention`).
+ */
+export const FORGE_ATTENTION = "ForgeAttention";
+/** Its gradients dq, dk, dv from dy, q, k, v and the saved probabilities. */
+export const FORGE_ATTENTION_GRAD = "ForgeAttentionGrad";
 /** forge's fused AdamW update (one kernel per parameter instead of ~14; see `fusedAdamW`). */
 export const FORGE_ADAMW = "ForgeAdamW";
 /** forge's fused inference LayerNorm (one kernel instead of nine; see `fusedLayerNorm`). */
@@ -744,6 +751,106 @@ function nativeCausalSoftmax(args: {
   return p;
 }
 
+interface AttentionAttrs {
+  batch: number;
+  heads: number;
+}
+
+/** q, k, v [B·T, C] as batch × time × heads × head size, or an E_KERNEL_INPUT naming them. */
+function attentionShape(kernel: string, q: TensorInfo, attrs: AttentionAttrs): number[] {
+  const [rows, width] = q.shape as [number, number];
+  const { batch, heads } = attrs;
+  if (q.shape.length !== 2 || rows % batch !== 0 || width % heads !== 0) {
+    throw new ModelError(
+      "E_KERNEL_INPUT",
+      `${kernel}: q [${q.shape}] is not [batch ${batch} · time, ${heads} heads · head size]`,
+    );
+  }
+  return [batch, rows / batch, heads, width / heads];
+}
+
+/** Causal self-attention: [y, p] in one call (native/forge_gemm.cc `Attention`). */
+function nativeAttention(args: {
+  inputs: { q: TensorInfo; k: TensorInfo; v: TensorInfo };
+  backend: WasmBackend;
+  attrs: AttentionAttrs;
+}): TensorInfo[] {
+  const native = requireNative(FORGE_ATTENTION);
+  const { backend, attrs } = args;
+  const { q, k, v } = args.inputs;
+  sameFloat32(FORGE_ATTENTION, [q, k, v]);
+  const [batch, time, heads, hd] = attentionShape(FORGE_ATTENTION, q, attrs) as [
+    number,
+    number,
+    number,
+    number,
+  ];
+  const y = backend.makeOutput(q.shape, "float32");
+  const p = backend.makeOutput([batch, heads, time, time], "float32");
+  const at = (t: TensorInfo) => offsetOf(backend, t);
+  native.attention(
+    backend.wasm.HEAPU8,
+    at(q),
+    at(k),
+    at(v),
+    at(y),
+    at(p),
+    batch,
+    time,
+    heads,
+    hd,
+    1 / Math.sqrt(hd),
+  );
+  return [y, p];
+}
+
+/** Its gradients [dq, dk, dv] (native/forge_gemm.cc `AttentionGrad`). */
+function nativeAttentionGrad(args: {
+  inputs: { dy: TensorInfo; q: TensorInfo; k: TensorInfo; v: TensorInfo; p: TensorInfo };
+  backend: WasmBackend;
+  attrs: AttentionAttrs;
+}): TensorInfo[] {
+  const native = requireNative(FORGE_ATTENTION_GRAD);
+  const { backend, attrs } = args;
+  const { dy, q, k, v, p } = args.inputs;
+  sameFloat32(FORGE_ATTENTION_GRAD, [dy, q, k, v]);
+  const [batch, time, heads, hd] = attentionShape(FORGE_ATTENTION_GRAD, q, attrs) as [
+    number,
+    number,
+    number,
+    number,
+  ];
+  if (p.dtype !== "float32" || !util.arraysEqual(p.shape, [batch, heads, time, time])) {
+    throw new ModelError(
+      "E_KERNEL_INPUT",
+      `${FORGE_ATTENTION_GRAD}: p [${p.shape}] is not [${batch}, ${heads}, ${time}, ${time}]`,
+    );
+  }
+  const [dq, dk, dv] = [q, k, v].map((t) => backend.makeOutput(t.shape, "float32")) as [
+    TensorInfo,
+    TensorInfo,
+    TensorInfo,
+  ];
+  const at = (t: TensorInfo) => offsetOf(backend, t);
+  native.attentionGrad(
+    backend.wasm.HEAPU8,
+    at(dy),
+    at(q),
+    at(k),
+    at(v),
+    at(p),
+    at(dq),
+    at(dk),
+    at(dv),
+    batch,
+    time,
+    heads,
+    hd,
+    1 / Math.sqrt(hd),
+  );
+  return [dq, dk, dv];
+}
+
 /** Softmax's gradient over the last axis, from dy and the softmax p. */
 function nativeSoftmaxGrad(args: {
   inputs: { dy: TensorInfo; p: TensorInfo };
@@ -895,6 +1002,8 @@ export function installWasmKernels(): void {
     [FORGE_SOFTMAX_GRAD, nativeSoftmaxGrad],
     [FORGE_GELU_TRAIN, nativeGelu],
     [FORGE_GELU_GRAD, nativeGeluGrad],
+    [FORGE_ATTENTION, nativeAttention],
+    [FORGE_ATTENTION_GRAD, nativeAttentionGrad],
   ] as const) {
     if (!getKernel(kernelName, BACKEND)) {
       registerKernel({
