@@ -11,9 +11,9 @@
 import * as tf from "@tensorflow/tfjs";
 import {
   causalSoftmax,
-  fusedCausalAttention,
   crossEntropyRows,
   fromHeads,
+  fusedCausalAttention,
   gelu,
   layerNorm,
   linear,
