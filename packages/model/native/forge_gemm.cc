@@ -698,17 +698,37 @@ void Sgemm(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alph
               static_cast<int>(lda), b, static_cast<int>(ldb), 0.0f, c, static_cast<int>(ldc));
 }
 
+// Reads attention's or its gradient's arguments: `offsets` byte offsets (the one at index
+// `probabilities` is p, [items, time, time]; the others [batch·time, heads·headDim]), then
+// batch, time, heads, headDim and the scale; false, with an error thrown, when one is bad.
+bool ParseAttention(napi_env env, napi_callback_info info, const std::string& name, int offsets,
+                    int probabilities, Args& args, HeadView& view, int64_t& items) {
+  if (!Parse(env, info, name, offsets + 4, 1, args)) return false;
+  const int64_t* shape = args.ints + offsets;
+  const int64_t batch = shape[0], time = shape[1], heads = shape[2], hd = shape[3];
+  if (batch < 1 || time < 1 || heads < 1 || hd < 1) {
+    Throw(env, name + "'s shape is inconsistent");
+    return false;
+  }
+  view = {time, heads, hd, heads * hd};
+  items = batch * heads;
+  for (int i = 0; i < offsets; i++) {
+    const int64_t floats = i == probabilities ? items * time * time : batch * time * heads * hd;
+    if (!Inside(args, {args.ints[i]}, floats)) {
+      Throw(env, name + "'s operands lie outside the heap");
+      return false;
+    }
+  }
+  return true;
+}
+
 napi_value CausalAttention(napi_env env, napi_callback_info info) {
   Args args;
-  if (!Parse(env, info, "attention", 9, 1, args)) return nullptr;
+  HeadView view;
+  int64_t items;
+  if (!ParseAttention(env, info, "attention", 5, 4, args, view, items)) return nullptr;
   const int64_t* v = args.ints;
-  const int64_t batch = v[5], time = v[6], heads = v[7], hd = v[8];
-  if (batch < 1 || time < 1 || heads < 1 || hd < 1)
-    return Throw(env, "attention's shape is inconsistent");
-  const HeadView view{time, heads, hd, heads * hd};
-  const int64_t items = batch * heads, rows = batch * time * heads * hd;
-  if (!Inside(args, {v[0], v[1], v[2], v[3]}, rows) || !Inside(args, {v[4]}, items * time * time))
-    return Throw(env, "attention's operands lie outside the heap");
+  const int64_t time = view.time, hd = view.hd;
   const float* q = At<const float>(args, v[0]);
   const float* k = At<const float>(args, v[1]);
   const float* vv = At<const float>(args, v[2]);
@@ -730,16 +750,11 @@ napi_value CausalAttention(napi_env env, napi_callback_info info) {
 
 napi_value CausalAttentionGrad(napi_env env, napi_callback_info info) {
   Args args;
-  if (!Parse(env, info, "attentionGrad", 12, 1, args)) return nullptr;
+  HeadView view;
+  int64_t items;
+  if (!ParseAttention(env, info, "attentionGrad", 8, 4, args, view, items)) return nullptr;
   const int64_t* v = args.ints;
-  const int64_t batch = v[8], time = v[9], heads = v[10], hd = v[11];
-  if (batch < 1 || time < 1 || heads < 1 || hd < 1)
-    return Throw(env, "attentionGrad's shape is inconsistent");
-  const HeadView view{time, heads, hd, heads * hd};
-  const int64_t items = batch * heads, rows = batch * time * heads * hd;
-  if (!Inside(args, {v[0], v[1], v[2], v[3], v[5], v[6], v[7]}, rows) ||
-      !Inside(args, {v[4]}, items * time * time))
-    return Throw(env, "attentionGrad's operands lie outside the heap");
+  const int64_t time = view.time, hd = view.hd;
   const float* dy = At<const float>(args, v[0]);
   const float* q = At<const float>(args, v[1]);
   const float* k = At<const float>(args, v[2]);
