@@ -228,7 +228,7 @@ napi_value Throw(napi_env env, const std::string& message) {
 struct Args {
   uint8_t* heap = nullptr;
   int64_t bytes = 0;
-  int64_t ints[12] = {};
+  int64_t ints[16] = {};
   double numbers[8] = {};
 };
 
@@ -236,8 +236,8 @@ struct Args {
 // missing or bad.
 bool Parse(napi_env env, napi_callback_info info, const std::string& name, size_t ints,
            size_t numbers, Args& args) {
-  napi_value argv[21];
-  size_t argc = 21;
+  napi_value argv[25];
+  size_t argc = 25;
   const size_t wanted = 1 + ints + numbers;
   if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc != wanted) {
     Throw(env, name + " takes " + std::to_string(wanted) + " arguments");
@@ -676,44 +676,58 @@ napi_value Attend(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
-// attention(heap, q, k, v, y, p, batch, time, heads, headDim, scale): causal self-attention
-// for training, on q, k, v and y as [batch·time, heads·headDim] rows (no head transposes): per
-// batch item and head, P = softmax(scale·Q·Kᵀ) with query i seeing keys ≤ i (saved in p,
-// [batch, heads, time, time]) and Y = P·V. attentionGrad(heap, dy, q, k, v, p, dq, dk, dv,
-// batch, time, heads, headDim, scale): dP = dY·Vᵀ, dS = P ⊙ (dP − Σ dP ⊙ P), dQ = scale·dS·K,
-// dK = scale·dSᵀ·Q, dV = Pᵀ·dY. Items (batch · heads) split across the pool.
+// attention(heap, q, k, v, y, p, batch, time, heads, kvHeads, headDim, scale): causal
+// self-attention for training, on q and y as [batch·time, heads·headDim] rows and k, v as
+// [batch·time, kvHeads·headDim] (no head transposes; query head h reads key/value head
+// h / (heads / kvHeads)): per sequence and query head, P = softmax(scale·Q·Kᵀ) with query i
+// seeing keys ≤ i (saved in p, [batch, heads, time, time]) and Y = P·V.
+// attentionGrad(heap, dy, q, k, v, p, dq, dk, dv, batch, time, heads, kvHeads, headDim, scale):
+// dP = dY·Vᵀ, dS = P ⊙ (dP − Σ dP ⊙ P), dQ = scale·dS·K, and summed over the query heads that
+// share a key/value head, dK = scale·dSᵀ·Q and dV = Pᵀ·dY. Sequences × heads (forward) or
+// × key/value heads (backward) split across the pool.
 struct HeadView {
-  int64_t time, heads, hd, row;  // row: floats between a head's rows (heads · headDim)
-  // the [time, headDim] block of item (b, h) in a [batch·time, heads·headDim] array
+  int64_t time, heads, kvHeads, hd;
+  // the [time, headDim] block of sequence b's query head h in a [batch·time, heads·headDim]
+  // array (rows heads·headDim apart), and of its key/value head in a [batch·time,
+  // kvHeads·headDim] one
   template <typename T>
-  T* Block(T* base, int64_t item) const {
-    return base + (item / heads) * time * row + (item % heads) * hd;
+  T* Query(T* base, int64_t b, int64_t h) const {
+    return base + b * time * heads * hd + h * hd;
+  }
+  template <typename T>
+  T* KeyValue(T* base, int64_t b, int64_t h) const {
+    return base + b * time * kvHeads * hd + h / (heads / kvHeads) * hd;
   }
 };
 
 void Sgemm(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
-           int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc) {
+           int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc, float beta = 0.0f) {
   cblas_sgemm(kRowMajor, transA ? kTrans : kNoTrans, transB ? kTrans : kNoTrans,
               static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), alpha, a,
-              static_cast<int>(lda), b, static_cast<int>(ldb), 0.0f, c, static_cast<int>(ldc));
+              static_cast<int>(lda), b, static_cast<int>(ldb), beta, c, static_cast<int>(ldc));
 }
 
-// Reads attention's or its gradient's arguments: `offsets` byte offsets (the one at index
-// `probabilities` is p, [items, time, time]; the others [batch·time, heads·headDim]), then
-// batch, time, heads, headDim and the scale; false, with an error thrown, when one is bad.
-bool ParseAttention(napi_env env, napi_callback_info info, const std::string& name, int offsets,
-                    int probabilities, Args& args, HeadView& view, int64_t& items) {
-  if (!Parse(env, info, name, offsets + 4, 1, args)) return false;
+// Reads attention's or its gradient's arguments: byte offsets, one per letter of `kinds` (q: a
+// [batch·time, heads·headDim] array; k: [batch·time, kvHeads·headDim]; p: [batch, heads, time,
+// time]), then batch, time, heads, kvHeads, headDim and the scale; false, with an error thrown,
+// when one is bad.
+bool ParseAttention(napi_env env, napi_callback_info info, const std::string& name,
+                    const std::string& kinds, Args& args, HeadView& view, int64_t& batch) {
+  const int offsets = static_cast<int>(kinds.size());
+  if (!Parse(env, info, name, offsets + 5, 1, args)) return false;
   const int64_t* shape = args.ints + offsets;
-  const int64_t batch = shape[0], time = shape[1], heads = shape[2], hd = shape[3];
-  if (batch < 1 || time < 1 || heads < 1 || hd < 1) {
+  batch = shape[0];
+  view = {shape[1], shape[2], shape[3], shape[4]};
+  if (batch < 1 || view.time < 1 || view.heads < 1 || view.kvHeads < 1 || view.hd < 1 ||
+      view.heads % view.kvHeads != 0) {
     Throw(env, name + "'s shape is inconsistent");
     return false;
   }
-  view = {time, heads, hd, heads * hd};
-  items = batch * heads;
+  const int64_t rows = batch * view.time;
   for (int i = 0; i < offsets; i++) {
-    const int64_t floats = i == probabilities ? items * time * time : batch * time * heads * hd;
+    const int64_t floats = kinds[i] == 'p'   ? batch * view.heads * view.time * view.time
+                           : kinds[i] == 'q' ? rows * view.heads * view.hd
+                                             : rows * view.kvHeads * view.hd;
     if (!Inside(args, {args.ints[i]}, floats)) {
       Throw(env, name + "'s operands lie outside the heap");
       return false;
@@ -725,10 +739,11 @@ bool ParseAttention(napi_env env, napi_callback_info info, const std::string& na
 napi_value CausalAttention(napi_env env, napi_callback_info info) {
   Args args;
   HeadView view;
-  int64_t items;
-  if (!ParseAttention(env, info, "attention", 5, 4, args, view, items)) return nullptr;
+  int64_t batch;
+  if (!ParseAttention(env, info, "attention", "qkkqp", args, view, batch)) return nullptr;
   const int64_t* v = args.ints;
-  const int64_t time = view.time, hd = view.hd;
+  const int64_t time = view.time, hd = view.hd, heads = view.heads, items = batch * heads;
+  const int64_t qRow = heads * hd, kvRow = view.kvHeads * hd;
   const float* q = At<const float>(args, v[0]);
   const float* k = At<const float>(args, v[1]);
   const float* vv = At<const float>(args, v[2]);
@@ -737,12 +752,13 @@ napi_value CausalAttention(napi_env env, napi_callback_info info) {
   const float scale = static_cast<float>(args.numbers[0]);
   ForRows(items, items * time * time, [&](int64_t i0, int64_t i1) {
     for (int64_t item = i0; item < i1; item++) {
+      const int64_t b = item / heads, h = item % heads;
       float* pi = p + item * time * time;
-      Sgemm(false, true, time, time, hd, scale, view.Block(q, item), view.row, view.Block(k, item),
-            view.row, pi, time);
+      Sgemm(false, true, time, time, hd, scale, view.Query(q, b, h), qRow,
+            view.KeyValue(k, b, h), kvRow, pi, time);
       (kHasAvx2 ? CausalSoftmaxRowsAvx2 : CausalSoftmaxRowsScalar)(pi, pi, 0, time, time, time);
-      Sgemm(false, false, time, hd, time, 1.0f, pi, time, view.Block(vv, item), view.row,
-            view.Block(y, item), view.row);
+      Sgemm(false, false, time, hd, time, 1.0f, pi, time, view.KeyValue(vv, b, h), kvRow,
+            view.Query(y, b, h), qRow);
     }
   });
   return nullptr;
@@ -751,10 +767,11 @@ napi_value CausalAttention(napi_env env, napi_callback_info info) {
 napi_value CausalAttentionGrad(napi_env env, napi_callback_info info) {
   Args args;
   HeadView view;
-  int64_t items;
-  if (!ParseAttention(env, info, "attentionGrad", 8, 4, args, view, items)) return nullptr;
+  int64_t batch;
+  if (!ParseAttention(env, info, "attentionGrad", "qqkkpqkk", args, view, batch)) return nullptr;
   const int64_t* v = args.ints;
-  const int64_t time = view.time, hd = view.hd;
+  const int64_t time = view.time, hd = view.hd, heads = view.heads, kvHeads = view.kvHeads;
+  const int64_t group = heads / kvHeads, qRow = heads * hd, kvRow = kvHeads * hd;
   const float* dy = At<const float>(args, v[0]);
   const float* q = At<const float>(args, v[1]);
   const float* k = At<const float>(args, v[2]);
@@ -764,21 +781,28 @@ napi_value CausalAttentionGrad(napi_env env, napi_callback_info info) {
   float* dk = At<float>(args, v[6]);
   float* dv = At<float>(args, v[7]);
   const float scale = static_cast<float>(args.numbers[0]);
-  ForRows(items, items * time * time, [&](int64_t i0, int64_t i1) {
+  const int64_t items = batch * kvHeads;
+  ForRows(items, items * group * time * time, [&](int64_t i0, int64_t i1) {
     std::vector<float> ds(time * time);
     for (int64_t item = i0; item < i1; item++) {
-      const float* pi = p + item * time * time;
-      const float* dyi = view.Block(dy, item);
-      Sgemm(false, true, time, time, hd, 1.0f, dyi, view.row, view.Block(vv, item), view.row,
-            ds.data(), time);
-      (kHasAvx2 ? SoftmaxGradRowsAvx2 : SoftmaxGradRowsScalar)(ds.data(), pi, ds.data(), 0, time,
-                                                                time);
-      Sgemm(false, false, time, hd, time, scale, ds.data(), time, view.Block(k, item), view.row,
-            view.Block(dq, item), view.row);
-      Sgemm(true, false, time, hd, time, scale, ds.data(), time, view.Block(q, item), view.row,
-            view.Block(dk, item), view.row);
-      Sgemm(true, false, time, hd, time, 1.0f, pi, time, dyi, view.row, view.Block(dv, item),
-            view.row);
+      const int64_t b = item / kvHeads;
+      for (int64_t g = 0; g < group; g++) {
+        const int64_t h = item % kvHeads * group + g;
+        const float* pi = p + (b * heads + h) * time * time;
+        const float* dyi = view.Query(dy, b, h);
+        // the key/value head's gradients: written by its first query head, then summed
+        const float beta = g == 0 ? 0.0f : 1.0f;
+        Sgemm(false, true, time, time, hd, 1.0f, dyi, qRow, view.KeyValue(vv, b, h), kvRow,
+              ds.data(), time);
+        (kHasAvx2 ? SoftmaxGradRowsAvx2 : SoftmaxGradRowsScalar)(ds.data(), pi, ds.data(), 0,
+                                                                  time, time);
+        Sgemm(false, false, time, hd, time, scale, ds.data(), time, view.KeyValue(k, b, h), kvRow,
+              view.Query(dq, b, h), qRow);
+        Sgemm(true, false, time, hd, time, scale, ds.data(), time, view.Query(q, b, h), qRow,
+              view.KeyValue(dk, b, h), kvRow, beta);
+        Sgemm(true, false, time, hd, time, 1.0f, pi, time, dyi, qRow, view.KeyValue(dv, b, h),
+              kvRow, beta);
+      }
     }
   });
   return nullptr;

@@ -13,6 +13,7 @@ import {
   causalSoftmax,
   crossEntropyRows,
   fromHeads,
+  fusedAttentionRuns,
   fusedCausalAttention,
   gelu,
   layerNorm,
@@ -469,6 +470,20 @@ export class GPT {
     const flat = positions.reshape([batch * time]);
     const cos = tf.gather(table.cos, flat).reshape([batch, 1, time, hd]) as tf.Tensor4D;
     const sin = tf.gather(table.sin, flat).reshape([batch, 1, time, hd]) as tf.Tensor4D;
+    // the fused attention (one native kernel a pass) where it runs: no past, bias, cache or
+    // attention dropout; rotary positions then apply to the [B·T, heads·d] rows
+    const fused =
+      !options.past &&
+      !options.attentionBias &&
+      !options.returnCache &&
+      !(training && this.config.dropout > 0) &&
+      fusedAttentionRuns();
+    const rotateRows = (t: tf.Tensor2D, heads: number) =>
+      GPT.rotate(
+        t.reshape([batch, time, heads, hd]) as tf.Tensor4D,
+        cos.reshape([batch, time, 1, hd]) as tf.Tensor4D,
+        sin.reshape([batch, time, 1, hd]) as tf.Tensor4D,
+      ).reshape([batch * time, heads * hd]) as tf.Tensor2D;
     let x = tf.gather(
       this.param("embed_tokens.weight"),
       ids.reshape([batch * time]),
@@ -483,13 +498,15 @@ export class GPT {
         .tile([1, 1, H / KV, 1])
         .reshape([batch, H, tk, hd]) as tf.Tensor4D;
     };
-    for (let i = 0; i < L; i++) {
-      const p = `layers.${i}`;
-      const layerSeed = seed + 16 * (i + 1);
-      const h = this.rmsNorm(x, `${p}.input_layernorm.weight`);
-      const q2 = this.linear(h, `${p}.self_attn.q_proj`, training, layerSeed + 1);
-      const k2 = this.linear(h, `${p}.self_attn.k_proj`, training, layerSeed + 1);
-      const v2 = this.linear(h, `${p}.self_attn.v_proj`, training, layerSeed + 1);
+    // the composition: heads split out, rotary on [B, heads, T, d], keys and values shared
+    // across query heads, the scores tensor, softmax, the value product
+    const headSplitAttention = (
+      q2: tf.Tensor2D,
+      k2: tf.Tensor2D,
+      v2: tf.Tensor2D,
+      i: number,
+      layerSeed: number,
+    ): tf.Tensor2D => {
       const q = GPT.rotate(toHeads(q2, time, H), cos, sin);
       let k = GPT.rotate(toHeads(k2, time, KV), cos, sin);
       let v = toHeads(v2, time, KV);
@@ -507,7 +524,18 @@ export class GPT {
         ? (tf.softmax(tf.add(scores, options.attentionBias)) as tf.Tensor4D)
         : causalSoftmax(scores);
       att = this.dropout(att, training, layerSeed + 2) as tf.Tensor4D;
-      const y = fromHeads(tf.matMul(att, shareHeads(v)) as tf.Tensor4D);
+      return fromHeads(tf.matMul(att, shareHeads(v)) as tf.Tensor4D);
+    };
+    for (let i = 0; i < L; i++) {
+      const p = `layers.${i}`;
+      const layerSeed = seed + 16 * (i + 1);
+      const h = this.rmsNorm(x, `${p}.input_layernorm.weight`);
+      const q2 = this.linear(h, `${p}.self_attn.q_proj`, training, layerSeed + 1);
+      const k2 = this.linear(h, `${p}.self_attn.k_proj`, training, layerSeed + 1);
+      const v2 = this.linear(h, `${p}.self_attn.v_proj`, training, layerSeed + 1);
+      const y = fused
+        ? fusedCausalAttention(rotateRows(q2, H), rotateRows(k2, KV), v2, batch, H, KV)!
+        : headSplitAttention(q2, k2, v2, i, layerSeed);
       x = tf.add(x, this.linear(y, `${p}.self_attn.o_proj`, training, layerSeed + 3));
       const h2 = this.rmsNorm(x, `${p}.post_attention_layernorm.weight`);
       const gate = this.linear(h2, `${p}.mlp.gate_proj`, training, layerSeed + 5);

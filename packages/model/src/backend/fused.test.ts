@@ -104,22 +104,30 @@ describe("hand-written gradients equal tfjs autodiff of the plain compositions",
   });
   it("causal self-attention on the native addon equals the head-split composition, value and gradients", (context) => {
     if (!activeNativeGemm()) context.skip();
-    // [batch, time, heads, head size]; the last splits its 16 items across the pool
-    for (const [batch, time, heads, hd] of [
-      [2, 7, 3, 4],
-      [3, 33, 2, 12],
-      [4, 128, 4, 8],
+    // [batch, time, heads, key/value heads, head size]: GPT-2's (the third splits its 16
+    // sequence-heads across the pool), grouped-query and multi-query attention
+    for (const [batch, time, heads, kvHeads, hd] of [
+      [2, 7, 3, 3, 4],
+      [3, 33, 2, 2, 12],
+      [4, 128, 4, 4, 8],
+      [2, 19, 4, 2, 8],
+      [2, 9, 6, 1, 4],
     ] as const) {
       const rows = batch * time;
-      const width = heads * hd;
-      const [q, k, v] = [1, 2, 3].map(
-        (seed) => tf.randomNormal([rows, width], 0, 1.5, "float32", seed + time) as tf.Tensor2D,
+      const [q, k, v] = [heads, kvHeads, kvHeads].map(
+        (h, i) => tf.randomNormal([rows, h * hd], 0, 1.5, "float32", i + time) as tf.Tensor2D,
       ) as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D];
-      const mix = tf.randomNormal([rows, width], 0, 1, "float32", 9);
+      const mix = tf.randomNormal([rows, heads * hd], 0, 1, "float32", 9);
+      // each key/value head serves heads / kvHeads consecutive query heads
+      const shared = (t: tf.Tensor2D) =>
+        toHeads(t, time, kvHeads)
+          .reshape([batch, kvHeads, 1, time * hd])
+          .tile([1, 1, heads / kvHeads, 1])
+          .reshape([batch, heads, time, hd]) as tf.Tensor4D;
       const composition = (a: tf.Tensor2D, b: tf.Tensor2D, c: tf.Tensor2D) => {
         const qh = toHeads(tf.mul(a, 1 / Math.sqrt(hd)) as tf.Tensor2D, time, heads);
-        const scores = tf.matMul(qh, toHeads(b, time, heads), false, true) as tf.Tensor4D;
-        return fromHeads(tf.matMul(causalSoftmax(scores), toHeads(c, time, heads)));
+        const scores = tf.matMul(qh, shared(b), false, true) as tf.Tensor4D;
+        return fromHeads(tf.matMul(causalSoftmax(scores), shared(c)));
       };
       let fused = 0;
       // hand-written: the fused kernels; tfjs' gradients: the composition
@@ -132,6 +140,7 @@ describe("hand-written gradients equal tfjs autodiff of the plain compositions",
               c as tf.Tensor2D,
               batch,
               heads,
+              kvHeads,
             );
             if (y) fused++;
             return tf.sum(
@@ -224,40 +233,71 @@ describe("hand-written gradients equal tfjs autodiff of the plain compositions",
     );
   });
 
-  it("a whole model's loss gradients (with a LoRA adapter and without)", () => {
-    const model = GPT.create(
-      { vocabSize: 50, blockSize: 12, nLayer: 2, nHead: 2, nEmbd: 16 },
-      { seed: 2 },
-    );
-    const ids = tf.tensor2d(
-      [
-        [1, 2, 3, 4, 5, 6, 7, 8],
-        [9, 10, 11, 12, 13, 14, 15, 16],
-      ],
-      undefined,
-      "int32",
-    );
-    const targets = tf.tensor2d(
-      [
-        [2, 3, 4, 5, 6, 7, 8, 9],
-        [10, 11, 12, 13, 14, 15, 16, 17],
-      ],
-      undefined,
-      "int32",
-    );
-    const run = () => {
-      const vars = model.trainableVariables();
-      const { value, grads } = tf.variableGrads(() => model.lossUnchecked(ids, targets), vars);
-      return { value, grads: vars.map((v) => grads[v.name]!) };
-    };
-    compare(run, 1e-4);
-    const adapter = attachLora(model, { r: 2 });
-    for (const bb of adapter.b.values())
-      tf.tidy(() => bb.assign(tf.randomNormal(bb.shape, 0, 0.1, "float32", 8)));
-    compare(run, 1e-4);
-    tf.dispose([ids, targets]);
-    model.dispose();
-  });
+  const llama = {
+    architecture: "llama",
+    vocabSize: 50,
+    blockSize: 12,
+    nLayer: 2,
+    nHead: 4,
+    nEmbd: 16,
+    dropout: 0,
+    bias: false,
+    layerNormEpsilon: 1e-5,
+    llama: {
+      nKvHead: 2,
+      headDim: 4,
+      intermediateSize: 24,
+      ropeTheta: 10_000,
+      ropeScaling: null,
+      tieWordEmbeddings: false,
+      qkvBias: true,
+      oBias: false,
+      mlpBias: false,
+    },
+  } as const;
+  // GPT-2, and Llama (rotary positions and grouped-query attention: on the native addon its
+  // attention is the fused kernel with rotary on the rows, against tfjs' gradients of the
+  // head-split composition)
+  it.each([
+    ["GPT-2", { vocabSize: 50, blockSize: 12, nLayer: 2, nHead: 2, nEmbd: 16 }],
+    ["Llama", llama],
+  ] as const)(
+    "a whole %s model's loss gradients (with a LoRA adapter and without)",
+    (name, config) => {
+      const model = GPT.create(config as never, { seed: 2 });
+      const ids = tf.tensor2d(
+        [
+          [1, 2, 3, 4, 5, 6, 7, 8],
+          [9, 10, 11, 12, 13, 14, 15, 16],
+        ],
+        undefined,
+        "int32",
+      );
+      const targets = tf.tensor2d(
+        [
+          [2, 3, 4, 5, 6, 7, 8, 9],
+          [10, 11, 12, 13, 14, 15, 16, 17],
+        ],
+        undefined,
+        "int32",
+      );
+      const run = () => {
+        const vars = model.trainableVariables();
+        const { value, grads } = tf.variableGrads(() => model.lossUnchecked(ids, targets), vars);
+        return { value, grads: vars.map((v) => grads[v.name]!) };
+      };
+      compare(run, 1e-4);
+      const adapter = attachLora(model, {
+        r: 2,
+        ...(name === "Llama" ? { targetModules: ["q_proj", "v_proj"] as never } : {}),
+      });
+      for (const bb of adapter.b.values())
+        tf.tidy(() => bb.assign(tf.randomNormal(bb.shape, 0, 0.1, "float32", 8)));
+      compare(run, 1e-4);
+      tf.dispose([ids, targets]);
+      model.dispose();
+    },
+  );
 });
 
 describe("fused inference kernels (wasm)", () => {

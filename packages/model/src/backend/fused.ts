@@ -400,12 +400,16 @@ const causalSoftmaxNative = custom(([scores], save) => {
 
 const attentionOps = new Map<string, (...inputs: tf.Tensor[]) => tf.Tensor>();
 
-/** Causal self-attention with both passes on the native addon, for B sequences of H heads. */
-function attentionNative(batch: number, heads: number): (...inputs: tf.Tensor[]) => tf.Tensor {
-  const key = `${batch}×${heads}`;
+/** Causal self-attention with both passes on the native addon (B sequences, H and KV heads). */
+function attentionNative(
+  batch: number,
+  heads: number,
+  kvHeads: number,
+): (...inputs: tf.Tensor[]) => tf.Tensor {
+  const key = `${batch}×${heads}×${kvHeads}`;
   let op = attentionOps.get(key);
   if (!op) {
-    const attrs = { batch, heads } as never;
+    const attrs = { batch, heads, kvHeads } as never;
     op = custom(([q, k, v], save) => {
       const [y, p] = tf.engine().runKernel(FORGE_ATTENTION, { q: q!, k: k!, v: v! }, attrs) as [
         tf.Tensor,
@@ -427,10 +431,11 @@ function attentionNative(batch: number, heads: number): (...inputs: tf.Tensor[])
 }
 
 /**
- * Causal self-attention of q, k, v [B·T, C] (H heads, q unscaled) → [B·T, C], where each
- * position sees itself and those before it: on the native addon in one kernel per pass (no
- * head transposes, no [B, H, T, T] scores tensor between kernels); undefined where it does not
- * run (no addon, another backend, the fused kernels off, or tfjs' own gradients asked for).
+ * Causal self-attention of q [B·T, H·d] (unscaled) over k, v [B·T, KV·d] → [B·T, H·d], where
+ * each position sees itself and those before it and query head h reads key/value head
+ * h / (H / KV): on the native addon in one kernel per pass (no head transposes, no
+ * [B, H, T, T] scores tensor between kernels); undefined where it does not run (no addon,
+ * another backend, the fused kernels off, or tfjs' own gradients asked for).
  */
 export function fusedCausalAttention(
   q: tf.Tensor2D,
@@ -438,10 +443,20 @@ export function fusedCausalAttention(
   v: tf.Tensor2D,
   batch: number,
   heads: number,
+  kvHeads = heads,
 ): tf.Tensor2D | undefined {
-  if (!(fusedInference && tf.getBackend() === "wasm" && activeNativeGemm())) return undefined;
-  if (recording() && !handWritten) return undefined;
-  return attentionNative(batch, heads)(q, k, v) as tf.Tensor2D;
+  if (!fusedAttentionRuns()) return undefined;
+  return attentionNative(batch, heads, kvHeads)(q, k, v) as tf.Tensor2D;
+}
+
+/** Whether `fusedCausalAttention` runs here and now. */
+export function fusedAttentionRuns(): boolean {
+  return (
+    fusedInference &&
+    tf.getBackend() === "wasm" &&
+    activeNativeGemm() !== undefined &&
+    !(recording() && !handWritten)
+  );
 }
 
 /** Softmax of attention scores [B, H, T, Tk] where query i sees keys up to i + Tk − T. */

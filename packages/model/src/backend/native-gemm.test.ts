@@ -330,15 +330,19 @@ describe.skipIf(!available)("the native OpenBLAS matmul", () => {
     expect(() => native.attend(heap, 0, 8, 0, 0, 0, 0, 1, 3, 2, 4, 8, 3, 0.5)).toThrow(
       "attend's shape is inconsistent",
     );
-    // causal attention: 1 item of 8 positions × 2 heads of 4 needs 64 floats for each of q, k,
-    // v, y and 128 of probabilities
-    expect(() => native.attention(heap, 0, 256, 512, 768, 900, 1, 8, 2, 4, 0.5)).toThrow(
+    // causal attention: 1 sequence of 8 positions × 2 heads of 4 needs 64 floats for each of
+    // q, k, v, y and 128 of probabilities
+    expect(() => native.attention(heap, 0, 256, 512, 768, 900, 1, 8, 2, 2, 4, 0.5)).toThrow(
       "attention's operands lie outside the heap",
     );
-    expect(() => native.attention(heap, 0, 0, 0, 0, 0, 1, 0, 2, 4, 0.5)).toThrow(
+    expect(() => native.attention(heap, 0, 0, 0, 0, 0, 1, 0, 2, 2, 4, 0.5)).toThrow(
       "attention's shape is inconsistent",
     );
-    expect(() => native.attentionGrad(heap, 0, 0, 0, 0, 0, 0, 0, 1000, 1, 8, 2, 4, 0.5)).toThrow(
+    // 3 query heads cannot share 2 key/value heads
+    expect(() => native.attention(heap, 0, 0, 0, 0, 0, 1, 2, 3, 2, 4, 0.5)).toThrow(
+      "attention's shape is inconsistent",
+    );
+    expect(() => native.attentionGrad(heap, 0, 0, 0, 0, 0, 0, 0, 1000, 1, 8, 2, 1, 4, 0.5)).toThrow(
       "attentionGrad's operands lie outside the heap",
     );
     // In bounds: a 2×2 product written where asked.

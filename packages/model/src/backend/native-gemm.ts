@@ -142,9 +142,9 @@ export interface NativeGemmModule {
    */
   decodeStep(heap: Uint8Array, plan: Float64Array, slot: number): void;
   /**
-   * Causal self-attention for training on q, k, v and y [batch·time, heads·headDim] (byte
-   * offsets): P = softmax(scale·Q·Kᵀ) per item and head into p [batch, heads, time, time], and
-   * Y = P·V.
+   * Causal self-attention on q and y [batch·time, heads·headDim] and k, v [batch·time,
+   * kvHeads·headDim] (byte offsets): P = softmax(scale·Q·Kᵀ) per sequence and query head into
+   * p [batch, heads, time, time], and Y = P·V.
    */
   attention(
     heap: Uint8Array,
@@ -156,6 +156,7 @@ export interface NativeGemmModule {
     batch: number,
     time: number,
     heads: number,
+    kvHeads: number,
     headDim: number,
     scale: number,
   ): void;
@@ -173,6 +174,7 @@ export interface NativeGemmModule {
     batch: number,
     time: number,
     heads: number,
+    kvHeads: number,
     headDim: number,
     scale: number,
   ): void;

@@ -87,8 +87,8 @@ export const FORGE_GELU_TRAIN = "ForgeGeluTrain";
 /** Its gradient from dy, x and σ. */
 export const FORGE_GELU_GRAD = "ForgeGeluGrad";
 /**
- * Causal self-attention for training on the native addon, on q, k, v [B·T, C] with no head
- * transposes: outputs y [B·T, C] and the probabilities [B, H, T, T] (see `nativeAttention`).
+ * Causal self-attention on the native addon, on q [B·T, H·d] and k, v [B·T, KV·d] with no head
+ * transposes: outputs y [B·T, H·d] and the probabilities [B, H, T, T] (see `nativeAttention`).
  */
 export const FORGE_ATTENTION = "ForgeAttention";
 /** Its gradients dq, dk, dv from dy, q, k, v and the saved probabilities. */
@@ -754,19 +754,35 @@ function nativeCausalSoftmax(args: {
 interface AttentionAttrs {
   batch: number;
   heads: number;
+  kvHeads: number;
 }
 
-/** q, k, v [B·T, C] as batch × time × heads × head size, or an E_KERNEL_INPUT naming them. */
-function attentionShape(kernel: string, q: TensorInfo, attrs: AttentionAttrs): number[] {
+/**
+ * q [B·T, H·d] and k, v [B·T, KV·d] as batch, time, heads, key/value heads and head size, or
+ * an E_KERNEL_INPUT naming them.
+ */
+function attentionShape(
+  kernel: string,
+  q: TensorInfo,
+  kv: TensorInfo[],
+  attrs: AttentionAttrs,
+): [number, number, number, number, number] {
   const [rows, width] = q.shape as [number, number];
-  const { batch, heads } = attrs;
-  if (q.shape.length !== 2 || rows % batch !== 0 || width % heads !== 0) {
+  const { batch, heads, kvHeads } = attrs;
+  const hd = width / heads;
+  const fits =
+    q.shape.length === 2 &&
+    rows % batch === 0 &&
+    Number.isInteger(hd) &&
+    heads % kvHeads === 0 &&
+    kv.every((t) => util.arraysEqual(t.shape, [rows, kvHeads * hd]));
+  if (!fits) {
     throw new ModelError(
       "E_KERNEL_INPUT",
-      `${kernel}: q [${q.shape}] is not [batch ${batch} · time, ${heads} heads · head size]`,
+      `${kernel}: q [${q.shape}], k and v [${kv.map((t) => t.shape).join("], [")}] are not [batch ${batch} · time, ${heads} heads · head size] and [batch · time, ${kvHeads} heads · head size]`,
     );
   }
-  return [batch, rows / batch, heads, width / heads];
+  return [batch, rows / batch, heads, kvHeads, hd];
 }
 
 /** Causal self-attention: [y, p] in one call (native/forge_gemm.cc `Attention`). */
@@ -778,13 +794,9 @@ function nativeAttention(args: {
   const native = requireNative(FORGE_ATTENTION);
   const { backend, attrs } = args;
   const { q, k, v } = args.inputs;
-  sameFloat32(FORGE_ATTENTION, [q, k, v]);
-  const [batch, time, heads, hd] = attentionShape(FORGE_ATTENTION, q, attrs) as [
-    number,
-    number,
-    number,
-    number,
-  ];
+  sameFloat32(FORGE_ATTENTION, [q]);
+  sameFloat32(FORGE_ATTENTION, [k, v]);
+  const [batch, time, heads, kvHeads, hd] = attentionShape(FORGE_ATTENTION, q, [k, v], attrs);
   const y = backend.makeOutput(q.shape, "float32");
   const p = backend.makeOutput([batch, heads, time, time], "float32");
   const at = (t: TensorInfo) => offsetOf(backend, t);
@@ -798,6 +810,7 @@ function nativeAttention(args: {
     batch,
     time,
     heads,
+    kvHeads,
     hd,
     1 / Math.sqrt(hd),
   );
@@ -813,13 +826,9 @@ function nativeAttentionGrad(args: {
   const native = requireNative(FORGE_ATTENTION_GRAD);
   const { backend, attrs } = args;
   const { dy, q, k, v, p } = args.inputs;
-  sameFloat32(FORGE_ATTENTION_GRAD, [dy, q, k, v]);
-  const [batch, time, heads, hd] = attentionShape(FORGE_ATTENTION_GRAD, q, attrs) as [
-    number,
-    number,
-    number,
-    number,
-  ];
+  sameFloat32(FORGE_ATTENTION_GRAD, [dy, q]);
+  sameFloat32(FORGE_ATTENTION_GRAD, [k, v]);
+  const [batch, time, heads, kvHeads, hd] = attentionShape(FORGE_ATTENTION_GRAD, q, [k, v], attrs);
   if (p.dtype !== "float32" || !util.arraysEqual(p.shape, [batch, heads, time, time])) {
     throw new ModelError(
       "E_KERNEL_INPUT",
@@ -845,6 +854,7 @@ function nativeAttentionGrad(args: {
     batch,
     time,
     heads,
+    kvHeads,
     hd,
     1 / Math.sqrt(hd),
   );
