@@ -44,6 +44,8 @@
 extern "C" {
 void cblas_sgemm(int order, int transA, int transB, int m, int n, int k, float alpha,
                  const float* a, int lda, const float* b, int ldb, float beta, float* c, int ldc);
+void cblas_sgemv(int order, int trans, int m, int n, float alpha, const float* a, int lda,
+                 const float* x, int incx, float beta, float* y, int incy);
 void openblas_set_num_threads(int threads);
 }
 
@@ -190,6 +192,17 @@ struct Product {
     if (k == 0) {
       for (int64_t r = 0; r < r1 - r0; r++)
         for (int64_t col = 0; col < c1 - c0; col++) ci[r * n + col] = 0;
+      return;
+    }
+    if (r1 - r0 == 1 && !transA) {
+      // one row (a decode step at batch 1): a matrix-vector product, which reads B once where
+      // sgemm would first pack all of it
+      const int cols = static_cast<int>(c1 - c0), depth = static_cast<int>(k);
+      if (transB)
+        cblas_sgemv(kRowMajor, kNoTrans, cols, depth, 1.0f, bi, depth, ai, 1, 0.0f, ci, 1);
+      else
+        cblas_sgemv(kRowMajor, kTrans, depth, cols, 1.0f, bi, static_cast<int>(n), ai, 1, 0.0f, ci,
+                    1);
       return;
     }
     cblas_sgemm(kRowMajor, transA ? kTrans : kNoTrans, transB ? kTrans : kNoTrans,

@@ -131,6 +131,15 @@ describe.skipIf(!available)("the native OpenBLAS matmul", () => {
     { name: "a shared left-hand side", a: [17, 24], b: [4, 24, 9] },
     { name: "parallel split by rows", a: [256, 128], b: [128, 96] },
     { name: "parallel split by columns", a: [1, 512], b: [512, 1024] },
+    // one row: a matrix-vector product (cblas_sgemv), B either way round
+    { name: "a one-row product, transposed B", a: [1, 300], b: [70, 300], transposeB: true },
+    {
+      name: "parallel split by columns, transposed B",
+      a: [1, 512],
+      b: [1024, 512],
+      transposeB: true,
+    },
+    { name: "one-row batch items", a: [4, 1, 64], b: [4, 64, 32] },
     { name: "parallel split by batch", a: [8, 64, 64], b: [8, 64, 64], transposeA: true },
     { name: "an empty inner dimension", a: [3, 0], b: [0, 4] },
   ];
