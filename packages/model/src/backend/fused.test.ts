@@ -16,7 +16,7 @@ import {
   toHeads,
 } from "./fused.js";
 import { initBackend } from "./select.js";
-import { activeNativeGemm, setNativeGemm } from "./wasm-kernels.js";
+import { activeNativeGemm, FUSED_GELU_MAX_ELEMENTS, setNativeGemm } from "./wasm-kernels.js";
 
 beforeAll(async () => {
   await initBackend({ backend: "wasm" });
@@ -324,33 +324,61 @@ describe("fused inference kernels (wasm)", () => {
     tf.dispose([x, heads, viaTranspose, back]);
   });
 
+  // on the native addon where it is loaded (AVX2, split across the pool), and as wasm/JS loops
+  const engines = () => [activeNativeGemm(), undefined].filter((e, i) => i === 1 || e);
+  const dataIds = () => (tf.engine().backend as unknown as { numDataIds(): number }).numDataIds();
+
   it("LayerNorm in one kernel equals the tfjs composition, with and without bias", () => {
-    const x = tf.randomNormal([37, 96], 0.3, 2, "float32", 3) as tf.Tensor2D;
-    const gamma = tf.randomNormal([96], 1, 0.2, "float32", 4);
-    const beta = tf.randomNormal([96], 0, 0.2, "float32", 5);
-    for (const b of [beta, undefined]) {
-      setFusedInference(true);
-      const before = tf.memory().numTensors;
-      const fused = layerNorm(x, gamma, b, 1e-5);
-      expect(tf.memory().numTensors).toBe(before + 1);
-      setFusedInference(false);
-      const plain = tf.tidy(() => layerNorm(x, gamma, b, 1e-5));
-      expect(maxRelative(fused, plain)).toBeLessThan(1e-6);
-      tf.dispose([fused, plain]);
+    const addon = activeNativeGemm();
+    // 96 columns (whole vectors) and 101 (a tail); 3000 rows split across the pool
+    for (const [rows, cols] of [
+      [37, 96],
+      [3000, 101],
+    ] as const) {
+      const x = tf.randomNormal([rows, cols], 0.3, 2, "float32", 3) as tf.Tensor2D;
+      const gamma = tf.randomNormal([cols], 1, 0.2, "float32", 4);
+      const beta = tf.randomNormal([cols], 0, 0.2, "float32", 5);
+      for (const engine of engines()) {
+        setNativeGemm(engine);
+        for (const b of [beta, undefined]) {
+          setFusedInference(true);
+          const before = [tf.memory().numTensors, dataIds()];
+          const fused = layerNorm(x, gamma, b, 1e-5);
+          expect([tf.memory().numTensors, dataIds()]).toEqual([before[0]! + 1, before[1]! + 1]);
+          setFusedInference(false);
+          const plain = tf.tidy(() => layerNorm(x, gamma, b, 1e-5));
+          expect(maxRelative(fused, plain)).toBeLessThan(1e-5);
+          tf.dispose([fused, plain]);
+        }
+      }
+      setNativeGemm(addon);
+      tf.dispose([x, gamma, beta]);
     }
-    tf.dispose([x, gamma, beta]);
   });
 
-  it("GELU in one kernel equals the composition (small tensors; large ones keep the composition)", () => {
-    const x = tf.randomNormal([32, 512], 0, 3, "float32", 6);
-    setFusedInference(true);
-    const before = tf.memory().numTensors;
-    const fused = gelu(x);
-    expect(tf.memory().numTensors).toBe(before + 1);
-    setFusedInference(false);
-    const plain = tf.tidy(() => gelu(x));
-    expect(maxRelative(fused, plain)).toBeLessThan(1e-5);
-    tf.dispose([fused, plain, x]);
+  it("GELU in one kernel equals the composition (on the addon at any size; else small tensors)", () => {
+    const addon = activeNativeGemm();
+    for (const shape of [
+      [32, 512],
+      [700, 512],
+    ]) {
+      const x = tf.randomNormal(shape, 0, 3, "float32", 6);
+      for (const engine of engines()) {
+        setNativeGemm(engine);
+        setFusedInference(true);
+        const before = tf.memory().numTensors;
+        const fused = gelu(x);
+        // one kernel (one new tensor): on the addon, or small enough for the JS loop
+        if (engine || x.size <= FUSED_GELU_MAX_ELEMENTS)
+          expect(tf.memory().numTensors).toBe(before + 1);
+        setFusedInference(false);
+        const plain = tf.tidy(() => gelu(x));
+        expect(maxRelative(fused, plain)).toBeLessThan(1e-5);
+        tf.dispose([fused, plain]);
+      }
+      setNativeGemm(addon);
+      x.dispose();
+    }
   });
 
   it("a GPT's logits and greedy tokens are the same with the fused kernels as without", () => {

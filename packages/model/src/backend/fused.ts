@@ -146,7 +146,7 @@ export function gelu(x: tf.Tensor): tf.Tensor {
   if (!recording()) {
     if (
       fusedInference &&
-      x.size <= FUSED_GELU_MAX_ELEMENTS &&
+      (x.size <= FUSED_GELU_MAX_ELEMENTS || activeNativeGemm()) &&
       tf.getBackend() === "wasm" &&
       tf.getKernel(FORGE_GELU, "wasm")
     ) {

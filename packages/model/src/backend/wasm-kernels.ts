@@ -481,11 +481,32 @@ function fusedLayerNorm(args: {
     );
   }
   const out = backend.makeOutput(x.shape, "float32");
+  const rows = util.sizeFromShape(x.shape) / columns;
+  const native = nativeGemm;
+  if (native) {
+    // the addon's training kernel (AVX2, rows split across the pool), x̂ written over the
+    // output before the output itself, 1/σ into a scratch tensor dropped after
+    const rstd = backend.makeOutput([rows], "float32");
+    native.layerNorm(
+      backend.wasm.HEAPU8,
+      offsetOf(backend, x),
+      offsetOf(backend, gamma),
+      beta ? offsetOf(backend, beta) : 0,
+      offsetOf(backend, out),
+      offsetOf(backend, out),
+      offsetOf(backend, rstd),
+      rows,
+      columns,
+      beta ? 1 : 0,
+      attrs.epsilon,
+    );
+    backend.disposeData(rstd.dataId);
+    return out;
+  }
   const source = backend.typedArrayFromHeap(x);
   const g = backend.typedArrayFromHeap(gamma);
   const b = beta ? backend.typedArrayFromHeap(beta) : undefined;
   const target = backend.typedArrayFromHeap(out);
-  const rows = source.length / columns;
   for (let r = 0; r < rows; r++) {
     const from = r * columns;
     let sum = 0;
@@ -520,6 +541,13 @@ function fusedGelu(args: { inputs: { x: TensorInfo }; backend: WasmBackend }): T
     );
   }
   const out = backend.makeOutput(x.shape, "float32");
+  const native = nativeGemm;
+  if (native) {
+    // the addon's (AVX2, split across the pool), σ written over the output before it
+    const at = offsetOf(backend, out);
+    native.gelu(backend.wasm.HEAPU8, offsetOf(backend, x), at, at, util.sizeFromShape(x.shape));
+    return out;
+  }
   const source = backend.typedArrayFromHeap(x);
   const target = backend.typedArrayFromHeap(out);
   const a = 2 * GELU_C;
