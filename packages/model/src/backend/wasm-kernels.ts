@@ -813,7 +813,7 @@ function attentionShape(
   return [batch, rows / batch, heads, kvHeads, hd];
 }
 
-/** Causal self-attention: [y, p] in one call (native/forge_gemm.cc `Attention`). */
+/** Causal self-attention: [y, p] in one call (native/forge_gemm.cc `CausalAttention`). */
 function nativeAttention(args: {
   inputs: { q: TensorInfo; k: TensorInfo; v: TensorInfo };
   backend: WasmBackend;
@@ -845,7 +845,7 @@ function nativeAttention(args: {
   return [y, p];
 }
 
-/** Its gradients [dq, dk, dv] (native/forge_gemm.cc `AttentionGrad`). */
+/** Its gradients [dq, dk, dv] (native/forge_gemm.cc `CausalAttentionGrad`). */
 function nativeAttentionGrad(args: {
   inputs: { dy: TensorInfo; q: TensorInfo; k: TensorInfo; v: TensorInfo; p: TensorInfo };
   backend: WasmBackend;
