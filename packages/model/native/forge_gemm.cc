@@ -1092,6 +1092,7 @@ struct Step {
   int64_t batch, C, heads, hd, capacity, V, inner, slot;
   double epsilon;
   float *x, *h, *qkv, *att, *proj, *hidden, *low, *update, *logits;
+  float* rstd;  // scratch, [batch]
   int32_t *starts;
   const int32_t *ids, *positions;
   const float *wte, *wpe, *normGain, *normBias;
@@ -1207,23 +1208,12 @@ void StepLinearRows(const Step& s, const StepLinear& l, const float* x, float* y
   for (int64_t i = 0; i < rows * l.out; i++) y[r0 * l.out + i] += update[i] * l.scale;
 }
 
-// LayerNorm of rows [r0, r1) (accumulated in double, as the JS step does).
-void StepNormRows(const float* x, float* y, const float* gain, const float* bias, int64_t cols,
-                  double epsilon, int64_t r0, int64_t r1) {
-  for (int64_t r = r0; r < r1; r++) {
-    const float* in = x + r * cols;
-    float* out = y + r * cols;
-    double mean = 0;
-    for (int64_t c = 0; c < cols; c++) mean += in[c];
-    mean /= cols;
-    double squares = 0;
-    for (int64_t c = 0; c < cols; c++) squares += (in[c] - mean) * (in[c] - mean);
-    const double rstd = 1 / std::sqrt(squares / cols + epsilon);
-    for (int64_t c = 0; c < cols; c++) {
-      const double v = (in[c] - mean) * rstd * gain[c];
-      out[c] = static_cast<float>(bias ? v + bias[c] : v);
-    }
-  }
+// LayerNorm of rows [r0, r1): the training kernel's rows, x̂ written over y before y itself,
+// 1/σ into the step's scratch.
+void StepNormRows(const Step& s, const float* x, float* y, const float* gain, const float* bias,
+                  int64_t r0, int64_t r1) {
+  (kHasAvx2 ? LayerNormRowsAvx2 : LayerNormRowsScalar)(x, gain, bias, y, y, s.rstd, r0, r1, s.C,
+                                                       s.epsilon);
 }
 
 void StepRows(const Step& s, int64_t r0, int64_t r1, float* scores) {
@@ -1234,7 +1224,7 @@ void StepRows(const Step& s, int64_t r0, int64_t r1, float* scores) {
     for (int64_t c = 0; c < C; c++) s.x[r * C + c] = te[c] + pe[c];
   }
   for (const StepBlock& b : s.blocks) {
-    StepNormRows(s.x, s.h, b.norm1, b.bias1, C, s.epsilon, r0, r1);
+    StepNormRows(s, s.x, s.h, b.norm1, b.bias1, r0, r1);
     StepLinearRows(s, b.qkv, s.h, s.qkv, r0, r1);
     for (int64_t r = r0; r < r1; r++)
       for (int64_t head = 0; head < s.heads; head++) {
@@ -1253,14 +1243,14 @@ void StepRows(const Step& s, int64_t r0, int64_t r1, float* scores) {
     AttendRows(a, r0, r1, scores);
     StepLinearRows(s, b.o, s.att, s.proj, r0, r1);
     for (int64_t i = r0 * C; i < r1 * C; i++) s.x[i] += s.proj[i];
-    StepNormRows(s.x, s.h, b.norm2, b.bias2, C, s.epsilon, r0, r1);
+    StepNormRows(s, s.x, s.h, b.norm2, b.bias2, r0, r1);
     StepLinearRows(s, b.fc, s.h, s.hidden, r0, r1);
     float* hidden = s.hidden + r0 * s.inner;
     (kHasAvx2 ? GeluAvx2 : GeluScalar)(hidden, hidden, nullptr, rows * s.inner);
     StepLinearRows(s, b.down, s.hidden, s.proj, r0, r1);
     for (int64_t i = r0 * C; i < r1 * C; i++) s.x[i] += s.proj[i];
   }
-  StepNormRows(s.x, s.h, s.normGain, s.normBias, C, s.epsilon, r0, r1);
+  StepNormRows(s, s.x, s.h, s.normGain, s.normBias, r0, r1);
   PackedTimes(s.h + r0 * C, s.head, nullptr, s.logits + r0 * s.V, rows, C, s.V);
 }
 
@@ -1359,6 +1349,8 @@ napi_value DecodeStep(napi_env env, napi_callback_info info) {
       return Throw(env, "decodeStep: row " + std::to_string(r) + "'s token id or position is out of range");
     if (s.starts[r] > slot) return Throw(env, "decodeStep: a row starts after the new token");
   }
+  std::vector<float> rstd(B);
+  s.rstd = rstd.data();
   const int parts = static_cast<int>(std::min<int64_t>(pool.Size(), B / kStepRowsPerThread));
   if (parts < 2 || macs * B < kStepParallelMacs) {
     std::vector<float> scores(s.capacity);

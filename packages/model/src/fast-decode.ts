@@ -433,7 +433,8 @@ export class JsDecoder {
   private readonly frequencies: Float64Array | undefined;
   // scratch (float offsets into view): [B, ·] activations; keys per layer [B, KV, capacity,
   // hd], values per layer transposed, [B, KV, hd, capacity] (so both attention products are
-  // rows · vector), or as the keys for the native step (`plan`), which streams through them
+  // rows · vector), or as the keys for the native step (`nativeStep`), which streams through
+  // them
   private readonly x: number;
   private readonly h: number;
   private readonly qkv: number;
@@ -460,12 +461,11 @@ export class JsDecoder {
   private readonly idsView: Int32Array;
   private readonly positionsView: Int32Array;
   /**
-   * The native addon's whole-step plan (GPT-2 models: see `stepPlan`); the per-op path runs
-   * Llama-family models and runs without the addon.
+   * The native addon's whole step (GPT-2 models): the addon loaded when the decoder was made,
+   * and the plan it reads (`stepPlan`). The per-op path runs Llama-family models, and runs
+   * without the addon.
    */
-  private readonly plan: Float64Array | undefined;
-  /** The addon the plan runs on (the one loaded when the decoder was made). */
-  private readonly native: NativeGemmModule | undefined;
+  private readonly nativeStep: { addon: NativeGemmModule; plan: Float64Array } | undefined;
   private readonly active: Uint8Array;
   private pads: number[] = [];
   private length = 0;
@@ -475,8 +475,8 @@ export class JsDecoder {
     const config = model.config;
     const l = config.llama;
     // GPT-2 models take the native addon's whole step where it is loaded
-    this.native = l ? undefined : activeNativeGemm();
-    const weights = weightsOf(model, this.native !== undefined);
+    const addon = l ? undefined : activeNativeGemm();
+    const weights = weightsOf(model, addon !== undefined);
     this.weights = weights;
     this.batch = batch;
     this.capacity = config.blockSize;
@@ -543,7 +543,7 @@ export class JsDecoder {
     this.positionsView = new Int32Array(this.memory.buffer, this.positions * 4, batch);
     this.kernels = matmulKernels(this.memory);
     this.active = new Uint8Array(batch);
-    this.plan = this.native ? this.stepPlan(inner) : undefined;
+    this.nativeStep = addon ? { addon, plan: this.stepPlan(inner) } : undefined;
   }
 
   /**
@@ -618,7 +618,7 @@ export class JsDecoder {
       for (let row = 0; row < batch * heads; row++) {
         const slice = [row * time * hd, (row + 1) * time * hd] as const;
         view.set(keys.subarray(...slice), this.keys[i]! + row * capacity * hd);
-        if (this.plan) {
+        if (this.nativeStep) {
           view.set(vals.subarray(...slice), this.vals[i]! + row * capacity * hd);
           continue;
         }
@@ -743,7 +743,7 @@ export class JsDecoder {
       for (let row = 0; row < this.batch * this.KV; row++) {
         const keys = this.keys[i]! + row * capacity * hd; // [t][hd]
         view.copyWithin(keys, keys + drop * hd, keys + length * hd);
-        if (this.plan) {
+        if (this.nativeStep) {
           const vals = this.vals[i]! + row * capacity * hd; // [t][hd]
           view.copyWithin(vals, vals + drop * hd, vals + length * hd);
           continue;
@@ -774,8 +774,7 @@ export class JsDecoder {
     if (this.length + 1 > this.capacity)
       throw new ModelError("E_INPUT", `the cache is full (${this.capacity} positions)`);
     for (let r = 0; r < B; r++) active[r] = skip?.[r] ? 0 : 1;
-    const native = this.native;
-    if (native && this.plan) {
+    if (this.nativeStep) {
       // the whole step in one call (rows split across the pool when the batch pays for it)
       const { startsView, idsView, positionsView } = this;
       for (let r = 0; r < B; r++) {
@@ -783,7 +782,7 @@ export class JsDecoder {
         idsView[r] = ids[r]!;
         positionsView[r] = positions[r]!;
       }
-      native.decodeStep(this.bytes, this.plan, this.length);
+      this.nativeStep.addon.decodeStep(this.bytes, this.nativeStep.plan, this.length);
       this.length++;
       return view.subarray(this.logits, this.logits + B * V);
     }

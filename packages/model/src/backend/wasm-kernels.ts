@@ -786,15 +786,15 @@ interface AttentionAttrs {
 }
 
 /**
- * q [B·T, H·d] and k, v [B·T, KV·d] as batch, time, heads, key/value heads and head size, or
- * an E_KERNEL_INPUT naming them.
+ * q [B·T, H·d] and k, v [B·T, KV·d] as the kernels' shape arguments — batch, time, heads,
+ * key/value heads, head size and the scale 1/√d — or an E_KERNEL_INPUT naming them.
  */
 function attentionShape(
   kernel: string,
   q: TensorInfo,
   kv: TensorInfo[],
   attrs: AttentionAttrs,
-): [number, number, number, number, number] {
+): [number, number, number, number, number, number] {
   const [rows, width] = q.shape as [number, number];
   const { batch, heads, kvHeads } = attrs;
   const hd = width / heads;
@@ -810,7 +810,7 @@ function attentionShape(
       `${kernel}: q [${q.shape}], k and v [${kv.map((t) => t.shape).join("], [")}] are not [batch ${batch} · time, ${heads} heads · head size] and [batch · time, ${kvHeads} heads · head size]`,
     );
   }
-  return [batch, rows / batch, heads, kvHeads, hd];
+  return [batch, rows / batch, heads, kvHeads, hd, 1 / Math.sqrt(hd)];
 }
 
 /** Causal self-attention: [y, p] in one call (native/forge_gemm.cc `CausalAttention`). */
@@ -824,24 +824,12 @@ function nativeAttention(args: {
   const { q, k, v } = args.inputs;
   sameFloat32(FORGE_ATTENTION, [q]);
   sameFloat32(FORGE_ATTENTION, [k, v]);
-  const [batch, time, heads, kvHeads, hd] = attentionShape(FORGE_ATTENTION, q, [k, v], attrs);
+  const shape = attentionShape(FORGE_ATTENTION, q, [k, v], attrs);
+  const [batch, time, heads] = shape;
   const y = backend.makeOutput(q.shape, "float32");
   const p = backend.makeOutput([batch, heads, time, time], "float32");
   const at = (t: TensorInfo) => offsetOf(backend, t);
-  native.attention(
-    backend.wasm.HEAPU8,
-    at(q),
-    at(k),
-    at(v),
-    at(y),
-    at(p),
-    batch,
-    time,
-    heads,
-    kvHeads,
-    hd,
-    1 / Math.sqrt(hd),
-  );
+  native.attention(backend.wasm.HEAPU8, at(q), at(k), at(v), at(y), at(p), ...shape);
   return [y, p];
 }
 
@@ -856,7 +844,8 @@ function nativeAttentionGrad(args: {
   const { dy, q, k, v, p } = args.inputs;
   sameFloat32(FORGE_ATTENTION_GRAD, [dy, q]);
   sameFloat32(FORGE_ATTENTION_GRAD, [k, v]);
-  const [batch, time, heads, kvHeads, hd] = attentionShape(FORGE_ATTENTION_GRAD, q, [k, v], attrs);
+  const shape = attentionShape(FORGE_ATTENTION_GRAD, q, [k, v], attrs);
+  const [batch, time, heads] = shape;
   if (p.dtype !== "float32" || !util.arraysEqual(p.shape, [batch, heads, time, time])) {
     throw new ModelError(
       "E_KERNEL_INPUT",
@@ -879,12 +868,7 @@ function nativeAttentionGrad(args: {
     at(dq),
     at(dk),
     at(dv),
-    batch,
-    time,
-    heads,
-    kvHeads,
-    hd,
-    1 / Math.sqrt(hd),
+    ...shape,
   );
   return [dq, dk, dv];
 }
